@@ -1,0 +1,1 @@
+//! The SplitSave client SDK (offline store, sync, typed operations). Work in progress.

@@ -1,0 +1,449 @@
+//! The server's configuration: read once from the environment (and `.env`) at start-up into one
+//! typed struct, with development defaults and hard failures for missing production secrets.
+//!
+//! Every variable is listed in the README's configuration table.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rand::RngCore;
+
+/// Which kind of deployment this is: it decides the log format and whether missing secrets are
+/// generated (development) or refused (production).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    /// A developer's machine: generated secrets, SQLite by default, human-readable logs.
+    Development,
+    /// A real deployment: secrets and database are required, logs are JSON lines.
+    Production,
+}
+
+/// Argon2id cost parameters for password hashing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory cost in KiB (OWASP minimum: 19456, i.e. 19 MiB).
+    pub memory_kib: u32,
+    /// Number of passes (OWASP minimum with 19 MiB: 2).
+    pub iterations: u32,
+    /// Degree of parallelism (OWASP: 1).
+    pub parallelism: u32,
+}
+
+impl Argon2Params {
+    /// OWASP's recommended minimum for argon2id, the production default.
+    pub const OWASP: Argon2Params = Argon2Params {
+        memory_kib: 19456,
+        iterations: 2,
+        parallelism: 1,
+    };
+}
+
+/// The whole configuration of one server process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `SPLITSAVE_ENV`: `development` (default) or `production`.
+    pub env: Environment,
+    /// `PORT`, default 3000.
+    pub port: u16,
+    /// `SPLITSAVE_DATA_DIR`, default `./data`: the SQLite file and development secrets live here.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`; default `sqlite://<data_dir>/splitsave.db` (created on first start).
+    pub database_url: String,
+    /// `REDIS_URL`, optional: only needed when several nodes share the database.
+    pub redis_url: Option<String>,
+    /// `JWT_SECRET`: HMAC key of access tokens.
+    pub jwt_secret: String,
+    /// `JWT_REFRESH_SECRET`: HMAC key (pepper) for refresh and reset token hashes.
+    pub jwt_refresh_secret: String,
+    /// `CORS_ORIGIN`, comma-separated origins allowed to call the API from a browser.
+    /// Development default `http://localhost:3000`; production default: none.
+    pub cors_origins: Vec<String>,
+    /// `API_RATE_LIMIT`: requests per 15 minutes per client IP, default 1000.
+    pub api_rate_limit: u32,
+    /// `LOGIN_RATE_LIMIT`: failed logins per minute per account and IP before 429, default 5.
+    pub login_max_failures_per_minute: u32,
+    /// `SMTP_URL` (e.g. `smtp://user:pass@host:587`); unset means mails are written to the log.
+    pub smtp_url: Option<String>,
+    /// `MAIL_FROM`, default `SplitSave <no-reply@splitsave.local>`.
+    pub mail_from: String,
+    /// `PUBLIC_URL`, the base of links in mails, default `http://localhost:<port>`.
+    pub public_url: String,
+    /// `ARGON2_MEMORY_KIB` / `ARGON2_ITERATIONS`; never below OWASP's minimum outside tests.
+    pub argon2: Argon2Params,
+    /// `HASH_CONCURRENCY`: password hashes computed at once, default 2, so a login flood
+    /// cannot take every core away from sync traffic.
+    pub max_concurrent_hashes: usize,
+    /// `BODY_LIMIT_BYTES`: largest accepted request body, default 256 KiB.
+    pub body_limit_bytes: usize,
+    /// `REQUEST_TIMEOUT_SECS`: longest a REST request may take, default 30 s.
+    pub request_timeout: Duration,
+}
+
+/// Why the configuration cannot be used; the server refuses to start with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable production requires is unset.
+    #[error("{0} must be set when SPLITSAVE_ENV=production")]
+    MissingInProduction(&'static str),
+    /// A variable is set to something unusable.
+    #[error("{var} is invalid: {reason}")]
+    Invalid {
+        /// The environment variable.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The data directory or the development secrets file could not be prepared.
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Minimum length of the JWT secrets: 256 bits, the size of the HS256 key.
+const MIN_SECRET_BYTES: usize = 32;
+/// File in the data directory that keeps generated development secrets across restarts.
+const SECRETS_FILE: &str = "secrets";
+const DEFAULT_MAIL_FROM: &str = "SplitSave <no-reply@splitsave.local>";
+const DEV_CORS_ORIGIN: &str = "http://localhost:3000";
+
+impl Config {
+    /// Reads the configuration from the process environment (call `dotenvy::dotenv()` first to
+    /// honour a `.env` file). In development it creates the data directory and generates the JWT
+    /// secrets into `<data_dir>/secrets` when they are not set.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`] with variables taken from `lookup`, so tests need not touch the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let env = match var("SPLITSAVE_ENV").as_deref().map(str::to_ascii_lowercase) {
+            None => Environment::Development,
+            Some(v) if v == "development" || v == "dev" => Environment::Development,
+            Some(v) if v == "production" || v == "prod" => Environment::Production,
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    var: "SPLITSAVE_ENV",
+                    reason: format!("expected production or development, got {v:?}"),
+                })
+            }
+        };
+        let production = env == Environment::Production;
+        let port = parse_or(var("PORT"), "PORT", 3000u16)?;
+        let data_dir = PathBuf::from(var("SPLITSAVE_DATA_DIR").unwrap_or_else(|| "./data".into()));
+
+        let database_url = match var("DATABASE_URL") {
+            Some(url) => url,
+            None if production => return Err(ConfigError::MissingInProduction("DATABASE_URL")),
+            None => {
+                create_dir(&data_dir)?;
+                format!("sqlite://{}", data_dir.join("splitsave.db").display())
+            }
+        };
+        if !(database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+            || database_url.starts_with("sqlite:"))
+        {
+            return Err(ConfigError::Invalid {
+                var: "DATABASE_URL",
+                reason: "expected a postgres:// or sqlite:// URL".into(),
+            });
+        }
+
+        let (jwt_secret, jwt_refresh_secret) = match (var("JWT_SECRET"), var("JWT_REFRESH_SECRET"))
+        {
+            (Some(a), Some(b)) => (a, b),
+            (a, b) if production => {
+                let missing = if a.is_none() { "JWT_SECRET" } else { "JWT_REFRESH_SECRET" };
+                let _ = b;
+                return Err(ConfigError::MissingInProduction(missing));
+            }
+            (a, b) => {
+                let generated = development_secrets(&data_dir)?;
+                (a.unwrap_or(generated.0), b.unwrap_or(generated.1))
+            }
+        };
+        for (name, secret) in [("JWT_SECRET", &jwt_secret), ("JWT_REFRESH_SECRET", &jwt_refresh_secret)] {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(ConfigError::Invalid {
+                    var: if name == "JWT_SECRET" { "JWT_SECRET" } else { "JWT_REFRESH_SECRET" },
+                    reason: format!("must be at least {MIN_SECRET_BYTES} bytes"),
+                });
+            }
+        }
+        if jwt_secret == jwt_refresh_secret {
+            return Err(ConfigError::Invalid {
+                var: "JWT_REFRESH_SECRET",
+                reason: "must differ from JWT_SECRET".into(),
+            });
+        }
+
+        let cors_origins = match var("CORS_ORIGIN") {
+            Some(list) => list
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            None if production => Vec::new(),
+            None => vec![DEV_CORS_ORIGIN.to_string()],
+        };
+        for origin in &cors_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    var: "CORS_ORIGIN",
+                    reason: format!("{origin:?} is not an http(s) origin"),
+                });
+            }
+        }
+
+        let argon2 = Argon2Params {
+            memory_kib: parse_or(var("ARGON2_MEMORY_KIB"), "ARGON2_MEMORY_KIB", Argon2Params::OWASP.memory_kib)?,
+            iterations: parse_or(var("ARGON2_ITERATIONS"), "ARGON2_ITERATIONS", Argon2Params::OWASP.iterations)?,
+            parallelism: Argon2Params::OWASP.parallelism,
+        };
+        if argon2.memory_kib < Argon2Params::OWASP.memory_kib {
+            return Err(ConfigError::Invalid {
+                var: "ARGON2_MEMORY_KIB",
+                reason: format!("must be at least {} (OWASP)", Argon2Params::OWASP.memory_kib),
+            });
+        }
+        if argon2.iterations < Argon2Params::OWASP.iterations {
+            return Err(ConfigError::Invalid {
+                var: "ARGON2_ITERATIONS",
+                reason: format!("must be at least {} (OWASP)", Argon2Params::OWASP.iterations),
+            });
+        }
+
+        let api_rate_limit = positive(parse_or(var("API_RATE_LIMIT"), "API_RATE_LIMIT", 1000u32)?, "API_RATE_LIMIT")?;
+        let login_max_failures_per_minute =
+            positive(parse_or(var("LOGIN_RATE_LIMIT"), "LOGIN_RATE_LIMIT", 5u32)?, "LOGIN_RATE_LIMIT")?;
+        let max_concurrent_hashes =
+            positive(parse_or(var("HASH_CONCURRENCY"), "HASH_CONCURRENCY", 2usize)?, "HASH_CONCURRENCY")?;
+        let body_limit_bytes =
+            positive(parse_or(var("BODY_LIMIT_BYTES"), "BODY_LIMIT_BYTES", 256 * 1024usize)?, "BODY_LIMIT_BYTES")?;
+        let timeout_secs =
+            positive(parse_or(var("REQUEST_TIMEOUT_SECS"), "REQUEST_TIMEOUT_SECS", 30u64)?, "REQUEST_TIMEOUT_SECS")?;
+
+        Ok(Config {
+            env,
+            port,
+            public_url: var("PUBLIC_URL")
+                .map(|u| u.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| format!("http://localhost:{port}")),
+            data_dir,
+            database_url,
+            redis_url: var("REDIS_URL"),
+            jwt_secret,
+            jwt_refresh_secret,
+            cors_origins,
+            api_rate_limit,
+            login_max_failures_per_minute,
+            smtp_url: var("SMTP_URL"),
+            mail_from: var("MAIL_FROM").unwrap_or_else(|| DEFAULT_MAIL_FROM.to_string()),
+            argon2,
+            max_concurrent_hashes,
+            body_limit_bytes,
+            request_timeout: Duration::from_secs(timeout_secs),
+        })
+    }
+
+    /// A development configuration for tests: the given data directory and database, fixed
+    /// random secrets, generous rate limits and fast argon2 parameters (1 MiB, one pass) that
+    /// exist only here, so test suites do not spend minutes hashing.
+    pub fn for_tests(data_dir: impl Into<PathBuf>, database_url: impl Into<String>) -> Config {
+        Config {
+            env: Environment::Development,
+            port: 0,
+            data_dir: data_dir.into(),
+            database_url: database_url.into(),
+            redis_url: None,
+            jwt_secret: random_secret(),
+            jwt_refresh_secret: random_secret(),
+            cors_origins: vec![DEV_CORS_ORIGIN.to_string()],
+            api_rate_limit: 1000,
+            login_max_failures_per_minute: 5,
+            smtp_url: None,
+            mail_from: DEFAULT_MAIL_FROM.to_string(),
+            public_url: "http://localhost:3000".to_string(),
+            argon2: Argon2Params {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            max_concurrent_hashes: 2,
+            body_limit_bytes: 256 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// True in production: JSON logs, no generated secrets.
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+
+    /// True when the database is PostgreSQL rather than the embedded SQLite file.
+    pub fn uses_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(value: Option<String>, var: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match value {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            var,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn positive<T: PartialEq + Default>(value: T, var: &'static str) -> Result<T, ConfigError> {
+    if value == T::default() {
+        Err(ConfigError::Invalid {
+            var,
+            reason: "must be greater than zero".into(),
+        })
+    } else {
+        Ok(value)
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), ConfigError> {
+    fs::create_dir_all(dir).map_err(|source| ConfigError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Loads the development secrets from `<data_dir>/secrets`, generating and saving them (mode
+/// 0600) on first use so sessions survive restarts. Production never comes here.
+fn development_secrets(data_dir: &Path) -> Result<(String, String), ConfigError> {
+    create_dir(data_dir)?;
+    let path = data_dir.join(SECRETS_FILE);
+    let io_err = |source| ConfigError::Io {
+        path: path.clone(),
+        source,
+    };
+    if let Ok(text) = fs::read_to_string(&path) {
+        let value = |key: &str| {
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .find(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        if let (Some(a), Some(b)) = (value("JWT_SECRET"), value("JWT_REFRESH_SECRET")) {
+            tracing::warn!(path = %path.display(), "using development JWT secrets from the data directory; set JWT_SECRET and JWT_REFRESH_SECRET in production");
+            return Ok((a, b));
+        }
+    }
+    let (a, b) = (random_secret(), random_secret());
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).map_err(io_err)?;
+    writeln!(file, "# Generated development secrets. Do not use in production.\nJWT_SECRET={a}\nJWT_REFRESH_SECRET={b}")
+        .map_err(io_err)?;
+    tracing::warn!(path = %path.display(), "generated development JWT secrets into the data directory; set JWT_SECRET and JWT_REFRESH_SECRET in production");
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_secrets_or_database() {
+        let err = Config::from_lookup(lookup(&[("SPLITSAVE_ENV", "production"), ("DATABASE_URL", "postgres://x/y")]))
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingInProduction("JWT_SECRET")), "{err}");
+        let secret_a = "a".repeat(32);
+        let secret_b = "b".repeat(32);
+        let err = Config::from_lookup(lookup(&[
+            ("SPLITSAVE_ENV", "production"),
+            ("JWT_SECRET", &secret_a),
+            ("JWT_REFRESH_SECRET", &secret_b),
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingInProduction("DATABASE_URL")), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_short_secrets() {
+        let err = Config::from_lookup(lookup(&[
+            ("SPLITSAVE_ENV", "production"),
+            ("DATABASE_URL", "postgres://x/y"),
+            ("JWT_SECRET", "short"),
+            ("JWT_REFRESH_SECRET", &"b".repeat(32)),
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { var: "JWT_SECRET", .. }), "{err}");
+    }
+
+    #[test]
+    fn development_generates_secrets_once_and_defaults_to_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data_str = data.display().to_string();
+        let first = Config::from_lookup(lookup(&[("SPLITSAVE_DATA_DIR", &data_str)])).unwrap();
+        assert_eq!(first.env, Environment::Development);
+        assert_eq!(first.port, 3000);
+        assert_eq!(first.database_url, format!("sqlite://{}/splitsave.db", data_str));
+        assert_eq!(first.cors_origins, vec!["http://localhost:3000".to_string()]);
+        assert_eq!(first.argon2, Argon2Params::OWASP);
+        assert!(data.join("secrets").exists());
+        let second = Config::from_lookup(lookup(&[("SPLITSAVE_DATA_DIR", &data_str)])).unwrap();
+        assert_eq!(first.jwt_secret, second.jwt_secret);
+        assert_eq!(first.jwt_refresh_secret, second.jwt_refresh_secret);
+        assert_ne!(first.jwt_secret, first.jwt_refresh_secret);
+    }
+
+    #[test]
+    fn weak_argon2_parameters_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_str = dir.path().display().to_string();
+        let err = Config::from_lookup(lookup(&[("SPLITSAVE_DATA_DIR", &data_str), ("ARGON2_MEMORY_KIB", "1024")]))
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { var: "ARGON2_MEMORY_KIB", .. }));
+    }
+
+    #[test]
+    fn cors_origins_are_split_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_str = dir.path().display().to_string();
+        let cfg = Config::from_lookup(lookup(&[
+            ("SPLITSAVE_DATA_DIR", &data_str),
+            ("CORS_ORIGIN", "https://a.example, https://b.example/"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.cors_origins, vec!["https://a.example", "https://b.example"]);
+        let err = Config::from_lookup(lookup(&[("SPLITSAVE_DATA_DIR", &data_str), ("CORS_ORIGIN", "ftp://x")]))
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { var: "CORS_ORIGIN", .. }));
+    }
+}

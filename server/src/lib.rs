@@ -1,0 +1,1 @@
+//! The SplitSave server library: configuration, HTTP, auth, storage.

@@ -1,0 +1,7 @@
+//! SplitSave's shared core: the partnership document, the approval policy, merge enforcement,
+//! materialization into relational rows and the split calculation. No I/O, so the server and
+//! the client SDK apply exactly the same rules.
+
+pub mod enums;
+pub mod ids;
+pub mod time;
