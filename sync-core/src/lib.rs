@@ -5,3 +5,9 @@
 pub mod enums;
 pub mod ids;
 pub mod time;
+pub mod money;
+pub mod split;
+pub mod document;
+pub mod read;
+pub mod schema;
+pub mod write;
