@@ -94,10 +94,14 @@ pub fn new_partnership_document_as(
         return Err(DocumentError::Invalid("members must hold slots 1 and 2"));
     }
     if p.members[0].user_id == p.members[1].user_id {
-        return Err(DocumentError::Invalid("members must be two different users"));
+        return Err(DocumentError::Invalid(
+            "members must be two different users",
+        ));
     }
     if p.approval_threshold.0 <= 0 {
-        return Err(DocumentError::Invalid("approval threshold must be positive"));
+        return Err(DocumentError::Invalid(
+            "approval threshold must be positive",
+        ));
     }
     let mut doc = Automerge::new().with_actor(actor);
     doc.transact_with::<_, _, AutomergeError, _>(
@@ -197,7 +201,12 @@ pub fn read_document<R: ReadDoc>(doc: &R) -> Result<DocumentState, DocumentError
     Ok(DocumentState {
         partnership,
         members,
-        expenses: collect(doc, Collection::Expenses, &mut malformed, read::read_expense),
+        expenses: collect(
+            doc,
+            Collection::Expenses,
+            &mut malformed,
+            read::read_expense,
+        ),
         goals: collect(doc, Collection::Goals, &mut malformed, read::read_goal),
         goal_contributions: collect(
             doc,
@@ -205,9 +214,24 @@ pub fn read_document<R: ReadDoc>(doc: &R) -> Result<DocumentState, DocumentError
             &mut malformed,
             read::read_goal_contribution,
         ),
-        approvals: collect(doc, Collection::Approvals, &mut malformed, read::read_approval),
-        messages: collect(doc, Collection::Messages, &mut malformed, read::read_message),
-        contributions: collect(doc, Collection::Contributions, &mut malformed, read::read_month),
+        approvals: collect(
+            doc,
+            Collection::Approvals,
+            &mut malformed,
+            read::read_approval,
+        ),
+        messages: collect(
+            doc,
+            Collection::Messages,
+            &mut malformed,
+            read::read_message,
+        ),
+        contributions: collect(
+            doc,
+            Collection::Contributions,
+            &mut malformed,
+            read::read_month,
+        ),
         malformed,
     })
 }

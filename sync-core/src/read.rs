@@ -65,7 +65,12 @@ pub fn collection_obj<R: ReadDoc>(doc: &R, c: Collection) -> Option<ObjId> {
 }
 
 /// Reads a string written as a scalar string or as a Text object.
-pub fn string<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str, path: &str) -> Result<String, ShapeError> {
+pub fn string<R: ReadDoc>(
+    doc: &R,
+    obj: &ObjId,
+    key: &str,
+    path: &str,
+) -> Result<String, ShapeError> {
     opt_string(doc, obj, key, path)?.ok_or_else(|| shape(format!("{path}.{key}"), "missing"))
 }
 
@@ -147,7 +152,12 @@ pub fn time<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str, path: &str) -> Result<M
 }
 
 /// Reads a boolean.
-pub fn boolean<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str, path: &str) -> Result<bool, ShapeError> {
+pub fn boolean<R: ReadDoc>(
+    doc: &R,
+    obj: &ObjId,
+    key: &str,
+    path: &str,
+) -> Result<bool, ShapeError> {
     match slot(doc, obj, key) {
         Slot::Scalar(ScalarValue::Boolean(b)) => Ok(b),
         Slot::Missing => Err(shape(format!("{path}.{key}"), "missing")),
@@ -174,7 +184,12 @@ fn enum_field<R: ReadDoc, T>(
     parsed(string(doc, obj, key, path)?, key, path, parse)
 }
 
-fn user_field<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str, path: &str) -> Result<UserId, ShapeError> {
+fn user_field<R: ReadDoc>(
+    doc: &R,
+    obj: &ObjId,
+    key: &str,
+    path: &str,
+) -> Result<UserId, ShapeError> {
     enum_field(doc, obj, key, path, |s| UserId::from_str(s).ok())
 }
 
@@ -434,14 +449,18 @@ pub fn read_month<R: ReadDoc>(doc: &R, key: &str) -> Result<Option<MonthContribu
     };
     let p = format!("contributions.{key}");
     let month = Month::parse(key).map_err(|_| shape(&p, "key is not YYYY-MM"))?;
-    let amounts_obj =
-        map_at(doc, &obj, "amounts").ok_or_else(|| shape(format!("{p}.amounts"), "expected a map"))?;
+    let amounts_obj = map_at(doc, &obj, "amounts")
+        .ok_or_else(|| shape(format!("{p}.amounts"), "expected a map"))?;
     let paid_obj =
         map_at(doc, &obj, "paid").ok_or_else(|| shape(format!("{p}.paid"), "expected a map"))?;
     let mut amounts = BTreeMap::new();
     for k in doc.keys(&amounts_obj) {
-        let user = UserId::from_str(&k).map_err(|_| shape(format!("{p}.amounts"), "bad user id"))?;
-        amounts.insert(user, minor(int(doc, &amounts_obj, &k, &format!("{p}.amounts"))?));
+        let user =
+            UserId::from_str(&k).map_err(|_| shape(format!("{p}.amounts"), "bad user id"))?;
+        amounts.insert(
+            user,
+            minor(int(doc, &amounts_obj, &k, &format!("{p}.amounts"))?),
+        );
     }
     let mut paid = BTreeMap::new();
     for k in doc.keys(&paid_obj) {

@@ -62,7 +62,11 @@ pub fn put_opt_int<T: Transactable>(
 }
 
 /// Writes every field of an expense into `obj`.
-pub fn put_expense_fields<T: Transactable>(tx: &mut T, obj: &ObjId, e: &Expense) -> WriteResult<()> {
+pub fn put_expense_fields<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    e: &Expense,
+) -> WriteResult<()> {
     tx.put(obj, "name", e.name.as_str())?;
     tx.put(obj, "amount", e.amount.0)?;
     tx.put(obj, "category", e.category.as_str())?;
@@ -175,7 +179,11 @@ pub fn put_approval<T: Transactable>(tx: &mut T, a: &Approval) -> WriteResult<()
 }
 
 /// Writes every field of a message into `obj`.
-pub fn put_message_fields<T: Transactable>(tx: &mut T, obj: &ObjId, m: &Message) -> WriteResult<()> {
+pub fn put_message_fields<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    m: &Message,
+) -> WriteResult<()> {
     tx.put(obj, "sender_id", m.sender_id.to_string())?;
     tx.put(obj, "text", m.text.as_str())?;
     tx.put(obj, "message_type", m.message_type.as_str())?;
