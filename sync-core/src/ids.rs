@@ -162,7 +162,10 @@ mod tests {
 
     #[test]
     fn derived_ids_are_deterministic_and_distinct() {
-        assert_eq!(EntityId::derived(&["a", "b"]), EntityId::derived(&["a", "b"]));
+        assert_eq!(
+            EntityId::derived(&["a", "b"]),
+            EntityId::derived(&["a", "b"])
+        );
         assert_ne!(EntityId::derived(&["a", "b"]), EntityId::derived(&["ab"]));
     }
 }
