@@ -1,0 +1,542 @@
+//! Rate limits: one per client IP for the whole API, and stricter ones for guessing passwords.
+//!
+//! * **Per IP** ([`per_ip`]): at most `API_RATE_LIMIT` requests per 15 minutes from one IP
+//!   address; the next ones answer 429 with `Retry-After` until the window ends.
+//! * **Login failures** ([`RateLimits::check_login`], [`RateLimits::record_login_failure`]):
+//!   after `LOGIN_RATE_LIMIT` (default 5) wrong passwords for one account from one IP within a
+//!   minute, further attempts for that account from that IP answer 429 until the minute is over.
+//!   From all IPs together an account may collect four times as many failures a minute before
+//!   it is blocked everywhere: enough to stop a distributed guesser, while one attacker alone
+//!   cannot lock the owner out of their account from another network.
+//! * **Forgot-password** ([`RateLimits::check_forgot_password`]): the same number of requests
+//!   per minute per (email, IP) and four times that per email, so nobody can flood an inbox with
+//!   reset mails. The limit is counted before the account is looked up, so a 429 says nothing
+//!   about whether the email is registered.
+//!
+//! Counters are fixed windows kept behind the [`WindowCounter`] trait. [`MemoryCounter`] keeps
+//! them in this process, which is right for one node; several nodes behind a load balancer need
+//! a shared implementation (Redis `INCR` + `PEXPIRE`, one key per counter) plugged in with
+//! [`RateLimits::with_counter`].
+//!
+//! The client IP is the socket peer address, so the server must be served with
+//! `into_make_service_with_connect_info::<SocketAddr>()`; behind a reverse proxy every client
+//! shares the proxy's address, and the proxy should enforce its own per-client limit.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::validation::Email;
+
+/// Window of the per-IP API limit.
+pub const API_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Window of the login and forgot-password limits.
+pub const AUTH_WINDOW: Duration = Duration::from_secs(60);
+/// How many times the per-(account, IP) limit an account may reach from all IPs together.
+const ACCOUNT_WIDE_FACTOR: u32 = 4;
+
+/// The state of one counter after counting or reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowCount {
+    /// Events counted in the current window.
+    pub count: u64,
+    /// Time until the window ends and the count starts again from zero.
+    pub resets_in: Duration,
+}
+
+/// The counter backend could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("rate limit backend failed: {0}")]
+pub struct CounterError(pub String);
+
+/// Fixed-window event counters keyed by string: the storage behind every limit, replaceable by a
+/// shared implementation when several nodes serve the API.
+#[async_trait]
+pub trait WindowCounter: Send + Sync + 'static {
+    /// Counts one event for `key`; a window of length `window` starts with the first event after
+    /// the previous one ended.
+    async fn hit(&self, key: &str, window: Duration) -> Result<WindowCount, CounterError>;
+    /// The current window of `key`, without counting (`None` when no window is open).
+    async fn peek(&self, key: &str) -> Result<Option<WindowCount>, CounterError>;
+    /// Forgets `key` (e.g. a login succeeded).
+    async fn clear(&self, key: &str) -> Result<(), CounterError>;
+}
+
+/// In-process [`WindowCounter`]: a map from key to (count, window end), pruned of ended windows
+/// as it grows so that one-off keys do not accumulate.
+#[derive(Debug, Default)]
+pub struct MemoryCounter {
+    windows: Mutex<HashMap<String, OpenWindow>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct OpenWindow {
+    count: u64,
+    ends_at: Instant,
+}
+
+/// Map size above which ended windows are removed on the next hit.
+const PRUNE_ABOVE: usize = 10_000;
+
+impl MemoryCounter {
+    /// An empty counter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, OpenWindow>> {
+        // A panic while holding the lock cannot leave a window half-updated, so a poisoned map
+        // is still consistent.
+        self.windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// [`WindowCounter::hit`] at an explicit instant (lets tests move time without sleeping).
+    pub fn hit_at(&self, key: &str, window: Duration, now: Instant) -> WindowCount {
+        let mut windows = self.lock();
+        if windows.len() > PRUNE_ABOVE {
+            windows.retain(|_, w| w.ends_at > now);
+        }
+        let open = windows
+            .entry(key.to_string())
+            .and_modify(|w| {
+                if w.ends_at <= now {
+                    *w = OpenWindow {
+                        count: 0,
+                        ends_at: now + window,
+                    };
+                }
+            })
+            .or_insert(OpenWindow {
+                count: 0,
+                ends_at: now + window,
+            });
+        open.count += 1;
+        WindowCount {
+            count: open.count,
+            resets_in: open.ends_at - now,
+        }
+    }
+
+    /// [`WindowCounter::peek`] at an explicit instant.
+    pub fn peek_at(&self, key: &str, now: Instant) -> Option<WindowCount> {
+        self.lock()
+            .get(key)
+            .filter(|w| w.ends_at > now)
+            .map(|w| WindowCount {
+                count: w.count,
+                resets_in: w.ends_at - now,
+            })
+    }
+}
+
+#[async_trait]
+impl WindowCounter for MemoryCounter {
+    async fn hit(&self, key: &str, window: Duration) -> Result<WindowCount, CounterError> {
+        Ok(self.hit_at(key, window, Instant::now()))
+    }
+
+    async fn peek(&self, key: &str) -> Result<Option<WindowCount>, CounterError> {
+        Ok(self.peek_at(key, Instant::now()))
+    }
+
+    async fn clear(&self, key: &str) -> Result<(), CounterError> {
+        self.lock().remove(key);
+        Ok(())
+    }
+}
+
+/// A limit was reached, or could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum RateLimitError {
+    /// Too many requests; come back after `retry_after_secs`.
+    #[error("rate limited for {retry_after_secs} s")]
+    Limited {
+        /// Seconds until the window ends (at least 1).
+        retry_after_secs: u64,
+    },
+    /// The counter backend failed; the request is refused rather than let through unchecked.
+    #[error(transparent)]
+    Backend(#[from] CounterError),
+}
+
+impl From<RateLimitError> for ApiError {
+    fn from(err: RateLimitError) -> Self {
+        match err {
+            RateLimitError::Limited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
+            RateLimitError::Backend(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// Every rate limit of the server; built once at start-up and shared through `AppState`.
+#[derive(Clone)]
+pub struct RateLimits {
+    counter: Arc<dyn WindowCounter>,
+    api_per_window: u32,
+    auth_per_window: u32,
+}
+
+impl fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("api_per_window", &self.api_per_window)
+            .field("auth_per_window", &self.auth_per_window)
+            .finish_non_exhaustive()
+    }
+}
+
+fn retry_after(count: WindowCount) -> RateLimitError {
+    // Round up, so that a client that waits exactly this long finds the window over.
+    let secs = count.resets_in.as_secs() + u64::from(count.resets_in.subsec_nanos() > 0);
+    RateLimitError::Limited {
+        retry_after_secs: secs.max(1),
+    }
+}
+
+impl RateLimits {
+    /// In-process limits with `API_RATE_LIMIT` and `LOGIN_RATE_LIMIT` from the configuration.
+    pub fn new(config: &Config) -> Self {
+        Self::with_counter(
+            Arc::new(MemoryCounter::new()),
+            config.api_rate_limit,
+            config.login_max_failures_per_minute,
+        )
+    }
+
+    /// Limits kept in `counter`: `api_per_15_min` requests per IP per 15 minutes, and
+    /// `auth_per_minute` login failures (or forgot-password requests) per (account, IP) a minute.
+    pub fn with_counter(
+        counter: Arc<dyn WindowCounter>,
+        api_per_15_min: u32,
+        auth_per_minute: u32,
+    ) -> Self {
+        RateLimits {
+            counter,
+            api_per_window: api_per_15_min,
+            auth_per_window: auth_per_minute,
+        }
+    }
+
+    fn account_wide_limit(&self) -> u64 {
+        u64::from(self.auth_per_window) * u64::from(ACCOUNT_WIDE_FACTOR)
+    }
+
+    /// Counts one API request from `ip`; `Limited` once the 15-minute budget is spent.
+    pub async fn check_api(&self, ip: IpAddr) -> Result<(), RateLimitError> {
+        let count = self.counter.hit(&format!("api:{ip}"), API_WINDOW).await?;
+        if count.count > u64::from(self.api_per_window) {
+            return Err(retry_after(count));
+        }
+        Ok(())
+    }
+
+    /// Before checking a password for `email` from `ip`: `Limited` when that account already
+    /// has too many recent failures from this IP, or from everywhere.
+    pub async fn check_login(&self, email: &Email, ip: IpAddr) -> Result<(), RateLimitError> {
+        let limits = [
+            (login_key(email, Some(ip)), u64::from(self.auth_per_window)),
+            (login_key(email, None), self.account_wide_limit()),
+        ];
+        for (key, limit) in limits {
+            if let Some(count) = self.counter.peek(&key).await? {
+                if count.count >= limit {
+                    return Err(retry_after(count));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a wrong password for `email` from `ip` (also for unknown emails, so that an
+    /// attacker cannot tell them apart by the limit).
+    pub async fn record_login_failure(
+        &self,
+        email: &Email,
+        ip: IpAddr,
+    ) -> Result<(), RateLimitError> {
+        self.counter
+            .hit(&login_key(email, Some(ip)), AUTH_WINDOW)
+            .await?;
+        self.counter
+            .hit(&login_key(email, None), AUTH_WINDOW)
+            .await?;
+        Ok(())
+    }
+
+    /// After a successful login: forgets the failures of this (account, IP) pair, so the owner
+    /// who mistyped a few times starts again with a full budget. The account-wide count stays.
+    pub async fn record_login_success(
+        &self,
+        email: &Email,
+        ip: IpAddr,
+    ) -> Result<(), RateLimitError> {
+        self.counter.clear(&login_key(email, Some(ip))).await?;
+        Ok(())
+    }
+
+    /// Counts one forgot-password request for `email` from `ip`; `Limited` beyond the budget.
+    pub async fn check_forgot_password(
+        &self,
+        email: &Email,
+        ip: IpAddr,
+    ) -> Result<(), RateLimitError> {
+        let pair = self
+            .counter
+            .hit(&forgot_key(email, Some(ip)), AUTH_WINDOW)
+            .await?;
+        let account = self
+            .counter
+            .hit(&forgot_key(email, None), AUTH_WINDOW)
+            .await?;
+        if pair.count > u64::from(self.auth_per_window) {
+            return Err(retry_after(pair));
+        }
+        if account.count > self.account_wide_limit() {
+            return Err(retry_after(account));
+        }
+        Ok(())
+    }
+}
+
+fn login_key(email: &Email, ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(ip) => format!("login:{}:{ip}", email.as_str()),
+        None => format!("login:{}", email.as_str()),
+    }
+}
+
+fn forgot_key(email: &Email, ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(ip) => format!("forgot:{}:{ip}", email.as_str()),
+        None => format!("forgot:{}", email.as_str()),
+    }
+}
+
+/// Middleware enforcing the per-IP API limit. Layer it on the API router:
+///
+/// ```ignore
+/// router.layer(axum::middleware::from_fn_with_state(state.limits.clone(), ratelimit::per_ip))
+/// ```
+///
+/// It reads the peer address from `ConnectInfo<SocketAddr>`, so the server must be served with
+/// `router.into_make_service_with_connect_info::<SocketAddr>()`. Without it every request
+/// answers 500 and the cause is logged, rather than all clients silently sharing one budget.
+pub async fn per_ip(
+    State(limits): State<Arc<RateLimits>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(ConnectInfo(peer)) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
+    else {
+        return missing_connect_info().into_response();
+    };
+    match limits.check_api(peer.ip()).await {
+        Ok(()) => next.run(request).await,
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+/// The client's IP address, from the socket peer (`ConnectInfo<SocketAddr>`): what the
+/// per-account limits of the auth handlers are keyed by. Like [`per_ip`], it needs the server
+/// to be served with `into_make_service_with_connect_info::<SocketAddr>()`; without it the
+/// request answers 500 and the cause is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| ClientIp(peer.ip()))
+            .ok_or_else(missing_connect_info)
+    }
+}
+
+fn missing_connect_info() -> ApiError {
+    ApiError::internal(
+        "no client address: serve the router with into_make_service_with_connect_info::<SocketAddr>()",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(raw: &str) -> Email {
+        Email::parse(raw).expect("valid test email")
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    #[test]
+    fn a_window_counts_until_it_ends_then_starts_again() {
+        let counter = MemoryCounter::new();
+        let start = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert_eq!(counter.hit_at("k", minute, start).count, 1);
+        let second = counter.hit_at("k", minute, start + Duration::from_secs(20));
+        assert_eq!(second.count, 2);
+        assert_eq!(second.resets_in, Duration::from_secs(40));
+        assert_eq!(
+            counter
+                .peek_at("k", start + Duration::from_secs(59))
+                .map(|c| c.count),
+            Some(2)
+        );
+        assert_eq!(counter.peek_at("k", start + minute), None);
+        assert_eq!(counter.hit_at("k", minute, start + minute).count, 1);
+    }
+
+    #[test]
+    fn keys_are_counted_separately() {
+        let counter = MemoryCounter::new();
+        let now = Instant::now();
+        counter.hit_at("a", AUTH_WINDOW, now);
+        counter.hit_at("a", AUTH_WINDOW, now);
+        assert_eq!(counter.hit_at("b", AUTH_WINDOW, now).count, 1);
+    }
+
+    #[test]
+    fn ended_windows_are_pruned_when_the_map_grows() {
+        let counter = MemoryCounter::new();
+        let start = Instant::now();
+        for i in 0..=PRUNE_ABOVE {
+            counter.hit_at(&format!("old{i}"), Duration::from_secs(1), start);
+        }
+        counter.hit_at("new", AUTH_WINDOW, start + Duration::from_secs(2));
+        assert_eq!(counter.lock().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_api_limit_answers_limited_after_the_budget_with_retry_after() {
+        let limits = RateLimits::with_counter(Arc::new(MemoryCounter::new()), 3, 5);
+        for _ in 0..3 {
+            assert!(limits.check_api(ip(1)).await.is_ok());
+        }
+        match limits.check_api(ip(1)).await {
+            Err(RateLimitError::Limited { retry_after_secs }) => {
+                assert!(
+                    (899..=900).contains(&retry_after_secs),
+                    "{retry_after_secs}"
+                )
+            }
+            other => panic!("expected Limited, got {other:?}"),
+        }
+        assert!(
+            limits.check_api(ip(2)).await.is_ok(),
+            "another IP has its own budget"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sixth_login_attempt_after_five_failures_is_limited() {
+        let limits = RateLimits::with_counter(Arc::new(MemoryCounter::new()), 1000, 5);
+        let ann = email("ann@example.com");
+        for _ in 0..5 {
+            assert!(limits.check_login(&ann, ip(1)).await.is_ok());
+            limits
+                .record_login_failure(&ann, ip(1))
+                .await
+                .expect("record");
+        }
+        match limits.check_login(&ann, ip(1)).await {
+            Err(RateLimitError::Limited { retry_after_secs }) => {
+                assert!((1..=60).contains(&retry_after_secs))
+            }
+            other => panic!("expected Limited, got {other:?}"),
+        }
+        // Another account from the same IP, and the same account from another IP, still may try.
+        assert!(limits
+            .check_login(&email("bob@example.com"), ip(1))
+            .await
+            .is_ok());
+        assert!(limits.check_login(&ann, ip(2)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_account_is_limited_everywhere_after_many_failures_from_many_ips() {
+        let limits = RateLimits::with_counter(Arc::new(MemoryCounter::new()), 1000, 5);
+        let ann = email("ann@example.com");
+        for i in 0..20u8 {
+            assert!(limits.check_login(&ann, ip(i)).await.is_ok(), "attempt {i}");
+            limits
+                .record_login_failure(&ann, ip(i))
+                .await
+                .expect("record");
+        }
+        assert!(limits.check_login(&ann, ip(200)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_successful_login_resets_the_failures_of_that_ip() {
+        let limits = RateLimits::with_counter(Arc::new(MemoryCounter::new()), 1000, 5);
+        let ann = email("ann@example.com");
+        for _ in 0..4 {
+            limits
+                .record_login_failure(&ann, ip(1))
+                .await
+                .expect("record");
+        }
+        limits
+            .record_login_success(&ann, ip(1))
+            .await
+            .expect("record");
+        for _ in 0..4 {
+            limits
+                .record_login_failure(&ann, ip(1))
+                .await
+                .expect("record");
+        }
+        assert!(limits.check_login(&ann, ip(1)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn forgot_password_is_limited_per_email_and_ip() {
+        let limits = RateLimits::with_counter(Arc::new(MemoryCounter::new()), 1000, 5);
+        let ann = email("ann@example.com");
+        for _ in 0..5 {
+            assert!(limits.check_forgot_password(&ann, ip(1)).await.is_ok());
+        }
+        assert!(limits.check_forgot_password(&ann, ip(1)).await.is_err());
+        assert!(limits
+            .check_forgot_password(&email("bob@example.com"), ip(1))
+            .await
+            .is_ok());
+    }
+
+    #[test]
+    fn retry_after_rounds_up_and_is_at_least_one_second() {
+        let limited = |resets_in| match retry_after(WindowCount {
+            count: 9,
+            resets_in,
+        }) {
+            RateLimitError::Limited { retry_after_secs } => retry_after_secs,
+            RateLimitError::Backend(_) => 0,
+        };
+        assert_eq!(limited(Duration::from_millis(1500)), 2);
+        assert_eq!(limited(Duration::from_secs(3)), 3);
+        assert_eq!(limited(Duration::ZERO), 1);
+    }
+}
