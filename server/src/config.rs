@@ -160,20 +160,22 @@ impl Config {
         let (jwt_secret, jwt_refresh_secret) = match (var("JWT_SECRET"), var("JWT_REFRESH_SECRET"))
         {
             (Some(a), Some(b)) => (a, b),
-            (a, b) if production => {
-                let missing = if a.is_none() { "JWT_SECRET" } else { "JWT_REFRESH_SECRET" };
-                let _ = b;
-                return Err(ConfigError::MissingInProduction(missing));
+            (None, _) if production => return Err(ConfigError::MissingInProduction("JWT_SECRET")),
+            (_, None) if production => {
+                return Err(ConfigError::MissingInProduction("JWT_REFRESH_SECRET"))
             }
             (a, b) => {
                 let generated = development_secrets(&data_dir)?;
                 (a.unwrap_or(generated.0), b.unwrap_or(generated.1))
             }
         };
-        for (name, secret) in [("JWT_SECRET", &jwt_secret), ("JWT_REFRESH_SECRET", &jwt_refresh_secret)] {
+        for (name, secret) in [
+            ("JWT_SECRET", &jwt_secret),
+            ("JWT_REFRESH_SECRET", &jwt_refresh_secret),
+        ] {
             if secret.len() < MIN_SECRET_BYTES {
                 return Err(ConfigError::Invalid {
-                    var: if name == "JWT_SECRET" { "JWT_SECRET" } else { "JWT_REFRESH_SECRET" },
+                    var: name,
                     reason: format!("must be at least {MIN_SECRET_BYTES} bytes"),
                 });
             }
@@ -204,32 +206,57 @@ impl Config {
         }
 
         let argon2 = Argon2Params {
-            memory_kib: parse_or(var("ARGON2_MEMORY_KIB"), "ARGON2_MEMORY_KIB", Argon2Params::OWASP.memory_kib)?,
-            iterations: parse_or(var("ARGON2_ITERATIONS"), "ARGON2_ITERATIONS", Argon2Params::OWASP.iterations)?,
+            memory_kib: parse_or(
+                var("ARGON2_MEMORY_KIB"),
+                "ARGON2_MEMORY_KIB",
+                Argon2Params::OWASP.memory_kib,
+            )?,
+            iterations: parse_or(
+                var("ARGON2_ITERATIONS"),
+                "ARGON2_ITERATIONS",
+                Argon2Params::OWASP.iterations,
+            )?,
             parallelism: Argon2Params::OWASP.parallelism,
         };
         if argon2.memory_kib < Argon2Params::OWASP.memory_kib {
             return Err(ConfigError::Invalid {
                 var: "ARGON2_MEMORY_KIB",
-                reason: format!("must be at least {} (OWASP)", Argon2Params::OWASP.memory_kib),
+                reason: format!(
+                    "must be at least {} (OWASP)",
+                    Argon2Params::OWASP.memory_kib
+                ),
             });
         }
         if argon2.iterations < Argon2Params::OWASP.iterations {
             return Err(ConfigError::Invalid {
                 var: "ARGON2_ITERATIONS",
-                reason: format!("must be at least {} (OWASP)", Argon2Params::OWASP.iterations),
+                reason: format!(
+                    "must be at least {} (OWASP)",
+                    Argon2Params::OWASP.iterations
+                ),
             });
         }
 
-        let api_rate_limit = positive(parse_or(var("API_RATE_LIMIT"), "API_RATE_LIMIT", 1000u32)?, "API_RATE_LIMIT")?;
-        let login_max_failures_per_minute =
-            positive(parse_or(var("LOGIN_RATE_LIMIT"), "LOGIN_RATE_LIMIT", 5u32)?, "LOGIN_RATE_LIMIT")?;
-        let max_concurrent_hashes =
-            positive(parse_or(var("HASH_CONCURRENCY"), "HASH_CONCURRENCY", 2usize)?, "HASH_CONCURRENCY")?;
-        let body_limit_bytes =
-            positive(parse_or(var("BODY_LIMIT_BYTES"), "BODY_LIMIT_BYTES", 256 * 1024usize)?, "BODY_LIMIT_BYTES")?;
-        let timeout_secs =
-            positive(parse_or(var("REQUEST_TIMEOUT_SECS"), "REQUEST_TIMEOUT_SECS", 30u64)?, "REQUEST_TIMEOUT_SECS")?;
+        let api_rate_limit = positive(
+            parse_or(var("API_RATE_LIMIT"), "API_RATE_LIMIT", 1000u32)?,
+            "API_RATE_LIMIT",
+        )?;
+        let login_max_failures_per_minute = positive(
+            parse_or(var("LOGIN_RATE_LIMIT"), "LOGIN_RATE_LIMIT", 5u32)?,
+            "LOGIN_RATE_LIMIT",
+        )?;
+        let max_concurrent_hashes = positive(
+            parse_or(var("HASH_CONCURRENCY"), "HASH_CONCURRENCY", 2usize)?,
+            "HASH_CONCURRENCY",
+        )?;
+        let body_limit_bytes = positive(
+            parse_or(var("BODY_LIMIT_BYTES"), "BODY_LIMIT_BYTES", 256 * 1024usize)?,
+            "BODY_LIMIT_BYTES",
+        )?;
+        let timeout_secs = positive(
+            parse_or(var("REQUEST_TIMEOUT_SECS"), "REQUEST_TIMEOUT_SECS", 30u64)?,
+            "REQUEST_TIMEOUT_SECS",
+        )?;
 
         Ok(Config {
             env,
@@ -290,11 +317,16 @@ impl Config {
 
     /// True when the database is PostgreSQL rather than the embedded SQLite file.
     pub fn uses_postgres(&self) -> bool {
-        self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")
+        self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
     }
 }
 
-fn parse_or<T: std::str::FromStr>(value: Option<String>, var: &'static str, default: T) -> Result<T, ConfigError>
+fn parse_or<T: std::str::FromStr>(
+    value: Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
@@ -373,15 +405,24 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn production_refuses_to_start_without_secrets_or_database() {
-        let err = Config::from_lookup(lookup(&[("SPLITSAVE_ENV", "production"), ("DATABASE_URL", "postgres://x/y")]))
-            .unwrap_err();
-        assert!(matches!(err, ConfigError::MissingInProduction("JWT_SECRET")), "{err}");
+        let err = Config::from_lookup(lookup(&[
+            ("SPLITSAVE_ENV", "production"),
+            ("DATABASE_URL", "postgres://x/y"),
+        ]))
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::MissingInProduction("JWT_SECRET")),
+            "{err}"
+        );
         let secret_a = "a".repeat(32);
         let secret_b = "b".repeat(32);
         let err = Config::from_lookup(lookup(&[
@@ -390,7 +431,10 @@ mod tests {
             ("JWT_REFRESH_SECRET", &secret_b),
         ]))
         .unwrap_err();
-        assert!(matches!(err, ConfigError::MissingInProduction("DATABASE_URL")), "{err}");
+        assert!(
+            matches!(err, ConfigError::MissingInProduction("DATABASE_URL")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -402,7 +446,16 @@ mod tests {
             ("JWT_REFRESH_SECRET", &"b".repeat(32)),
         ]))
         .unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { var: "JWT_SECRET", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    var: "JWT_SECRET",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -413,8 +466,14 @@ mod tests {
         let first = Config::from_lookup(lookup(&[("SPLITSAVE_DATA_DIR", &data_str)])).unwrap();
         assert_eq!(first.env, Environment::Development);
         assert_eq!(first.port, 3000);
-        assert_eq!(first.database_url, format!("sqlite://{}/splitsave.db", data_str));
-        assert_eq!(first.cors_origins, vec!["http://localhost:3000".to_string()]);
+        assert_eq!(
+            first.database_url,
+            format!("sqlite://{}/splitsave.db", data_str)
+        );
+        assert_eq!(
+            first.cors_origins,
+            vec!["http://localhost:3000".to_string()]
+        );
         assert_eq!(first.argon2, Argon2Params::OWASP);
         assert!(data.join("secrets").exists());
         let second = Config::from_lookup(lookup(&[("SPLITSAVE_DATA_DIR", &data_str)])).unwrap();
@@ -427,9 +486,18 @@ mod tests {
     fn weak_argon2_parameters_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let data_str = dir.path().display().to_string();
-        let err = Config::from_lookup(lookup(&[("SPLITSAVE_DATA_DIR", &data_str), ("ARGON2_MEMORY_KIB", "1024")]))
-            .unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { var: "ARGON2_MEMORY_KIB", .. }));
+        let err = Config::from_lookup(lookup(&[
+            ("SPLITSAVE_DATA_DIR", &data_str),
+            ("ARGON2_MEMORY_KIB", "1024"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                var: "ARGON2_MEMORY_KIB",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -441,9 +509,21 @@ mod tests {
             ("CORS_ORIGIN", "https://a.example, https://b.example/"),
         ]))
         .unwrap();
-        assert_eq!(cfg.cors_origins, vec!["https://a.example", "https://b.example"]);
-        let err = Config::from_lookup(lookup(&[("SPLITSAVE_DATA_DIR", &data_str), ("CORS_ORIGIN", "ftp://x")]))
-            .unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { var: "CORS_ORIGIN", .. }));
+        assert_eq!(
+            cfg.cors_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        let err = Config::from_lookup(lookup(&[
+            ("SPLITSAVE_DATA_DIR", &data_str),
+            ("CORS_ORIGIN", "ftp://x"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                var: "CORS_ORIGIN",
+                ..
+            }
+        ));
     }
 }

@@ -1,1 +1,57 @@
 //! The SplitSave server library: configuration, HTTP, auth, storage.
+//!
+//! The binary (`src/main.rs`) only parses the command line, reads [`config::Config`] and calls
+//! [`serve`] or [`store::migrate`]; tests build the same [`app::router`] on a random port.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod notify;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+pub mod store;
+pub mod validation;
+
+use std::net::SocketAddr;
+
+/// Serves the application on `0.0.0.0:<port>` until Ctrl-C or SIGTERM, then finishes the
+/// requests in flight.
+pub async fn serve(state: app::AppState) -> std::io::Result<()> {
+    let addr = SocketAddr::from(([0, 0, 0, 0], state.config.port));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(address = %listener.local_addr()?, env = ?state.config.env, "listening");
+    let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

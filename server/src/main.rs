@@ -1,1 +1,98 @@
-fn main() {}
+//! `splitsave`: the SplitSave server binary. `splitsave serve` (the default) runs the server,
+//! `splitsave migrate` applies the database migrations and exits. Configuration comes from the
+//! environment and an optional `.env` file (see the README's configuration table).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use splitsave_server::app::AppState;
+use splitsave_server::config::Config;
+use tracing_subscriber::EnvFilter;
+
+/// SplitSave: an offline-first sync server for couples' shared money.
+#[derive(Debug, Parser)]
+#[command(name = "splitsave", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default): apply migrations, then serve HTTP on PORT.
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+}
+
+fn init_tracing(production: bool) {
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if production {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A missing .env is normal; a malformed one is worth saying (before logging is set up).
+    if let Err(err) = dotenvy::dotenv() {
+        if !err.not_found() {
+            eprintln!("splitsave: cannot read .env: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let production =
+        std::env::var("SPLITSAVE_ENV").is_ok_and(|v| v.trim().eq_ignore_ascii_case("production"));
+    init_tracing(production);
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!(error = %err, "invalid configuration");
+            eprintln!("splitsave: invalid configuration: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("splitsave: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Migrate => {
+                splitsave_server::store::migrate(&config.database_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+            Command::Serve => {
+                let state = AppState::from_config(config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                splitsave_server::serve(state)
+                    .await
+                    .map_err(|e| format!("server: {e}"))
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "stopped");
+            eprintln!("splitsave: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

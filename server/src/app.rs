@@ -1,0 +1,261 @@
+//! The application: [`AppState`] (everything handlers share, built once at start-up) and
+//! [`router`], which assembles the routes and the HTTP layers around them.
+//!
+//! Layers, outermost first: request id (set when absent, then propagated to the response), the
+//! request trace span (method, path without the query string — the `/sync` `token=` parameter
+//! must never reach the logs — and request id), sensitive-header redaction, security headers,
+//! CORS, gzip compression, the JSON error shape for errors produced by layers, the request
+//! timeout and the body size limit; the per-IP rate limit wraps the `/api` routes only, so
+//! health probes are never limited.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::auth::passwords::PasswordHasher;
+use crate::auth::tokens::TokenKeys;
+use crate::config::Config;
+use crate::error::{error_for_status, ApiError};
+use crate::notify::mail::{mailer_from_config, Mailer};
+use crate::ratelimit::{self, RateLimits};
+use crate::store::{self, Store};
+
+/// Everything the handlers share. Cheap to clone: only `Arc`s.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration read at start-up.
+    pub config: Arc<Config>,
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Access-token signing and opaque-token hashing keys.
+    pub tokens: Arc<TokenKeys>,
+    /// Argon2id hashing with bounded concurrency.
+    pub passwords: Arc<PasswordHasher>,
+    /// Outgoing mail (SMTP, the log, or memory in tests).
+    pub mailer: Arc<dyn Mailer>,
+    /// Per-IP and per-account rate limits.
+    pub limits: Arc<RateLimits>,
+}
+
+/// Why the application could not be assembled at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    /// The mailer could not be configured (bad `SMTP_URL`).
+    #[error("mail: {0}")]
+    Mail(#[from] crate::notify::mail::MailError),
+    /// Auth could not be set up (argon2 parameters).
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("env", &self.config.env)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Opens the database named by the configuration (applying migrations) and builds every
+    /// shared component, with the mailer the configuration asks for.
+    pub async fn from_config(config: Config) -> Result<AppState, StartupError> {
+        let store = store::connect(&config.database_url).await?;
+        let mailer = mailer_from_config(&config)?;
+        Self::with_parts(config, store, mailer)
+    }
+
+    /// Builds the state around an open store and a chosen mailer (tests pass a `MemoryMailer`).
+    pub fn with_parts(
+        config: Config,
+        store: Arc<dyn Store>,
+        mailer: Arc<dyn Mailer>,
+    ) -> Result<AppState, StartupError> {
+        Ok(AppState {
+            tokens: Arc::new(TokenKeys::new(&config)),
+            passwords: Arc::new(PasswordHasher::new(&config)?),
+            limits: Arc::new(RateLimits::new(&config)),
+            store,
+            mailer,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// The whole HTTP application: `/api/*` (auth, users, partnerships, OpenAPI, docs), `/healthz`,
+/// `/readyz`, and a JSON 404 for everything else.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the per-IP rate limit
+/// reads the peer address.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .nest("/api/auth", crate::auth::routes::router())
+        .merge(crate::routes::users::router())
+        .merge(crate::routes::partnerships::router())
+        .merge(crate::openapi::router())
+        .layer(middleware::from_fn_with_state(
+            state.limits.clone(),
+            ratelimit::per_ip,
+        ));
+
+    let body_limit = state.config.body_limit_bytes;
+    let timeout = state.config.request_timeout;
+    let cors = cors_layer(&state.config.cors_origins);
+
+    let inner = Router::new()
+        .merge(api)
+        .merge(crate::routes::health::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(middleware::from_fn(json_error_bodies))
+        .layer(CompressionLayer::new().gzip(true))
+        .layer(cors);
+    let with_headers = SECURITY_HEADERS.iter().fold(inner, |app, (name, value)| {
+        app.layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ))
+    });
+    // Applied last, so outermost: the id exists before the span is made, and the span covers all.
+    with_headers
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The span every request's logs are recorded in. The path is logged without its query string:
+/// `/sync?token=…` carries an access token there.
+fn request_span(request: &Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        return base.allow_origin(Any);
+    }
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    base.allow_origin(AllowOrigin::list(allowed))
+}
+
+/// The Content-Security-Policy of API responses: they are JSON, never rendered as pages.
+pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// The helmet set of security headers, added to every response that does not set its own
+/// (the interactive docs page sets a wider Content-Security-Policy).
+pub const SECURITY_HEADERS: [(&str, &str); 13] = [
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("content-security-policy", API_CSP),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("origin-agent-cluster", "?1"),
+    ("x-dns-prefetch-control", "off"),
+    ("x-download-options", "noopen"),
+    ("x-permitted-cross-domain-policies", "none"),
+    ("x-xss-protection", "0"),
+    ("cache-control", "no-store"),
+];
+
+/// Rewrites error responses produced outside the handlers (axum's 405, tower-http's timeout and
+/// body limit) into the API's JSON error shape, keeping their headers (`Allow`, `Retry-After`).
+async fn json_error_bodies(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let Some(error) = error_for_status(status) else {
+        return response;
+    };
+    let (parts, _) = response.into_parts();
+    let mut rewritten = error.into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,6 @@
+//! REST handlers, one module per resource. Handlers are thin: parse input into domain types,
+//! call the store (or, for document contents, the document layer), map the result.
+
+pub mod health;
+pub mod partnerships;
+pub mod users;

@@ -1,0 +1,274 @@
+//! `/api/users/*`: the caller's own profile, income and account.
+//!
+//! **Deleting an account** (`DELETE /api/users/account`, password required) deletes the user's
+//! personal data (profile, sessions, reset tokens, device tokens, actor bindings) and **ends their
+//! partnership**: the partnership, its document and every materialized row derived from it are
+//! deleted, because shared data of a couple cannot be kept without one of its two members. The
+//! former partner keeps their account and may invite or be invited again. Pending invitations the
+//! user sent are deleted too; invitations other people sent to the user's email stay (they are
+//! the inviters' data) and can be accepted by whoever registers that email later.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, put};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::extractor::AuthUser;
+use crate::error::{ApiError, ApiJson, FieldErrors};
+use crate::store::{ProfileUpdate, UserRecord};
+use crate::validation::{CountryCode, CurrencyCode, Email, Income, Payday, PersonName};
+
+/// The `/api/users` routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/users/profile", get(get_profile).put(update_profile))
+        .route("/api/users/update-income", put(update_income))
+        .route("/api/users/account", delete(delete_account))
+}
+
+/// A user's own profile as the API shows it (never the password hash).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Profile {
+    /// The user's id.
+    pub id: Uuid,
+    /// Lower-cased email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Monthly income as a decimal string in `currency`, e.g. `"4200.50"`.
+    #[schema(value_type = Option<String>, example = "4200.50")]
+    pub income: Option<Decimal>,
+    /// ISO 4217 currency code.
+    #[schema(example = "USD")]
+    pub currency: String,
+    /// ISO 3166-1 alpha-2 country code.
+    #[schema(example = "US")]
+    pub country: Option<String>,
+    /// Payday: day of the month `"1"`..`"31"` (the last day in shorter months) or `"last"`.
+    #[schema(example = "25")]
+    pub payday: Option<String>,
+    /// Registration time (RFC 3339).
+    pub created_at: DateTime<Utc>,
+    /// Last profile change (RFC 3339).
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<UserRecord> for Profile {
+    fn from(u: UserRecord) -> Self {
+        Profile {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            income: u.income,
+            currency: u.currency,
+            country: u.country,
+            payday: u.payday,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// Distinguishes an absent field (`None`: leave unchanged) from `null` (`Some(None)`: clear).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A profile change: absent fields stay as they are; `country` and `payday` may be `null` to
+/// clear them. The email cannot be changed here.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct UpdateProfileRequest {
+    /// 1–100 characters after trimming.
+    pub name: Option<String>,
+    /// ISO 4217 code, upper-case; the income must fit its decimals.
+    pub currency: Option<String>,
+    /// ISO 3166-1 alpha-2 code, or `null` to clear.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub country: Option<Option<String>>,
+    /// `"1"`..`"31"` or `"last"`, or `null` to clear.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub payday: Option<Option<String>>,
+}
+
+/// A new monthly income.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateIncomeRequest {
+    /// Required: a decimal string (or JSON number) ≥ 0 with at most the currency's decimals, or
+    /// `null` to clear.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(required = true, value_type = Option<String>, example = "4200.50")]
+    pub income: Option<Option<Decimal>>,
+}
+
+/// Confirmation for deleting the account.
+#[derive(Deserialize, ToSchema)]
+pub struct DeleteAccountRequest {
+    /// The account's current password.
+    #[schema(required = true, value_type = String, format = Password)]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for DeleteAccountRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeleteAccountRequest(<password>)")
+    }
+}
+
+async fn load_user(state: &AppState, user: &AuthUser) -> Result<UserRecord, ApiError> {
+    state
+        .store
+        .user_by_id(user.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized("invalid or expired token"))
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/api/users/profile", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The profile", body = Profile),
+        (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
+    ))]
+pub async fn get_profile(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Profile>, ApiError> {
+    Ok(Json(load_user(&state, &user).await?.into()))
+}
+
+/// Changes name, currency, country or payday.
+#[utoipa::path(put, path = "/api/users/profile", tag = "users", security(("bearer" = [])),
+    request_body = UpdateProfileRequest,
+    responses(
+        (status = 200, description = "The updated profile", body = Profile),
+        (status = 400, description = "Malformed JSON or wrong types", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid fields", body = crate::error::ErrorBody),
+    ))]
+pub async fn update_profile(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<UpdateProfileRequest>,
+) -> Result<Json<Profile>, ApiError> {
+    let current = load_user(&state, &user).await?;
+    let mut errors = FieldErrors::default();
+    let name = body
+        .name
+        .as_deref()
+        .and_then(|n| errors.check("name", PersonName::parse(n)))
+        .map(PersonName::into_inner);
+    let currency = body
+        .currency
+        .as_deref()
+        .and_then(|c| errors.check("currency", CurrencyCode::parse(c)));
+    let country = body.country.map(|c| {
+        c.as_deref()
+            .and_then(|c| errors.check("country", CountryCode::parse(c)))
+            .map(|c| c.as_str().to_string())
+    });
+    let payday = body.payday.map(|p| {
+        p.as_deref()
+            .and_then(|p| errors.check("payday", Payday::parse(p)))
+            .map(|p| p.to_string())
+    });
+    if let (Some(currency), Some(income)) = (currency, current.income) {
+        if Income::parse(income, currency.currency()).is_err() {
+            errors.push(
+                "currency",
+                "the current income has more decimals than this currency allows",
+            );
+        }
+    }
+    errors.into_result()?;
+    let update = ProfileUpdate {
+        name,
+        currency: currency.map(|c| c.as_str().to_string()),
+        country,
+        payday,
+    };
+    let updated = state.store.update_profile(user.user_id, update).await?;
+    Ok(Json(updated.into()))
+}
+
+/// Sets the monthly income (in the user's currency). The partnership document's copy of a
+/// member's income is written by the document layer, not here.
+#[utoipa::path(put, path = "/api/users/update-income", tag = "users", security(("bearer" = [])),
+    request_body = UpdateIncomeRequest,
+    responses(
+        (status = 200, description = "The updated profile", body = Profile),
+        (status = 400, description = "Malformed JSON or wrong types", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
+        (status = 422, description = "Negative, too large, or too many decimals", body = crate::error::ErrorBody),
+    ))]
+pub async fn update_income(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<UpdateIncomeRequest>,
+) -> Result<Json<Profile>, ApiError> {
+    let current = load_user(&state, &user).await?;
+    let currency = CurrencyCode::parse(&current.currency).map_err(ApiError::internal)?;
+    let income = match body.income {
+        None => {
+            return Err(ApiError::Validation(
+                FieldErrors::default().add("income", "is required"),
+            ))
+        }
+        Some(None) => None,
+        Some(Some(amount)) => Some(
+            Income::parse(amount, currency.currency())
+                .map_err(|m| ApiError::Validation(FieldErrors::default().add("income", m)))?
+                .amount(),
+        ),
+    };
+    let updated = state.store.update_income(user.user_id, income).await?;
+    Ok(Json(updated.into()))
+}
+
+/// Deletes the caller's account after checking the password: personal data goes, and so does
+/// the partnership with its document (see the module documentation). Wrong passwords count
+/// towards the same per-account limit as logins.
+#[utoipa::path(delete, path = "/api/users/account", tag = "users", security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 204, description = "Account, personal data and partnership deleted"),
+        (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
+        (status = 403, description = "Wrong password", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many wrong passwords", body = crate::error::ErrorBody),
+    ))]
+pub async fn delete_account(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<DeleteAccountRequest>,
+) -> Result<StatusCode, ApiError> {
+    let Some(password) = body.password.filter(|p| !p.is_empty()) else {
+        return Err(ApiError::Validation(
+            FieldErrors::default().add("password", "is required"),
+        ));
+    };
+    let current = load_user(&state, &user).await?;
+    let email = Email::parse(&current.email).map_err(ApiError::internal)?;
+    state.limits.check_login(&email, peer.ip()).await?;
+    if !state
+        .passwords
+        .verify(&password, &current.password_hash)
+        .await?
+    {
+        state.limits.record_login_failure(&email, peer.ip()).await?;
+        return Err(ApiError::Forbidden("the password is not correct"));
+    }
+    state.store.delete_user(user.user_id).await?;
+    tracing::info!(user_id = %user.user_id, "account deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

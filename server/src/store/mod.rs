@@ -1,0 +1,507 @@
+//! Storage: one [`Store`] trait, implemented for PostgreSQL (production, several nodes) and
+//! SQLite (the embedded default), both held to one conformance suite (`tests/store_conformance.rs`).
+//!
+//! Relational-only data (users, partnerships, refresh tokens, password resets, device tokens,
+//! actor bindings) lives here, and so does each partnership document: its latest compacted
+//! snapshot plus the changes received since (DESIGN section 4).
+//!
+//! Invariants the store enforces, whatever the caller does:
+//! - emails are stored lower-cased and unique;
+//! - a user belongs to at most one partnership that is `pending`, `active` or `paused`, whether as
+//!   inviter (`user1_id`) or as invitee (`user2_id`): checked inside the writing transaction with
+//!   the users' rows locked, and backed by partial unique indexes per column;
+//! - a document change is stored once per partnership (idempotent on its hash);
+//! - an actor id is bound to one user per partnership.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness or business rule was broken; the code is the API's 409 code
+    /// (`email_taken`, `partnership_exists`, `partner_has_partnership`, `actor_bound`, ...).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The row the operation needs does not exist (or is not the caller's).
+    #[error("not found")]
+    NotFound,
+    /// The database failed or is unreachable.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be decoded (corrupt row).
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias of the storage layer.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user to create at registration.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    /// Chosen by the caller (UUID v7).
+    pub id: Uuid,
+    /// Any case; stored lower-cased.
+    pub email: String,
+    /// The argon2id PHC string.
+    pub password_hash: String,
+    /// Display name.
+    pub name: String,
+    /// ISO 4217 code of the user's own currency.
+    pub currency: String,
+    /// ISO 3166-1 alpha-2 country.
+    pub country: Option<String>,
+    /// Monthly income in `currency`.
+    pub income: Option<Decimal>,
+    /// Payday: day of month `"1"`..`"31"` or `"last"`.
+    pub payday: Option<String>,
+}
+
+/// A stored user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    /// The user's id.
+    pub id: Uuid,
+    /// Lower-cased email.
+    pub email: String,
+    /// The argon2id PHC string.
+    pub password_hash: String,
+    /// Display name.
+    pub name: String,
+    /// Monthly income in `currency`.
+    pub income: Option<Decimal>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// ISO 3166-1 alpha-2 country.
+    pub country: Option<String>,
+    /// Payday: day of month `"1"`..`"31"` or `"last"`.
+    pub payday: Option<String>,
+    /// Bumped by a password change or reset; access tokens carry it as `ver`.
+    pub token_version: i64,
+    /// Last authenticated activity.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+    /// Last profile change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A profile change; `None` leaves a field as it is, `Some(None)` clears an optional one.
+#[derive(Clone, Debug, Default)]
+pub struct ProfileUpdate {
+    /// New display name.
+    pub name: Option<String>,
+    /// New ISO 4217 currency.
+    pub currency: Option<String>,
+    /// New country, or `Some(None)` to clear it.
+    pub country: Option<Option<String>>,
+    /// New payday, or `Some(None)` to clear it.
+    pub payday: Option<Option<String>>,
+}
+
+/// A refresh token to store (only its hash is kept).
+#[derive(Clone, Debug)]
+pub struct NewRefreshToken {
+    /// Row id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Rotation family: reuse of a rotated token revokes the whole family.
+    pub family_id: Uuid,
+    /// Hex HMAC of the token.
+    pub token_hash: String,
+    /// End of validity.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A stored refresh token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefreshTokenRecord {
+    /// Row id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Rotation family.
+    pub family_id: Uuid,
+    /// Hex HMAC of the token.
+    pub token_hash: String,
+    /// End of validity.
+    pub expires_at: DateTime<Utc>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Set when rotated.
+    pub used_at: Option<DateTime<Utc>>,
+    /// Set when revoked (logout, family revocation, password change).
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A password reset to store (only its hash is kept).
+#[derive(Clone, Debug)]
+pub struct NewPasswordReset {
+    /// Row id.
+    pub id: Uuid,
+    /// Whose password.
+    pub user_id: Uuid,
+    /// Hex HMAC of the token sent by mail.
+    pub token_hash: String,
+    /// End of validity.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Status of a partnership (DESIGN section 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnershipStatus {
+    /// Invitation sent, not accepted yet.
+    Pending,
+    /// Both partners in; the document exists.
+    Active,
+    /// Paused by a partner; resumable.
+    Paused,
+}
+
+impl PartnershipStatus {
+    /// The stored and serialized name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PartnershipStatus::Pending => "pending",
+            PartnershipStatus::Active => "active",
+            PartnershipStatus::Paused => "paused",
+        }
+    }
+}
+
+impl fmt::Display for PartnershipStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PartnershipStatus {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(PartnershipStatus::Pending),
+            "active" => Ok(PartnershipStatus::Active),
+            "paused" => Ok(PartnershipStatus::Paused),
+            other => Err(StoreError::Corrupt(format!("partnership status {other:?}"))),
+        }
+    }
+}
+
+/// A stored partnership (pending ones are invitations).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartnershipRecord {
+    /// The partnership's id; its document id derives from it.
+    pub id: Uuid,
+    /// The inviter.
+    pub user1_id: Uuid,
+    /// The invitee, once accepted.
+    pub user2_id: Option<Uuid>,
+    /// Lower-cased email the invitation was sent to.
+    pub invitee_email: String,
+    /// Lifecycle state.
+    pub status: PartnershipStatus,
+    /// ISO 4217 currency of the shared money (the inviter's).
+    pub currency: String,
+    /// Expenses above this (in `currency`) need the partner's approval.
+    pub approval_threshold: Decimal,
+    /// Invitation time.
+    pub created_at: DateTime<Utc>,
+    /// Acceptance time.
+    pub accepted_at: Option<DateTime<Utc>>,
+}
+
+impl PartnershipRecord {
+    /// True when `user_id` is one of the two partners.
+    pub fn has_member(&self, user_id: Uuid) -> bool {
+        self.user1_id == user_id || self.user2_id == Some(user_id)
+    }
+
+    /// The other partner of `user_id`, if there is one yet.
+    pub fn partner_of(&self, user_id: Uuid) -> Option<Uuid> {
+        if self.user1_id == user_id {
+            self.user2_id
+        } else if self.user2_id == Some(user_id) {
+            Some(self.user1_id)
+        } else {
+            None
+        }
+    }
+}
+
+/// An invitation to create.
+#[derive(Clone, Debug)]
+pub struct NewInvitation {
+    /// The future partnership's id.
+    pub id: Uuid,
+    /// Who invites.
+    pub inviter_id: Uuid,
+    /// Who is invited (any case; stored lower-cased); need not be registered.
+    pub invitee_email: String,
+    /// ISO 4217 currency of the partnership.
+    pub currency: String,
+    /// Approval threshold in `currency`.
+    pub approval_threshold: Decimal,
+    /// Invitation time.
+    pub now: DateTime<Utc>,
+}
+
+/// A pending invitation as its inviter or invitee sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvitationRecord {
+    /// The pending partnership.
+    pub partnership: PartnershipRecord,
+    /// The inviter's display name.
+    pub inviter_name: String,
+    /// The inviter's email.
+    pub inviter_email: String,
+}
+
+/// What accepting an invitation stores, in one transaction with the status change.
+#[derive(Clone, Debug)]
+pub struct AcceptInvitation {
+    /// The pending partnership.
+    pub partnership_id: Uuid,
+    /// The invitee accepting.
+    pub user_id: Uuid,
+    /// The invitee's (lower-cased) email, which must be the invitation's.
+    pub email: String,
+    /// The document's first snapshot (`Automerge::save()`).
+    pub snapshot: NewSnapshot,
+    /// Acceptance time.
+    pub now: DateTime<Utc>,
+}
+
+/// A compacted document snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewSnapshot {
+    /// `Automerge::save()` bytes.
+    pub bytes: Vec<u8>,
+    /// The document heads the snapshot contains, hex change hashes.
+    pub heads: Vec<String>,
+    /// Number of changes the snapshot contains.
+    pub change_count: i64,
+}
+
+/// A document change received by the server (a client's or its own compensation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewChange {
+    /// Hex change hash; unique per partnership.
+    pub hash: String,
+    /// Hex actor id.
+    pub actor: String,
+    /// The actor's sequence number of this change.
+    pub seq: i64,
+    /// The authenticated user who sent it; `None` for the server's own changes.
+    pub user_id: Option<Uuid>,
+    /// Raw change bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A push-notification device token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceTokenRecord {
+    /// Owner.
+    pub user_id: Uuid,
+    /// The FCM registration token.
+    pub token: String,
+    /// `android`, `ios` or `web`.
+    pub platform: String,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The storage interface of the server; see the module documentation for its invariants.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers (readiness probe).
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- users -------------------------------------------------------------------------------
+
+    /// Creates a user; `Conflict("email_taken")` when the email is already registered.
+    async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord>;
+    /// The user with this id.
+    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
+    /// The user with this email (any case).
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
+    /// Sets a new password hash, bumps token_version and revokes every refresh token of the user,
+    /// in one transaction; returns the new token version.
+    async fn set_password(&self, user_id: Uuid, password_hash: &str) -> StoreResult<i64>;
+    /// Applies a profile change; `NotFound` for an unknown user.
+    async fn update_profile(&self, user_id: Uuid, update: ProfileUpdate)
+        -> StoreResult<UserRecord>;
+    /// Sets (or clears) the monthly income.
+    async fn update_income(
+        &self,
+        user_id: Uuid,
+        income: Option<Decimal>,
+    ) -> StoreResult<UserRecord>;
+    /// Records authenticated activity.
+    async fn touch_last_seen(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Deletes the account and its personal data, and ends every partnership the user is in
+    /// (pending, active or paused): each is deleted with its document and materialized rows, so
+    /// the partner may pair again. One transaction. `NotFound` for an unknown user.
+    async fn delete_user(&self, user_id: Uuid) -> StoreResult<()>;
+
+    // ---- auth tokens -------------------------------------------------------------------------
+
+    /// Stores a refresh token's hash.
+    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()>;
+    /// The refresh token with this hash.
+    async fn refresh_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<RefreshTokenRecord>>;
+    /// Atomically marks `old_id` used (only if neither used nor revoked) and inserts `new`;
+    /// `Ok(false)` if `old_id` was already used or revoked (nothing inserted).
+    async fn rotate_refresh_token(
+        &self,
+        old_id: Uuid,
+        new: NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Revokes one refresh token (logout).
+    async fn revoke_refresh_token(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Revokes every token of a rotation family (reuse detected).
+    async fn revoke_refresh_family(&self, family_id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Stores a password reset's hash.
+    async fn insert_password_reset(&self, reset: NewPasswordReset) -> StoreResult<()>;
+    /// One transaction: the reset must exist, be unused and unexpired at `now`; marks it used,
+    /// sets the hash, bumps token_version, revokes all refresh tokens. `Ok(None)` when the token
+    /// is unknown, used or expired; otherwise the user's id.
+    async fn complete_password_reset(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
+
+    // ---- partnerships ------------------------------------------------------------------------
+
+    /// Creates a pending partnership (an invitation). `Conflict("partnership_exists")` when the
+    /// inviter already has one, `Conflict("partner_has_partnership")` when a registered invitee
+    /// already has one, `Conflict("cannot_invite_self")` for the inviter's own email.
+    async fn create_invitation(&self, invitation: NewInvitation) -> StoreResult<PartnershipRecord>;
+    /// Pending invitations addressed to `email` (received) and sent by `user_id`.
+    async fn invitations_for(
+        &self,
+        user_id: Uuid,
+        email: &str,
+    ) -> StoreResult<Vec<InvitationRecord>>;
+    /// The partnership with this id.
+    async fn partnership_by_id(&self, id: Uuid) -> StoreResult<Option<PartnershipRecord>>;
+    /// The user's pending, active or paused partnership.
+    async fn current_partnership(&self, user_id: Uuid) -> StoreResult<Option<PartnershipRecord>>;
+    /// Accepts an invitation in one transaction: re-checks that it is pending and addressed to
+    /// the user and that the user has no other partnership, makes it active, stores the first
+    /// document snapshot, and withdraws the other invitations addressed to the user.
+    /// `NotFound` when there is no such pending invitation for this user,
+    /// `Conflict("partnership_exists")` when the user already has one.
+    async fn accept_invitation(&self, accept: AcceptInvitation) -> StoreResult<PartnershipRecord>;
+    /// Deletes a pending invitation, as its invitee (decline) or its inviter (withdraw).
+    /// `NotFound` when there is no such pending invitation for this user.
+    async fn decline_invitation(
+        &self,
+        partnership_id: Uuid,
+        user_id: Uuid,
+        email: &str,
+    ) -> StoreResult<()>;
+    /// Pauses or resumes an active or paused partnership of `user_id`. `NotFound` when the user
+    /// is not a member, `Conflict("partnership_not_active")` while it is pending, and
+    /// `Conflict("invalid_status")` for `Pending`.
+    async fn set_partnership_status(
+        &self,
+        partnership_id: Uuid,
+        user_id: Uuid,
+        status: PartnershipStatus,
+    ) -> StoreResult<PartnershipRecord>;
+
+    // ---- documents ---------------------------------------------------------------------------
+
+    /// The latest snapshot (if any) and the changes received since, in arrival order.
+    async fn load_document(
+        &self,
+        partnership_id: Uuid,
+    ) -> StoreResult<(Option<Vec<u8>>, Vec<Vec<u8>>)>;
+    /// Appends changes; a change whose hash is already stored is skipped. Returns how many were new.
+    async fn append_changes(
+        &self,
+        partnership_id: Uuid,
+        changes: &[NewChange],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    /// One transaction: stores `snapshot` as the latest, deletes older snapshots and the changes
+    /// whose hashes are in `covered`.
+    async fn compact(
+        &self,
+        partnership_id: Uuid,
+        snapshot: NewSnapshot,
+        covered: &[String],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Binds a hex actor id to a user within a partnership. Binding it again to the same user is
+    /// fine; `Conflict("actor_bound")` when it is bound to another user.
+    async fn bind_actor(
+        &self,
+        partnership_id: Uuid,
+        actor_id: &str,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The user an actor id is bound to in a partnership.
+    async fn actor_owner(&self, partnership_id: Uuid, actor_id: &str) -> StoreResult<Option<Uuid>>;
+
+    // ---- device tokens -----------------------------------------------------------------------
+
+    /// Registers a device token for push (re-registering moves it to this user).
+    async fn register_device_token(
+        &self,
+        user_id: Uuid,
+        token: &str,
+        platform: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Removes a user's device token.
+    async fn remove_device_token(&self, user_id: Uuid, token: &str) -> StoreResult<()>;
+    /// A user's device tokens.
+    async fn device_tokens(&self, user_id: Uuid) -> StoreResult<Vec<DeviceTokenRecord>>;
+}
+
+/// Opens the store the URL names (`postgres://…` or `sqlite:…`) and applies the migrations.
+pub async fn connect(database_url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PgStore::connect(database_url).await?))
+    } else {
+        Ok(std::sync::Arc::new(
+            SqliteStore::connect(database_url).await?,
+        ))
+    }
+}
+
+/// Applies the migrations of the backend the URL names, without serving (`splitsave migrate`).
+pub async fn migrate(database_url: &str) -> StoreResult<()> {
+    connect(database_url).await.map(|_| ())
+}
+
+/// Lower-cases an email the way it is stored.
+pub(crate) fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
