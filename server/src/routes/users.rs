@@ -236,8 +236,8 @@ pub async fn update_income(
 }
 
 /// Deletes the caller's account after checking the password: personal data goes, and so does
-/// the partnership with its document (see the module documentation). Wrong passwords count
-/// towards the same per-account limit as logins.
+/// the partnership with its document (see the module documentation). Attempts count towards
+/// the same per-account limit as logins.
 #[utoipa::path(delete, path = "/api/users/account", tag = "users", security(("bearer" = [])),
     request_body = DeleteAccountRequest,
     responses(
@@ -259,15 +259,15 @@ pub async fn delete_account(
     };
     let current = load_user(&state, &user).await?;
     let email = Email::parse(&current.email).map_err(ApiError::internal)?;
-    state.limits.check_login(&email, peer.ip()).await?;
+    state.limits.check_login_attempt(&email, peer.ip()).await?;
     if !state
         .passwords
         .verify(&password, &current.password_hash)
         .await?
     {
-        state.limits.record_login_failure(&email, peer.ip()).await?;
         return Err(ApiError::Forbidden("the password is not correct"));
     }
+    state.limits.record_login_success(&email, peer.ip()).await?;
     state.store.delete_user(user.user_id).await?;
     tracing::info!(user_id = %user.user_id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
