@@ -2,12 +2,12 @@
 //!
 //! * **Per IP** ([`per_ip`]): at most `API_RATE_LIMIT` requests per 15 minutes from one IP
 //!   address; the next ones answer 429 with `Retry-After` until the window ends.
-//! * **Login failures** ([`RateLimits::check_login`], [`RateLimits::record_login_failure`]):
-//!   after `LOGIN_RATE_LIMIT` (default 5) wrong passwords for one account from one IP within a
-//!   minute, further attempts for that account from that IP answer 429 until the minute is over.
-//!   From all IPs together an account may collect four times as many failures a minute before
-//!   it is blocked everywhere: enough to stop a distributed guesser, while one attacker alone
-//!   cannot lock the owner out of their account from another network.
+//! * **Login attempts** ([`RateLimits::check_login_attempt`]): after `LOGIN_RATE_LIMIT`
+//!   (default 5) wrong passwords for one account from one IP within a minute, further attempts
+//!   for that account from that IP answer 429 until the minute is over. From all IPs together
+//!   an account may have four times as many attempts a minute before it is blocked everywhere:
+//!   enough to stop a distributed guesser, while one attacker alone cannot lock the owner out
+//!   of their account from another network.
 //! * **Forgot-password** ([`RateLimits::check_forgot_password`]): the same number of requests
 //!   per minute per (email, IP) and four times that per email, so nobody can flood an inbox with
 //!   reset mails. The limit is counted before the account is looked up, so a 429 says nothing
@@ -244,36 +244,33 @@ impl RateLimits {
         Ok(())
     }
 
-    /// Before checking a password for `email` from `ip`: `Limited` when that account already
-    /// has too many recent failures from this IP, or from everywhere.
-    pub async fn check_login(&self, email: &Email, ip: IpAddr) -> Result<(), RateLimitError> {
-        let limits = [
-            (login_key(email, Some(ip)), u64::from(self.auth_per_window)),
-            (login_key(email, None), self.account_wide_limit()),
-        ];
-        for (key, limit) in limits {
-            if let Some(count) = self.counter.peek(&key).await? {
-                if count.count >= limit {
-                    return Err(retry_after(count));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// After a wrong password for `email` from `ip` (also for unknown emails, so that an
-    /// attacker cannot tell them apart by the limit).
-    pub async fn record_login_failure(
+    /// Counts one password attempt for `email` from `ip`, before the password is checked;
+    /// `Limited` when that account has used up its attempts from this IP, or from everywhere.
+    ///
+    /// Attempts are counted up front rather than failures afterwards, so that a burst of
+    /// parallel guesses cannot all pass the check before the first failure is recorded; a
+    /// successful login then gives the (account, IP) pair its budget back
+    /// ([`RateLimits::record_login_success`]). Unknown emails are counted the same way, so the
+    /// limit tells nothing about which accounts exist.
+    pub async fn check_login_attempt(
         &self,
         email: &Email,
         ip: IpAddr,
     ) -> Result<(), RateLimitError> {
-        self.counter
+        let pair = self
+            .counter
             .hit(&login_key(email, Some(ip)), AUTH_WINDOW)
             .await?;
-        self.counter
+        let account = self
+            .counter
             .hit(&login_key(email, None), AUTH_WINDOW)
             .await?;
+        if pair.count > u64::from(self.auth_per_window) {
+            return Err(retry_after(pair));
+        }
+        if account.count > self.account_wide_limit() {
+            return Err(retry_after(account));
+        }
         Ok(())
     }
 
@@ -451,65 +448,75 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_sixth_login_attempt_after_five_failures_is_limited() {
+    async fn the_sixth_login_attempt_within_a_minute_is_limited() {
         let limits = RateLimits::with_counter(Arc::new(MemoryCounter::new()), 1000, 5);
         let ann = email("ann@example.com");
         for _ in 0..5 {
-            assert!(limits.check_login(&ann, ip(1)).await.is_ok());
-            limits
-                .record_login_failure(&ann, ip(1))
-                .await
-                .expect("record");
+            assert!(limits.check_login_attempt(&ann, ip(1)).await.is_ok());
         }
-        match limits.check_login(&ann, ip(1)).await {
+        match limits.check_login_attempt(&ann, ip(1)).await {
             Err(RateLimitError::Limited { retry_after_secs }) => {
                 assert!((1..=60).contains(&retry_after_secs))
             }
             other => panic!("expected Limited, got {other:?}"),
         }
         // Another account from the same IP, and the same account from another IP, still may try.
-        assert!(limits
-            .check_login(&email("bob@example.com"), ip(1))
-            .await
-            .is_ok());
-        assert!(limits.check_login(&ann, ip(2)).await.is_ok());
+        let bob = email("bob@example.com");
+        assert!(limits.check_login_attempt(&bob, ip(1)).await.is_ok());
+        assert!(limits.check_login_attempt(&ann, ip(2)).await.is_ok());
     }
 
     #[tokio::test]
-    async fn an_account_is_limited_everywhere_after_many_failures_from_many_ips() {
+    async fn an_account_is_limited_everywhere_after_many_attempts_from_many_ips() {
         let limits = RateLimits::with_counter(Arc::new(MemoryCounter::new()), 1000, 5);
         let ann = email("ann@example.com");
         for i in 0..20u8 {
-            assert!(limits.check_login(&ann, ip(i)).await.is_ok(), "attempt {i}");
-            limits
-                .record_login_failure(&ann, ip(i))
-                .await
-                .expect("record");
+            assert!(
+                limits.check_login_attempt(&ann, ip(i)).await.is_ok(),
+                "attempt {i}"
+            );
         }
-        assert!(limits.check_login(&ann, ip(200)).await.is_err());
+        assert!(limits.check_login_attempt(&ann, ip(200)).await.is_err());
     }
 
     #[tokio::test]
-    async fn a_successful_login_resets_the_failures_of_that_ip() {
+    async fn a_successful_login_gives_that_ip_its_attempts_back() {
         let limits = RateLimits::with_counter(Arc::new(MemoryCounter::new()), 1000, 5);
         let ann = email("ann@example.com");
-        for _ in 0..4 {
-            limits
-                .record_login_failure(&ann, ip(1))
-                .await
-                .expect("record");
+        for _ in 0..5 {
+            assert!(limits.check_login_attempt(&ann, ip(1)).await.is_ok());
         }
         limits
             .record_login_success(&ann, ip(1))
             .await
             .expect("record");
-        for _ in 0..4 {
-            limits
-                .record_login_failure(&ann, ip(1))
-                .await
-                .expect("record");
+        for _ in 0..5 {
+            assert!(limits.check_login_attempt(&ann, ip(1)).await.is_ok());
         }
-        assert!(limits.check_login(&ann, ip(1)).await.is_ok());
+        assert!(limits.check_login_attempt(&ann, ip(1)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn parallel_attempts_cannot_outrun_the_limit() {
+        let limits = Arc::new(RateLimits::with_counter(
+            Arc::new(MemoryCounter::new()),
+            1000,
+            5,
+        ));
+        let attempts: Vec<_> = (0..50)
+            .map(|_| {
+                let limits = limits.clone();
+                tokio::spawn(async move {
+                    let ann = email("ann@example.com");
+                    limits.check_login_attempt(&ann, ip(1)).await.is_ok()
+                })
+            })
+            .collect();
+        let mut allowed = 0;
+        for attempt in attempts {
+            allowed += usize::from(attempt.await.expect("join"));
+        }
+        assert_eq!(allowed, 5);
     }
 
     #[tokio::test]

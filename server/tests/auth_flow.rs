@@ -216,27 +216,28 @@ async fn wrong_email_and_wrong_password_get_the_same_answer(backend: Backend) {
 async fn unknown_email_login_takes_about_as_long_as_a_wrong_password(backend: Backend) {
     // With production-strength argon2 a real verification takes tens of milliseconds; an unknown
     // email must cost the same (a dummy hash is verified), or response times would tell which
-    // emails have accounts.
+    // emails have accounts. Attempts alternate so that load on the machine hits both alike, and
+    // the fastest of each is compared: the fastest shows the work done, whatever else runs.
     let Some(app) = TestApp::spawn_with(backend, |c| c.argon2 = Argon2Params::OWASP).await else {
         return;
     };
     app.register("ann@example.com").await;
-    async fn median_login(app: &TestApp, email: &str) -> Duration {
-        let mut times = Vec::new();
-        for _ in 0..4 {
+    let mut fastest = [Duration::MAX, Duration::MAX];
+    for _ in 0..5 {
+        for (i, email) in ["ann@example.com", "nobody@example.com"]
+            .into_iter()
+            .enumerate()
+        {
             let started = Instant::now();
             let answer = app.login(email, "not the password").await;
-            times.push(started.elapsed());
+            fastest[i] = fastest[i].min(started.elapsed());
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
         }
-        times.sort();
-        times[times.len() / 2]
     }
-    let known = median_login(&app, "ann@example.com").await;
-    let unknown = median_login(&app, "nobody@example.com").await;
+    let [known, unknown] = fastest;
     assert!(
-        unknown * 2 >= known && known * 2 >= unknown,
-        "wrong password took {known:?}, unknown email {unknown:?}"
+        unknown * 3 >= known && known * 3 >= unknown,
+        "wrong password took at least {known:?}, unknown email at least {unknown:?}"
     );
     app.cleanup().await;
 }

@@ -322,7 +322,7 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<AuthSession>, AuthError> {
     let (email, password) = parse_login(body)?;
-    state.limits.check_login(&email, ip).await?;
+    state.limits.check_login_attempt(&email, ip).await?;
     let user = state.store.user_by_email(email.as_str()).await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.as_str());
     let matches = state
@@ -330,7 +330,6 @@ pub async fn login(
         .verify_or_dummy(&password, stored_hash)
         .await?;
     let Some(user) = user.filter(|_| matches) else {
-        state.limits.record_login_failure(&email, ip).await?;
         return Err(AuthError::InvalidCredentials);
     };
     state.limits.record_login_success(&email, ip).await?;
@@ -548,15 +547,15 @@ pub async fn change_password(
         .ok_or(AuthError::InvalidAccessToken)?;
     // A stolen access token must not become an unlimited password-guessing oracle.
     let email = Email::parse(&user.email).map_err(AuthError::Internal)?;
-    state.limits.check_login(&email, ip).await?;
+    state.limits.check_login_attempt(&email, ip).await?;
     if !state
         .passwords
         .verify(&current, &user.password_hash)
         .await?
     {
-        state.limits.record_login_failure(&email, ip).await?;
         return Err(AuthError::InvalidCredentials);
     }
+    state.limits.record_login_success(&email, ip).await?;
     let password_hash = state.passwords.hash(&new).await?;
     let token_version = state.store.set_password(user.id, &password_hash).await?;
     tracing::info!(user_id = %user.id, "password changed; other sessions ended");

@@ -64,29 +64,55 @@ pub trait Mailer: Send + Sync + 'static {
     async fn send(&self, mail: Mail) -> Result<(), MailError>;
 }
 
-/// The mailer the configuration asks for: SMTP when `SMTP_URL` is set, the log otherwise.
+/// The mailer the configuration asks for: SMTP when `SMTP_URL` is set, the log otherwise (in
+/// production without the body, which would put reset tokens into the logs).
 pub fn mailer_from_config(config: &Config) -> Result<Arc<dyn Mailer>, MailError> {
     match &config.smtp_url {
         Some(url) => Ok(Arc::new(SmtpMailer::new(url, &config.mail_from)?)),
+        None if config.is_production() => {
+            tracing::warn!("SMTP_URL is not set: mails are not sent, only their recipients logged");
+            Ok(Arc::new(LogMailer::redacting()))
+        }
         None => {
             tracing::warn!("SMTP_URL is not set: mails are written to the log instead of sent");
-            Ok(Arc::new(LogMailer))
+            Ok(Arc::new(LogMailer::revealing()))
         }
     }
 }
 
-/// Writes each mail to the log (info level) instead of sending it: for development without a
-/// mail server. Never use it in production: the log then holds reset tokens.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LogMailer;
+/// Writes each mail to the log (info level) instead of sending it, for running without a mail
+/// server. In development the whole mail is logged, so a reset link can be copied from the
+/// server's output; in production only recipient and subject are, since the body holds
+/// secrets.
+#[derive(Clone, Copy, Debug)]
+pub struct LogMailer {
+    with_body: bool,
+}
+
+impl LogMailer {
+    /// Logs whole mails, body included (development).
+    pub fn revealing() -> Self {
+        LogMailer { with_body: true }
+    }
+
+    /// Logs recipient and subject only (production without SMTP).
+    pub fn redacting() -> Self {
+        LogMailer { with_body: false }
+    }
+}
 
 #[async_trait]
 impl Mailer for LogMailer {
     async fn send(&self, mail: Mail) -> Result<(), MailError> {
+        let body = if self.with_body {
+            mail.body.as_str()
+        } else {
+            "<redacted>"
+        };
         tracing::info!(
             to = %mail.to,
             subject = %mail.subject,
-            body = %mail.body,
+            body = %body,
             "mail not sent (SMTP_URL unset), logged instead"
         );
         Ok(())
@@ -218,9 +244,43 @@ mod tests {
         assert!(!format!("{:?}", mail("ann@example.com")).contains("secret-token"));
     }
 
+    /// What `mailer` logs when it sends one mail, as text.
+    async fn logged_by(mailer: LogMailer) -> String {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("capture").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        mailer.send(mail("ann@example.com")).await.expect("send");
+        let bytes = captured.0.lock().expect("capture").clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
     #[tokio::test]
-    async fn the_log_mailer_accepts_mail() {
-        assert!(LogMailer.send(mail("ann@example.com")).await.is_ok());
+    async fn the_development_log_mailer_logs_the_whole_mail() {
+        let logged = logged_by(LogMailer::revealing()).await;
+        assert!(logged.contains("ann@example.com"), "{logged}");
+        assert!(logged.contains("secret-token"), "{logged}");
+    }
+
+    #[tokio::test]
+    async fn the_production_log_mailer_leaves_out_the_body() {
+        let logged = logged_by(LogMailer::redacting()).await;
+        assert!(logged.contains("ann@example.com"), "{logged}");
+        assert!(!logged.contains("secret-token"), "{logged}");
     }
 
     #[test]
