@@ -21,7 +21,7 @@
 //! | marked their own message read, or unmarked one | restored |
 //! | marked the partner's month paid, or changed amounts | restored |
 //! | changed `partnership`, `members`, `schema`, or added a month | restored / removed |
-//! | changed a goal's saved amount other than by logged contributions | counter corrected |
+//! | changed a goal's saved amount other than by logged contributions | counter rewritten with the logged value |
 //! | logged a contribution for someone else | `user_id` corrected |
 //! | wrote an entity of the wrong shape or with invalid values | removed (or restored if it existed) |
 //!
@@ -53,13 +53,14 @@ pub enum Fix {
     PutExpense(Expense),
     /// Write these goal fields (not the counter) over the current ones (or recreate it).
     PutGoal(Goal),
-    /// Add `delta` to a goal's saved-amount counter (re-creating the counter at `value` when
-    /// it is not a counter any more).
+    /// Write a fresh saved-amount counter holding `value`. A fresh counter rather than an
+    /// increment by the difference: two servers that compensate the same merge both write the
+    /// same value and converge, where two increments would correct twice. A partner's
+    /// increment concurrent with it is hidden by it, but that partner's merge re-checks the
+    /// goal against its logged contributions and writes the counter again.
     FixSaved {
         /// The goal.
         goal: EntityId,
-        /// Amount to add to the current counter.
-        delta: i64,
         /// The value the counter must have.
         value: MinorUnits,
     },
@@ -453,7 +454,15 @@ impl Enforcer<'_> {
         let after: Read<Expense> = read::read_expense(self.after, key);
         match (before, after) {
             (Ok(Some(b)), Ok(Some(a))) => self.check_existing_expense(b, a),
-            (Ok(Some(b)), _) => self.fixes.push(Fix::PutExpense(b)),
+            (Ok(Some(b)), _) => {
+                // Restored as the answers given in this merge left it (a declined addition
+                // comes back archived, not pending without a request).
+                let restored = self
+                    .answers_for(b.id)
+                    .iter()
+                    .fold(b, |e, ans| expense_after_answer(&e, ans));
+                self.fixes.push(Fix::PutExpense(restored));
+            }
             (_, Ok(None)) => {}
             (_, Ok(Some(a))) if self.expense_valid(&a) => self.check_new_expense(a),
             (_, _) => self.remove(Collection::Expenses, key),
@@ -591,8 +600,12 @@ impl Enforcer<'_> {
         match (before, after) {
             (Ok(Some(b)), Ok(Some(a))) => self.check_existing_goal(b, a, contributed),
             (Ok(Some(b)), _) => {
-                self.fixes.push(Fix::PutGoal(b.clone()));
-                self.fix_saved(&b, None, b.saved_amount.0 + contributed);
+                let restored = self
+                    .answers_for(b.id)
+                    .iter()
+                    .fold(b, |g, ans| goal_after_answer(&g, ans));
+                self.fixes.push(Fix::PutGoal(restored.clone()));
+                self.fix_saved(&restored, None, restored.saved_amount.0 + contributed);
             }
             (_, Ok(None)) => {}
             (_, Ok(Some(a))) if self.goal_valid(&a) => self.check_new_goal(a, contributed),
@@ -612,14 +625,8 @@ impl Enforcer<'_> {
         if is_counter && current_value == Some(expected) {
             return;
         }
-        let delta = if is_counter {
-            expected - current_value.unwrap_or(0)
-        } else {
-            0
-        };
         self.fixes.push(Fix::FixSaved {
             goal: goal.id,
-            delta,
             value: MinorUnits(expected),
         });
     }
@@ -890,15 +897,9 @@ fn apply_fix<T: Transactable>(tx: &mut T, fix: &Fix) -> Result<(), EnforceError>
                 }
             }
         }
-        Fix::FixSaved { goal, delta, value } => {
+        Fix::FixSaved { goal, value } => {
             if let Some(obj) = read::entity_obj(tx, Collection::Goals, &goal.to_string())? {
-                if read::is_counter(tx, &obj, "saved_amount") {
-                    if *delta != 0 {
-                        tx.increment(&obj, "saved_amount", *delta)?;
-                    }
-                } else {
-                    tx.put(&obj, "saved_amount", ScalarValue::counter(value.0))?;
-                }
+                tx.put(&obj, "saved_amount", ScalarValue::counter(value.0))?;
             }
         }
         Fix::PutGoalContribution(c) => {
