@@ -2,6 +2,7 @@
 //! `splitsave migrate` applies the database migrations and exits. Configuration comes from the
 //! environment and an optional `.env` file (see the README's configuration table).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -28,7 +29,9 @@ enum Command {
 fn init_tracing(production: bool) {
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     if production {
         builder
             .json()
