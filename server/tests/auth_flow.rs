@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use auth_common::{reset_token_from, Backend, TestApp, PASSWORD};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use splitsave_server::config::Argon2Params;
+use splitsave_server::store::{NewPasswordReset, NewRefreshToken};
 
 /// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL.
 macro_rules! on_both_backends {
@@ -31,6 +33,8 @@ macro_rules! on_both_backends {
 on_both_backends!(
     register_login_refresh_and_logout,
     reused_refresh_token_revokes_the_family,
+    expired_and_unknown_refresh_tokens_are_refused,
+    expired_reset_token_is_refused,
     duplicate_email_is_refused_with_email_taken,
     wrong_email_and_wrong_password_get_the_same_answer,
     unknown_email_login_takes_about_as_long_as_a_wrong_password,
@@ -169,6 +173,79 @@ async fn reused_refresh_token_revokes_the_family(backend: Backend) {
         )
         .await;
     assert_eq!(other.status, StatusCode::OK);
+    app.cleanup().await;
+}
+
+fn user_id(session: &Value) -> uuid::Uuid {
+    session["user"]["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("user id")
+}
+
+async fn expired_and_unknown_refresh_tokens_are_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let session = app.register("ann@example.com").await;
+    let expired = app.state.tokens.generate_opaque();
+    app.state
+        .store
+        .insert_refresh_token(NewRefreshToken {
+            id: uuid::Uuid::now_v7(),
+            user_id: user_id(&session),
+            family_id: uuid::Uuid::new_v4(),
+            token_hash: expired.hash.clone(),
+            expires_at: Utc::now() - chrono::Duration::seconds(1),
+        })
+        .await
+        .expect("store expired token");
+    let never_issued = app.state.tokens.generate_opaque();
+    for (what, presented) in [
+        ("expired", expired.token),
+        ("never issued", never_issued.token),
+    ] {
+        let answer = app
+            .post("/api/auth/refresh", &json!({"refresh_token": presented}))
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(answer.code(), "invalid_refresh_token", "{what}");
+    }
+    app.cleanup().await;
+}
+
+async fn expired_reset_token_is_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let session = app.register("ann@example.com").await;
+    let expired = app.state.tokens.generate_opaque();
+    app.state
+        .store
+        .insert_password_reset(NewPasswordReset {
+            id: uuid::Uuid::now_v7(),
+            user_id: user_id(&session),
+            token_hash: expired.hash.clone(),
+            expires_at: Utc::now() - chrono::Duration::seconds(1),
+        })
+        .await
+        .expect("store expired reset");
+    let answer = app
+        .post(
+            "/api/auth/reset-password",
+            &json!({"token": expired.token, "new_password": "a brand new password"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.code(), "invalid_reset_token");
+    assert_eq!(
+        app.login("ann@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.profile(&token(&session, "access_token")).await.status,
+        StatusCode::OK
+    );
     app.cleanup().await;
 }
 
@@ -405,10 +482,7 @@ async fn protected_endpoint_refuses_missing_expired_tampered_and_alg_none_tokens
     };
     let session = app.register("ann@example.com").await;
     let valid = token(&session, "access_token");
-    let user_id: uuid::Uuid = session["user"]["id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("user id");
+    let user_id = user_id(&session);
     let claims = app
         .state
         .tokens

@@ -73,8 +73,7 @@ pub fn router() -> Router<AppState> {
         MessageResponse,
         ErrorBody
     )),
-    modifiers(&BearerScheme),
-    tags((name = "auth", description = "Accounts and sessions"))
+    modifiers(&BearerScheme)
 )]
 pub struct AuthApi;
 
