@@ -172,13 +172,20 @@ fn collect<R: ReadDoc, T>(
     doc: &R,
     c: Collection,
     malformed: &mut Vec<ShapeError>,
-    read_one: impl Fn(&R, &str) -> Result<Option<T>, ShapeError>,
+    read_one: impl Fn(&R, &str, &automerge::ObjId, String) -> Result<T, ShapeError>,
 ) -> Vec<T> {
     let mut out = Vec::new();
-    for key in read::collection_keys(doc, c) {
-        match read_one(doc, &key) {
-            Ok(Some(v)) => out.push(v),
-            Ok(None) => {}
+    for (key, obj) in read::collection_entries(doc, c) {
+        let path = format!("{}.{key}", c.key());
+        let Some(obj) = obj else {
+            malformed.push(ShapeError {
+                path,
+                reason: "expected a map",
+            });
+            continue;
+        };
+        match read_one(doc, &key, &obj, path) {
+            Ok(v) => out.push(v),
             Err(e) => malformed.push(e),
         }
     }
@@ -195,42 +202,32 @@ pub fn read_document<R: ReadDoc>(doc: &R) -> Result<DocumentState, DocumentError
     }
     let partnership = read::read_partnership(doc)?;
     let mut malformed = Vec::new();
-    let members = collect(doc, Collection::Members, &mut malformed, read::read_member);
+    let members = collect(doc, Collection::Members, &mut malformed, read::member_in);
     let mut members = members;
     members.sort_by_key(|m| m.slot);
     Ok(DocumentState {
         partnership,
         members,
-        expenses: collect(
-            doc,
-            Collection::Expenses,
-            &mut malformed,
-            read::read_expense,
-        ),
-        goals: collect(doc, Collection::Goals, &mut malformed, read::read_goal),
+        expenses: collect(doc, Collection::Expenses, &mut malformed, read::expense_in),
+        goals: collect(doc, Collection::Goals, &mut malformed, read::goal_in),
         goal_contributions: collect(
             doc,
             Collection::GoalContributions,
             &mut malformed,
-            read::read_goal_contribution,
+            read::goal_contribution_in,
         ),
         approvals: collect(
             doc,
             Collection::Approvals,
             &mut malformed,
-            read::read_approval,
+            read::approval_in,
         ),
-        messages: collect(
-            doc,
-            Collection::Messages,
-            &mut malformed,
-            read::read_message,
-        ),
+        messages: collect(doc, Collection::Messages, &mut malformed, read::message_in),
         contributions: collect(
             doc,
             Collection::Contributions,
             &mut malformed,
-            read::read_month,
+            read::month_in,
         ),
         malformed,
     })

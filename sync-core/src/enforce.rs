@@ -32,7 +32,9 @@
 use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{Automerge, AutomergeError, Change, ChangeHash, ObjId, ObjType, ScalarValue};
+use automerge::{
+    Automerge, AutomergeError, Change, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue,
+};
 
 use crate::enums::*;
 use crate::ids::{EntityId, UserId};
@@ -144,12 +146,81 @@ impl Enforcement {
     }
 }
 
+/// The state, before a merge, of everything the merge touches: captured from the live
+/// document before the changes are applied (so the server can apply them in place, without
+/// cloning the document). Entities the merge does not touch are unchanged by it, so their
+/// "before" is read from the document after the merge.
+#[derive(Clone, Debug)]
+pub struct Before {
+    touched: Touched,
+    info: Result<PartnershipInfo, ShapeError>,
+    members: Result<Vec<Member>, ShapeError>,
+    schema: Option<i64>,
+    members_by_key: BTreeMap<String, Read<Member>>,
+    expenses: BTreeMap<String, Read<Expense>>,
+    goals: BTreeMap<String, Read<Goal>>,
+    goal_contributions: BTreeMap<String, Read<GoalContribution>>,
+    approvals: BTreeMap<String, Read<Approval>>,
+    messages: BTreeMap<String, Read<Message>>,
+    months: BTreeMap<String, Read<MonthContribution>>,
+}
+
+impl Before {
+    /// Reads what `touched` names from `doc` (the document before the merge).
+    pub fn capture<R: ReadDoc>(doc: &R, touched: Touched) -> Self {
+        fn grab<R: ReadDoc, T>(
+            doc: &R,
+            touched: &Touched,
+            c: Collection,
+            f: impl Fn(&R, &str) -> Read<T>,
+        ) -> BTreeMap<String, Read<T>> {
+            touched.keys(c).map(|k| (k.clone(), f(doc, k))).collect()
+        }
+        Self {
+            info: read::read_partnership(doc),
+            members: read::read_members(doc),
+            schema: read::read_schema_version(doc),
+            members_by_key: grab(doc, &touched, Collection::Members, read::read_member),
+            expenses: grab(doc, &touched, Collection::Expenses, read::read_expense),
+            goals: grab(doc, &touched, Collection::Goals, read::read_goal),
+            goal_contributions: grab(
+                doc,
+                &touched,
+                Collection::GoalContributions,
+                read::read_goal_contribution,
+            ),
+            approvals: grab(doc, &touched, Collection::Approvals, read::read_approval),
+            messages: grab(doc, &touched, Collection::Messages, read::read_message),
+            months: grab(doc, &touched, Collection::Contributions, read::read_month),
+            touched,
+        }
+    }
+
+    /// What the merge touched.
+    pub fn touched(&self) -> &Touched {
+        &self.touched
+    }
+}
+
+fn before_of<T: Clone, R: ReadDoc>(
+    map: &BTreeMap<String, Read<T>>,
+    after: &R,
+    key: &str,
+    f: impl Fn(&R, &str) -> Read<T>,
+) -> Read<T> {
+    match map.get(key) {
+        Some(v) => v.clone(),
+        None => f(after, key),
+    }
+}
+
 /// The changes in `after` that `before` lacks (what a merge brought in).
 pub fn new_changes(before: &Automerge, after: &Automerge) -> Vec<Change> {
     before.get_changes_added(after)
 }
 
-/// Checks a merge: `after` is `before` with `changes` (authored by `author`) applied.
+/// Checks a merge: `after` is `before` with `changes` (authored by `author`) applied. The
+/// convenient form when both documents exist (e.g. the merge was applied to a clone).
 pub fn enforce(
     before: &Automerge,
     after: &Automerge,
@@ -158,19 +229,18 @@ pub fn enforce(
     now: Millis,
 ) -> Result<Enforcement, EnforceError> {
     let touched = touched_by(before, after, changes);
-    check(before, after, touched, author, now)
+    check(&Before::capture(before, touched), after, author, now)
 }
 
-/// Checks the merge given what it touched.
+/// Checks the merge given the captured state before it and the document after it.
 pub fn check(
-    before: &Automerge,
+    before: &Before,
     after: &Automerge,
-    mut touched: Touched,
     author: UserId,
     now: Millis,
 ) -> Result<Enforcement, EnforceError> {
-    let info = read::read_partnership(before)?;
-    let members = read::read_members(before)?;
+    let info = before.info.clone()?;
+    let members = before.members.clone()?;
     let partner = members
         .iter()
         .find(|m| m.user_id != author)
@@ -178,6 +248,7 @@ pub fn check(
     if !members.iter().any(|m| m.user_id == author) {
         return Err(EnforceError::NotMember);
     }
+    let mut touched = before.touched.clone();
     let mut e = Enforcer {
         before,
         after,
@@ -257,7 +328,7 @@ pub fn check(
 }
 
 struct Enforcer<'a> {
-    before: &'a Automerge,
+    before: &'a Before,
     after: &'a Automerge,
     author: UserId,
     partner: Option<UserId>,
@@ -287,14 +358,19 @@ impl Enforcer<'_> {
             Ok(now) if &now == info => {}
             _ => self.fixes.push(Fix::PutPartnership(info.clone())),
         }
-        let before = read::read_schema_version(self.before).unwrap_or(SCHEMA_VERSION as i64);
+        let before = self.before.schema.unwrap_or(SCHEMA_VERSION as i64);
         if read::read_schema_version(self.after) != Some(before) {
             self.fixes.push(Fix::PutSchema(before));
         }
     }
 
     fn check_member(&mut self, key: &str) {
-        let before: Read<Member> = read::read_member(self.before, key);
+        let before: Read<Member> = before_of(
+            &self.before.members_by_key,
+            self.after,
+            key,
+            read::read_member,
+        );
         let after: Read<Member> = read::read_member(self.after, key);
         match (before, after) {
             (Ok(Some(b)), Ok(Some(a))) if a == b => {}
@@ -340,7 +416,8 @@ impl Enforcer<'_> {
     }
 
     fn check_approval(&mut self, key: &str) {
-        let before: Read<Approval> = read::read_approval(self.before, key);
+        let before: Read<Approval> =
+            before_of(&self.before.approvals, self.after, key, read::read_approval);
         let after: Read<Approval> = read::read_approval(self.after, key);
         match (before, after) {
             (Ok(Some(b)), Ok(Some(a))) => self.check_existing_approval(b, a),
@@ -450,7 +527,8 @@ impl Enforcer<'_> {
     }
 
     fn check_expense(&mut self, key: &str) {
-        let before: Read<Expense> = read::read_expense(self.before, key);
+        let before: Read<Expense> =
+            before_of(&self.before.expenses, self.after, key, read::read_expense);
         let after: Read<Expense> = read::read_expense(self.after, key);
         match (before, after) {
             (Ok(Some(b)), Ok(Some(a))) => self.check_existing_expense(b, a),
@@ -555,7 +633,12 @@ impl Enforcer<'_> {
     /// Checks one touched contribution entry; returns the goal and by how much this merge
     /// legitimately moved its saved amount through it.
     fn check_goal_contribution(&mut self, key: &str) -> Option<(String, i64)> {
-        let before: Read<GoalContribution> = read::read_goal_contribution(self.before, key);
+        let before: Read<GoalContribution> = before_of(
+            &self.before.goal_contributions,
+            self.after,
+            key,
+            read::read_goal_contribution,
+        );
         let after: Read<GoalContribution> = read::read_goal_contribution(self.after, key);
         match (before, after) {
             (Ok(Some(b)), Ok(Some(a))) if a == b => None,
@@ -567,7 +650,7 @@ impl Enforcer<'_> {
             (_, Ok(Some(a))) => {
                 let goal_key = a.goal_id.to_string();
                 let goal_ok = matches!(
-                    read::read_goal(self.before, &goal_key),
+                    before_of(&self.before.goals, self.after, &goal_key, read::read_goal),
                     Ok(Some(g)) if g.status == ItemStatus::Active
                 ) && matches!(
                     read::read_goal(self.after, &goal_key),
@@ -595,7 +678,7 @@ impl Enforcer<'_> {
     }
 
     fn check_goal(&mut self, key: &str, contributed: i64) {
-        let before: Read<Goal> = read::read_goal(self.before, key);
+        let before: Read<Goal> = before_of(&self.before.goals, self.after, key, read::read_goal);
         let after: Read<Goal> = read::read_goal(self.after, key);
         match (before, after) {
             (Ok(Some(b)), Ok(Some(a))) => self.check_existing_goal(b, a, contributed),
@@ -712,7 +795,8 @@ impl Enforcer<'_> {
     // ---- messages -----------------------------------------------------------------------
 
     fn check_message(&mut self, key: &str) {
-        let before: Read<Message> = read::read_message(self.before, key);
+        let before: Read<Message> =
+            before_of(&self.before.messages, self.after, key, read::read_message);
         let after: Read<Message> = read::read_message(self.after, key);
         match (before, after) {
             (Ok(Some(b)), Ok(Some(a))) if a == b => {}
@@ -750,7 +834,8 @@ impl Enforcer<'_> {
     // ---- monthly contributions ----------------------------------------------------------
 
     fn check_month(&mut self, key: &str) {
-        let before: Read<MonthContribution> = read::read_month(self.before, key);
+        let before: Read<MonthContribution> =
+            before_of(&self.before.months, self.after, key, read::read_month);
         let after: Read<MonthContribution> = read::read_month(self.after, key);
         match (before, after) {
             (Ok(Some(b)), Ok(Some(a))) if a == b => {}

@@ -3,7 +3,7 @@
 //! as exact decimals in the partnership currency. The server upserts only the rows a merge
 //! touched ([`rows_for`]); [`all_rows`] rebuilds everything (the tables are derived data).
 
-use automerge::ReadDoc;
+use automerge::{ObjId, ReadDoc};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
@@ -187,9 +187,24 @@ fn to_row<R: ReadDoc>(
     key: &str,
     cur: &Currency,
 ) -> Result<Option<Row>, ShapeError> {
+    match read::entity_obj(doc, c, key)? {
+        None => Ok(None),
+        Some(obj) => to_row_in(doc, c, key, &obj, cur),
+    }
+}
+
+fn to_row_in<R: ReadDoc>(
+    doc: &R,
+    c: Collection,
+    key: &str,
+    obj: &ObjId,
+    cur: &Currency,
+) -> Result<Option<Row>, ShapeError> {
     let d = |m: crate::money::MinorUnits| cur.from_minor(m);
-    Ok(match c {
-        Collection::Expenses => read::read_expense(doc, key)?.map(|e| {
+    let p = format!("{}.{key}", c.key());
+    Ok(Some(match c {
+        Collection::Expenses => {
+            let e = read::expense_in(doc, key, obj, p)?;
             Row::Expense(ExpenseRow {
                 id: e.id,
                 name: e.name,
@@ -201,8 +216,9 @@ fn to_row<R: ReadDoc>(
                 created_at: e.created_at,
                 updated_at: e.updated_at,
             })
-        }),
-        Collection::Goals => read::read_goal(doc, key)?.map(|g| {
+        }
+        Collection::Goals => {
+            let g = read::goal_in(doc, key, obj, p)?;
             Row::Goal(GoalRow {
                 id: g.id,
                 name: g.name,
@@ -215,8 +231,9 @@ fn to_row<R: ReadDoc>(
                 created_at: g.created_at,
                 updated_at: g.updated_at,
             })
-        }),
-        Collection::GoalContributions => read::read_goal_contribution(doc, key)?.map(|c| {
+        }
+        Collection::GoalContributions => {
+            let c = read::goal_contribution_in(doc, key, obj, p)?;
             Row::GoalContribution(GoalContributionRow {
                 id: c.id,
                 goal_id: c.goal_id,
@@ -224,8 +241,9 @@ fn to_row<R: ReadDoc>(
                 amount: d(c.amount),
                 created_at: c.created_at,
             })
-        }),
-        Collection::Approvals => read::read_approval(doc, key)?.map(|a| {
+        }
+        Collection::Approvals => {
+            let a = read::approval_in(doc, key, obj, p)?;
             Row::Approval(ApprovalRow {
                 id: a.id,
                 requested_by: a.requested_by,
@@ -238,8 +256,9 @@ fn to_row<R: ReadDoc>(
                 responded_at: a.responded_at,
                 created_at: a.created_at,
             })
-        }),
-        Collection::Messages => read::read_message(doc, key)?.map(|m| {
+        }
+        Collection::Messages => {
+            let m = read::message_in(doc, key, obj, p)?;
             Row::Message(MessageRow {
                 id: m.id,
                 sender_id: m.sender_id,
@@ -248,8 +267,9 @@ fn to_row<R: ReadDoc>(
                 read_by_recipient: m.read_by_recipient,
                 created_at: m.created_at,
             })
-        }),
-        Collection::Contributions => read::read_month(doc, key)?.map(|m| {
+        }
+        Collection::Contributions => {
+            let m = read::month_in(doc, key, obj, p)?;
             let shares = m
                 .amounts
                 .iter()
@@ -264,9 +284,9 @@ fn to_row<R: ReadDoc>(
                 total_required: d(m.total_required),
                 shares,
             })
-        }),
-        Collection::Members => None,
-    })
+        }
+        Collection::Members => return Ok(None),
+    }))
 }
 
 /// `request_data` as JSON: amounts as decimal strings, enums as their spellings.
@@ -339,8 +359,9 @@ pub fn all_rows<R: ReadDoc>(doc: &R) -> Result<Materialized, ShapeError> {
         if c == Collection::Members {
             continue;
         }
-        for key in read::collection_keys(doc, c) {
-            if let Ok(Some(row)) = to_row(doc, c, &key, &info.currency) {
+        for (key, obj) in read::collection_entries(doc, c) {
+            let Some(obj) = obj else { continue };
+            if let Ok(Some(row)) = to_row_in(doc, c, &key, &obj, &info.currency) {
                 changes.push(RowChange::Upsert(row));
             }
         }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef, ROOT};
 
 use crate::enums::*;
 use crate::ids::{EntityId, PartnershipId, UserId};
@@ -36,16 +36,86 @@ fn shape(path: impl Into<String>, reason: &'static str) -> ShapeError {
     }
 }
 
+/// A scalar as read, detached from the document.
+#[derive(Clone, Debug, PartialEq)]
+enum Scalar {
+    Str(String),
+    Int(i64),
+    Uint(u64),
+    Counter(i64),
+    Timestamp(i64),
+    Bool(bool),
+    Null,
+    Other,
+}
+
+impl Scalar {
+    fn of(v: &ScalarValueRef<'_>) -> Self {
+        match v {
+            ScalarValueRef::Str(s) => Scalar::Str(s.to_string()),
+            ScalarValueRef::Int(n) => Scalar::Int(*n),
+            ScalarValueRef::Uint(n) => Scalar::Uint(*n),
+            ScalarValueRef::Counter(n) => Scalar::Counter(*n),
+            ScalarValueRef::Timestamp(n) => Scalar::Timestamp(*n),
+            ScalarValueRef::Boolean(b) => Scalar::Bool(*b),
+            ScalarValueRef::Null => Scalar::Null,
+            _ => Scalar::Other,
+        }
+    }
+
+    fn of_owned(v: &ScalarValue) -> Self {
+        match v {
+            ScalarValue::Str(s) => Scalar::Str(s.to_string()),
+            ScalarValue::Int(n) => Scalar::Int(*n),
+            ScalarValue::Uint(n) => Scalar::Uint(*n),
+            ScalarValue::Counter(c) => Scalar::Counter(i64::from(c)),
+            ScalarValue::Timestamp(n) => Scalar::Timestamp(*n),
+            ScalarValue::Boolean(b) => Scalar::Bool(*b),
+            ScalarValue::Null => Scalar::Null,
+            _ => Scalar::Other,
+        }
+    }
+}
+
 /// What a key holds, simplified for reading.
+#[derive(Clone, Debug)]
 enum Slot {
     Missing,
-    Scalar(ScalarValue),
+    Scalar(Scalar),
     Object(ObjId, ObjType),
+}
+
+/// Every key of one map object, read in a single pass (one `map_range` instead of a lookup
+/// per field: reading a whole document stays linear and cheap).
+struct Fields(Vec<(String, Slot)>);
+
+impl Fields {
+    fn of<R: ReadDoc>(doc: &R, obj: &ObjId) -> Self {
+        Fields(
+            doc.map_range(obj, ..)
+                .map(|item| {
+                    let slot = match &item.value {
+                        ValueRef::Object(t) => Slot::Object(item.id(), *t),
+                        ValueRef::Scalar(s) => Slot::Scalar(Scalar::of(s)),
+                    };
+                    (item.key.into_owned(), slot)
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Slot {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, s)| s.clone())
+            .unwrap_or(Slot::Missing)
+    }
 }
 
 fn slot<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> Slot {
     match doc.get(obj, key) {
-        Ok(Some((Value::Scalar(s), _))) => Slot::Scalar(s.into_owned()),
+        Ok(Some((Value::Scalar(s), _))) => Slot::Scalar(Scalar::of_owned(&s)),
         Ok(Some((Value::Object(t), id))) => Slot::Object(id, t),
         _ => Slot::Missing,
     }
@@ -64,6 +134,48 @@ pub fn collection_obj<R: ReadDoc>(doc: &R, c: Collection) -> Option<ObjId> {
     map_at(doc, &ROOT, c.key())
 }
 
+fn missing(key: &str, path: &str) -> ShapeError {
+    shape(format!("{path}.{key}"), "missing")
+}
+
+fn slot_opt_string<R: ReadDoc>(
+    doc: &R,
+    slot: Slot,
+    key: &str,
+    path: &str,
+) -> Result<Option<String>, ShapeError> {
+    match slot {
+        Slot::Missing | Slot::Scalar(Scalar::Null) => Ok(None),
+        Slot::Scalar(Scalar::Str(s)) => Ok(Some(s)),
+        Slot::Object(id, ObjType::Text) => doc
+            .text(&id)
+            .map(Some)
+            .map_err(|_| shape(format!("{path}.{key}"), "unreadable text")),
+        _ => Err(shape(format!("{path}.{key}"), "expected a string")),
+    }
+}
+
+fn slot_opt_int(slot: Slot, key: &str, path: &str) -> Result<Option<i64>, ShapeError> {
+    match slot {
+        Slot::Missing | Slot::Scalar(Scalar::Null) => Ok(None),
+        Slot::Scalar(Scalar::Int(n)) => Ok(Some(n)),
+        Slot::Scalar(Scalar::Uint(n)) => i64::try_from(n)
+            .map(Some)
+            .map_err(|_| shape(format!("{path}.{key}"), "integer out of range")),
+        _ => Err(shape(format!("{path}.{key}"), "expected an integer")),
+    }
+}
+
+fn slot_opt_time(slot: Slot, key: &str, path: &str) -> Result<Option<Millis>, ShapeError> {
+    match slot {
+        Slot::Scalar(Scalar::Timestamp(n)) => Ok(Some(Millis(n))),
+        Slot::Missing | Slot::Scalar(Scalar::Null | Scalar::Int(_) | Scalar::Uint(_)) => {
+            slot_opt_int(slot, key, path).map(|n| n.map(Millis))
+        }
+        _ => Err(shape(format!("{path}.{key}"), "expected a time")),
+    }
+}
+
 /// Reads a string written as a scalar string or as a Text object.
 pub fn string<R: ReadDoc>(
     doc: &R,
@@ -71,7 +183,7 @@ pub fn string<R: ReadDoc>(
     key: &str,
     path: &str,
 ) -> Result<String, ShapeError> {
-    opt_string(doc, obj, key, path)?.ok_or_else(|| shape(format!("{path}.{key}"), "missing"))
+    opt_string(doc, obj, key, path)?.ok_or_else(|| missing(key, path))
 }
 
 /// Like [`string`], `None` when missing or null.
@@ -81,20 +193,12 @@ pub fn opt_string<R: ReadDoc>(
     key: &str,
     path: &str,
 ) -> Result<Option<String>, ShapeError> {
-    match slot(doc, obj, key) {
-        Slot::Missing | Slot::Scalar(ScalarValue::Null) => Ok(None),
-        Slot::Scalar(ScalarValue::Str(s)) => Ok(Some(s.to_string())),
-        Slot::Object(id, ObjType::Text) => doc
-            .text(&id)
-            .map(Some)
-            .map_err(|_| shape(format!("{path}.{key}"), "unreadable text")),
-        _ => Err(shape(format!("{path}.{key}"), "expected a string")),
-    }
+    slot_opt_string(doc, slot(doc, obj, key), key, path)
 }
 
 /// Reads an integer (Int, or Uint that fits).
 pub fn int<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str, path: &str) -> Result<i64, ShapeError> {
-    opt_int(doc, obj, key, path)?.ok_or_else(|| shape(format!("{path}.{key}"), "missing"))
+    opt_int(doc, obj, key, path)?.ok_or_else(|| missing(key, path))
 }
 
 /// Like [`int`], `None` when missing or null.
@@ -104,27 +208,12 @@ pub fn opt_int<R: ReadDoc>(
     key: &str,
     path: &str,
 ) -> Result<Option<i64>, ShapeError> {
-    match slot(doc, obj, key) {
-        Slot::Missing | Slot::Scalar(ScalarValue::Null) => Ok(None),
-        Slot::Scalar(ScalarValue::Int(n)) => Ok(Some(n)),
-        Slot::Scalar(ScalarValue::Uint(n)) => i64::try_from(n)
-            .map(Some)
-            .map_err(|_| shape(format!("{path}.{key}"), "integer out of range")),
-        _ => Err(shape(format!("{path}.{key}"), "expected an integer")),
-    }
-}
-
-/// Reads a counter (an integer is accepted too: the value is what counts for reading).
-pub fn counter<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str, path: &str) -> Result<i64, ShapeError> {
-    match slot(doc, obj, key) {
-        Slot::Scalar(ScalarValue::Counter(c)) => Ok(i64::from(&c)),
-        _ => int(doc, obj, key, path),
-    }
+    slot_opt_int(slot(doc, obj, key), key, path)
 }
 
 /// True when `key` holds an Automerge Counter (as opposed to a plain integer).
 pub fn is_counter<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> bool {
-    matches!(slot(doc, obj, key), Slot::Scalar(ScalarValue::Counter(_)))
+    matches!(slot(doc, obj, key), Slot::Scalar(Scalar::Counter(_)))
 }
 
 /// Reads a time written as an integer of milliseconds or an Automerge Timestamp.
@@ -134,34 +223,97 @@ pub fn opt_time<R: ReadDoc>(
     key: &str,
     path: &str,
 ) -> Result<Option<Millis>, ShapeError> {
-    match slot(doc, obj, key) {
-        Slot::Missing | Slot::Scalar(ScalarValue::Null) => Ok(None),
-        Slot::Scalar(ScalarValue::Timestamp(n)) | Slot::Scalar(ScalarValue::Int(n)) => {
-            Ok(Some(Millis(n)))
+    slot_opt_time(slot(doc, obj, key), key, path)
+}
+
+/// One entity's fields, read in one pass, with typed accessors.
+struct Entity<'d, R> {
+    doc: &'d R,
+    fields: Fields,
+    path: String,
+}
+
+impl<'d, R: ReadDoc> Entity<'d, R> {
+    fn new(doc: &'d R, obj: &ObjId, path: String) -> Self {
+        Self {
+            doc,
+            fields: Fields::of(doc, obj),
+            path,
         }
-        Slot::Scalar(ScalarValue::Uint(n)) => i64::try_from(n)
-            .map(|n| Some(Millis(n)))
-            .map_err(|_| shape(format!("{path}.{key}"), "time out of range")),
-        _ => Err(shape(format!("{path}.{key}"), "expected a time")),
     }
-}
 
-/// Like [`opt_time`] but required.
-pub fn time<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str, path: &str) -> Result<Millis, ShapeError> {
-    opt_time(doc, obj, key, path)?.ok_or_else(|| shape(format!("{path}.{key}"), "missing"))
-}
+    fn opt_string(&self, key: &str) -> Result<Option<String>, ShapeError> {
+        slot_opt_string(self.doc, self.fields.get(key), key, &self.path)
+    }
 
-/// Reads a boolean.
-pub fn boolean<R: ReadDoc>(
-    doc: &R,
-    obj: &ObjId,
-    key: &str,
-    path: &str,
-) -> Result<bool, ShapeError> {
-    match slot(doc, obj, key) {
-        Slot::Scalar(ScalarValue::Boolean(b)) => Ok(b),
-        Slot::Missing => Err(shape(format!("{path}.{key}"), "missing")),
-        _ => Err(shape(format!("{path}.{key}"), "expected a boolean")),
+    fn string(&self, key: &str) -> Result<String, ShapeError> {
+        self.opt_string(key)?
+            .ok_or_else(|| missing(key, &self.path))
+    }
+
+    fn opt_int(&self, key: &str) -> Result<Option<i64>, ShapeError> {
+        slot_opt_int(self.fields.get(key), key, &self.path)
+    }
+
+    fn int(&self, key: &str) -> Result<i64, ShapeError> {
+        self.opt_int(key)?.ok_or_else(|| missing(key, &self.path))
+    }
+
+    fn counter(&self, key: &str) -> Result<i64, ShapeError> {
+        match self.fields.get(key) {
+            Slot::Scalar(Scalar::Counter(n)) => Ok(n),
+            _ => self.int(key),
+        }
+    }
+
+    fn opt_time(&self, key: &str) -> Result<Option<Millis>, ShapeError> {
+        slot_opt_time(self.fields.get(key), key, &self.path)
+    }
+
+    fn time(&self, key: &str) -> Result<Millis, ShapeError> {
+        self.opt_time(key)?.ok_or_else(|| missing(key, &self.path))
+    }
+
+    fn boolean(&self, key: &str) -> Result<bool, ShapeError> {
+        match self.fields.get(key) {
+            Slot::Scalar(Scalar::Bool(b)) => Ok(b),
+            Slot::Missing => Err(missing(key, &self.path)),
+            _ => Err(shape(format!("{}.{key}", self.path), "expected a boolean")),
+        }
+    }
+
+    fn map(&self, key: &str) -> Result<ObjId, ShapeError> {
+        match self.fields.get(key) {
+            Slot::Object(id, ObjType::Map) => Ok(id),
+            _ => Err(shape(format!("{}.{key}", self.path), "expected a map")),
+        }
+    }
+
+    fn parsed<T>(&self, key: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, ShapeError> {
+        parsed(self.string(key)?, key, &self.path, parse)
+    }
+
+    fn opt_parsed<T>(
+        &self,
+        key: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ShapeError> {
+        match self.opt_string(key)? {
+            None => Ok(None),
+            Some(s) => parsed(s, key, &self.path, parse).map(Some),
+        }
+    }
+
+    fn user(&self, key: &str) -> Result<UserId, ShapeError> {
+        self.parsed(key, |s| UserId::from_str(s).ok())
+    }
+
+    fn opt_user(&self, key: &str) -> Result<Option<UserId>, ShapeError> {
+        self.opt_parsed(key, |s| UserId::from_str(s).ok())
+    }
+
+    fn entity(&self, key: &str) -> Result<EntityId, ShapeError> {
+        self.parsed(key, |s| EntityId::from_str(s).ok())
     }
 }
 
@@ -172,48 +324,6 @@ fn parsed<T>(
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<T, ShapeError> {
     parse(&v).ok_or_else(|| shape(format!("{path}.{key}"), "unknown value"))
-}
-
-fn enum_field<R: ReadDoc, T>(
-    doc: &R,
-    obj: &ObjId,
-    key: &str,
-    path: &str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<T, ShapeError> {
-    parsed(string(doc, obj, key, path)?, key, path, parse)
-}
-
-fn user_field<R: ReadDoc>(
-    doc: &R,
-    obj: &ObjId,
-    key: &str,
-    path: &str,
-) -> Result<UserId, ShapeError> {
-    enum_field(doc, obj, key, path, |s| UserId::from_str(s).ok())
-}
-
-fn opt_user_field<R: ReadDoc>(
-    doc: &R,
-    obj: &ObjId,
-    key: &str,
-    path: &str,
-) -> Result<Option<UserId>, ShapeError> {
-    match opt_string(doc, obj, key, path)? {
-        None => Ok(None),
-        Some(s) => UserId::from_str(&s)
-            .map(Some)
-            .map_err(|_| shape(format!("{path}.{key}"), "expected a user id")),
-    }
-}
-
-fn entity_field<R: ReadDoc>(
-    doc: &R,
-    obj: &ObjId,
-    key: &str,
-    path: &str,
-) -> Result<EntityId, ShapeError> {
-    enum_field(doc, obj, key, path, |s| EntityId::from_str(s).ok())
 }
 
 fn minor(n: i64) -> MinorUnits {
@@ -243,19 +353,33 @@ pub fn collection_keys<R: ReadDoc>(doc: &R, c: Collection) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The entries of a collection in one pass: each key with its map object, or `None` when the
+/// value is not a map (a shape error for the entity readers).
+pub fn collection_entries<R: ReadDoc>(doc: &R, c: Collection) -> Vec<(String, Option<ObjId>)> {
+    let Some(coll) = collection_obj(doc, c) else {
+        return Vec::new();
+    };
+    doc.map_range(&coll, ..)
+        .map(|item| {
+            let obj = match item.value {
+                ValueRef::Object(ObjType::Map) => Some(item.id()),
+                _ => None,
+            };
+            (item.key.into_owned(), obj)
+        })
+        .collect()
+}
+
 /// Reads `partnership`.
 pub fn read_partnership<R: ReadDoc>(doc: &R) -> Result<PartnershipInfo, ShapeError> {
-    let p = "partnership";
-    let obj = map_at(doc, &ROOT, keys::PARTNERSHIP).ok_or_else(|| shape(p, "missing"))?;
-    let id = enum_field(doc, &obj, "id", p, |s| PartnershipId::from_str(s).ok())?;
-    let currency = enum_field(doc, &obj, "currency", p, |s| Currency::parse(s).ok())?;
-    let approval_threshold = minor(int(doc, &obj, "approval_threshold", p)?);
-    let status = enum_field(doc, &obj, "status", p, PartnershipStatus::parse)?;
+    let obj =
+        map_at(doc, &ROOT, keys::PARTNERSHIP).ok_or_else(|| shape("partnership", "missing"))?;
+    let e = Entity::new(doc, &obj, "partnership".into());
     Ok(PartnershipInfo {
-        id,
-        currency,
-        approval_threshold,
-        status,
+        id: e.parsed("id", |s| PartnershipId::from_str(s).ok())?,
+        currency: e.parsed("currency", |s| Currency::parse(s).ok())?,
+        approval_threshold: minor(e.int("approval_threshold")?),
+        status: e.parsed("status", PartnershipStatus::parse)?,
     })
 }
 
@@ -264,24 +388,42 @@ pub fn read_schema_version<R: ReadDoc>(doc: &R) -> Option<i64> {
     opt_int(doc, &ROOT, keys::SCHEMA, "").ok().flatten()
 }
 
+fn located<R: ReadDoc>(
+    doc: &R,
+    c: Collection,
+    key: &str,
+) -> Result<Option<(ObjId, String)>, ShapeError> {
+    Ok(entity_obj(doc, c, key)?.map(|o| (o, format!("{}.{key}", c.key()))))
+}
+
 /// Reads `members.<user_id>`.
 pub fn read_member<R: ReadDoc>(doc: &R, key: &str) -> Result<Option<Member>, ShapeError> {
-    let Some(obj) = entity_obj(doc, Collection::Members, key)? else {
-        return Ok(None);
-    };
-    let p = format!("members.{key}");
+    match located(doc, Collection::Members, key)? {
+        None => Ok(None),
+        Some((obj, p)) => member_in(doc, key, &obj, p).map(Some),
+    }
+}
+
+/// Reads the member stored in map `obj` under `key`.
+pub fn member_in<R: ReadDoc>(
+    doc: &R,
+    key: &str,
+    obj: &ObjId,
+    p: String,
+) -> Result<Member, ShapeError> {
     let user_id = UserId::from_str(key).map_err(|_| shape(&p, "key is not a user id"))?;
-    let slot = int(doc, &obj, "slot", &p)?;
+    let e = Entity::new(doc, obj, p);
+    let slot = e.int("slot")?;
     let slot = u8::try_from(slot)
         .ok()
         .filter(|s| *s == 1 || *s == 2)
-        .ok_or_else(|| shape(format!("{p}.slot"), "must be 1 or 2"))?;
-    Ok(Some(Member {
+        .ok_or_else(|| shape(format!("{}.slot", e.path), "must be 1 or 2"))?;
+    Ok(Member {
         user_id,
-        name: string(doc, &obj, "name", &p)?,
-        income: opt_int(doc, &obj, "income", &p)?.map(minor),
+        name: e.string("name")?,
+        income: e.opt_int("income")?.map(minor),
         slot,
-    }))
+    })
 }
 
 /// Reads every member, ordered by slot.
@@ -302,41 +444,58 @@ fn entity_id(key: &str, path: &str) -> Result<EntityId, ShapeError> {
 
 /// Reads `expenses.<id>`.
 pub fn read_expense<R: ReadDoc>(doc: &R, key: &str) -> Result<Option<Expense>, ShapeError> {
-    let Some(obj) = entity_obj(doc, Collection::Expenses, key)? else {
-        return Ok(None);
-    };
-    let p = format!("expenses.{key}");
-    Ok(Some(Expense {
-        id: entity_id(key, &p)?,
-        name: string(doc, &obj, "name", &p)?,
-        amount: minor(int(doc, &obj, "amount", &p)?),
-        category: enum_field(doc, &obj, "category", &p, Category::parse)?,
-        frequency: enum_field(doc, &obj, "frequency", &p, Frequency::parse)?,
-        added_by: user_field(doc, &obj, "added_by", &p)?,
-        status: enum_field(doc, &obj, "status", &p, ItemStatus::parse)?,
-        created_at: time(doc, &obj, "created_at", &p)?,
-        updated_at: time(doc, &obj, "updated_at", &p)?,
-    }))
+    match located(doc, Collection::Expenses, key)? {
+        None => Ok(None),
+        Some((obj, p)) => expense_in(doc, key, &obj, p).map(Some),
+    }
+}
+
+/// Reads the expense stored in map `obj` under `key`.
+pub fn expense_in<R: ReadDoc>(
+    doc: &R,
+    key: &str,
+    obj: &ObjId,
+    p: String,
+) -> Result<Expense, ShapeError> {
+    let id = entity_id(key, &p)?;
+    let e = Entity::new(doc, obj, p);
+    Ok(Expense {
+        id,
+        name: e.string("name")?,
+        amount: minor(e.int("amount")?),
+        category: e.parsed("category", Category::parse)?,
+        frequency: e.parsed("frequency", Frequency::parse)?,
+        added_by: e.user("added_by")?,
+        status: e.parsed("status", ItemStatus::parse)?,
+        created_at: e.time("created_at")?,
+        updated_at: e.time("updated_at")?,
+    })
 }
 
 /// Reads `goals.<id>`.
 pub fn read_goal<R: ReadDoc>(doc: &R, key: &str) -> Result<Option<Goal>, ShapeError> {
-    let Some(obj) = entity_obj(doc, Collection::Goals, key)? else {
-        return Ok(None);
-    };
-    let p = format!("goals.{key}");
-    Ok(Some(Goal {
-        id: entity_id(key, &p)?,
-        name: string(doc, &obj, "name", &p)?,
-        target_amount: minor(int(doc, &obj, "target_amount", &p)?),
-        saved_amount: minor(counter(doc, &obj, "saved_amount", &p)?),
-        goal_type: enum_field(doc, &obj, "goal_type", &p, GoalType::parse)?,
-        priority: enum_field(doc, &obj, "priority", &p, Priority::parse)?,
-        added_by: user_field(doc, &obj, "added_by", &p)?,
-        status: enum_field(doc, &obj, "status", &p, ItemStatus::parse)?,
-        created_at: time(doc, &obj, "created_at", &p)?,
-        updated_at: time(doc, &obj, "updated_at", &p)?,
-    }))
+    match located(doc, Collection::Goals, key)? {
+        None => Ok(None),
+        Some((obj, p)) => goal_in(doc, key, &obj, p).map(Some),
+    }
+}
+
+/// Reads the goal stored in map `obj` under `key`.
+pub fn goal_in<R: ReadDoc>(doc: &R, key: &str, obj: &ObjId, p: String) -> Result<Goal, ShapeError> {
+    let id = entity_id(key, &p)?;
+    let e = Entity::new(doc, obj, p);
+    Ok(Goal {
+        id,
+        name: e.string("name")?,
+        target_amount: minor(e.int("target_amount")?),
+        saved_amount: minor(e.counter("saved_amount")?),
+        goal_type: e.parsed("goal_type", GoalType::parse)?,
+        priority: e.parsed("priority", Priority::parse)?,
+        added_by: e.user("added_by")?,
+        status: e.parsed("status", ItemStatus::parse)?,
+        created_at: e.time("created_at")?,
+        updated_at: e.time("updated_at")?,
+    })
 }
 
 /// Reads `goal_contributions.<id>`.
@@ -344,133 +503,151 @@ pub fn read_goal_contribution<R: ReadDoc>(
     doc: &R,
     key: &str,
 ) -> Result<Option<GoalContribution>, ShapeError> {
-    let Some(obj) = entity_obj(doc, Collection::GoalContributions, key)? else {
-        return Ok(None);
-    };
-    let p = format!("goal_contributions.{key}");
-    Ok(Some(GoalContribution {
-        id: entity_id(key, &p)?,
-        goal_id: entity_field(doc, &obj, "goal_id", &p)?,
-        user_id: user_field(doc, &obj, "user_id", &p)?,
-        amount: minor(int(doc, &obj, "amount", &p)?),
-        created_at: time(doc, &obj, "created_at", &p)?,
-    }))
+    match located(doc, Collection::GoalContributions, key)? {
+        None => Ok(None),
+        Some((obj, p)) => goal_contribution_in(doc, key, &obj, p).map(Some),
+    }
 }
 
-fn read_expense_fields<R: ReadDoc>(
+/// Reads the goal contribution stored in map `obj` under `key`.
+pub fn goal_contribution_in<R: ReadDoc>(
     doc: &R,
+    key: &str,
     obj: &ObjId,
-    p: &str,
-) -> Result<ExpenseFields, ShapeError> {
-    let opt_enum = |key: &str, parse: fn(&str) -> Option<_>| -> Result<_, ShapeError> {
-        match opt_string(doc, obj, key, p)? {
-            None => Ok(None),
-            Some(s) => parsed(s, key, p, parse).map(Some),
-        }
-    };
-    Ok(ExpenseFields {
-        name: opt_string(doc, obj, "name", p)?,
-        amount: opt_int(doc, obj, "amount", p)?.map(minor),
-        category: opt_enum("category", Category::parse)?,
-        frequency: match opt_string(doc, obj, "frequency", p)? {
-            None => None,
-            Some(s) => Some(parsed(s, "frequency", p, Frequency::parse)?),
-        },
+    p: String,
+) -> Result<GoalContribution, ShapeError> {
+    let id = entity_id(key, &p)?;
+    let e = Entity::new(doc, obj, p);
+    Ok(GoalContribution {
+        id,
+        goal_id: e.entity("goal_id")?,
+        user_id: e.user("user_id")?,
+        amount: minor(e.int("amount")?),
+        created_at: e.time("created_at")?,
     })
 }
 
-fn read_goal_fields<R: ReadDoc>(doc: &R, obj: &ObjId, p: &str) -> Result<GoalFields, ShapeError> {
+fn expense_fields<R: ReadDoc>(e: &Entity<'_, R>) -> Result<ExpenseFields, ShapeError> {
+    Ok(ExpenseFields {
+        name: e.opt_string("name")?,
+        amount: e.opt_int("amount")?.map(minor),
+        category: e.opt_parsed("category", Category::parse)?,
+        frequency: e.opt_parsed("frequency", Frequency::parse)?,
+    })
+}
+
+fn goal_fields<R: ReadDoc>(e: &Entity<'_, R>) -> Result<GoalFields, ShapeError> {
     Ok(GoalFields {
-        name: opt_string(doc, obj, "name", p)?,
-        target_amount: opt_int(doc, obj, "target_amount", p)?.map(minor),
-        goal_type: match opt_string(doc, obj, "goal_type", p)? {
-            None => None,
-            Some(s) => Some(parsed(s, "goal_type", p, GoalType::parse)?),
-        },
-        priority: match opt_string(doc, obj, "priority", p)? {
-            None => None,
-            Some(s) => Some(parsed(s, "priority", p, Priority::parse)?),
-        },
+        name: e.opt_string("name")?,
+        target_amount: e.opt_int("target_amount")?.map(minor),
+        goal_type: e.opt_parsed("goal_type", GoalType::parse)?,
+        priority: e.opt_parsed("priority", Priority::parse)?,
     })
 }
 
 /// Reads `approvals.<id>`.
 pub fn read_approval<R: ReadDoc>(doc: &R, key: &str) -> Result<Option<Approval>, ShapeError> {
-    let Some(obj) = entity_obj(doc, Collection::Approvals, key)? else {
-        return Ok(None);
-    };
-    let p = format!("approvals.{key}");
-    let request_type = enum_field(doc, &obj, "request_type", &p, RequestType::parse)?;
-    let data_path = format!("{p}.request_data");
-    let data_obj = map_at(doc, &obj, "request_data");
-    let request_data = match (request_type, data_obj) {
-        (_, None) => return Err(shape(data_path, "expected a map")),
-        (RequestType::ExpenseAdd | RequestType::ExpenseEdit, Some(o)) => {
-            RequestData::Expense(read_expense_fields(doc, &o, &data_path)?)
+    match located(doc, Collection::Approvals, key)? {
+        None => Ok(None),
+        Some((obj, p)) => approval_in(doc, key, &obj, p).map(Some),
+    }
+}
+
+/// Reads the approval request stored in map `obj` under `key`.
+pub fn approval_in<R: ReadDoc>(
+    doc: &R,
+    key: &str,
+    obj: &ObjId,
+    p: String,
+) -> Result<Approval, ShapeError> {
+    let id = entity_id(key, &p)?;
+    let e = Entity::new(doc, obj, p);
+    let request_type = e.parsed("request_type", RequestType::parse)?;
+    let data = Entity::new(
+        doc,
+        &e.map("request_data")?,
+        format!("{}.request_data", e.path),
+    );
+    let request_data = match request_type {
+        RequestType::ExpenseAdd | RequestType::ExpenseEdit => {
+            RequestData::Expense(expense_fields(&data)?)
         }
-        (RequestType::GoalAdd | RequestType::GoalEdit, Some(o)) => {
-            RequestData::Goal(read_goal_fields(doc, &o, &data_path)?)
-        }
+        RequestType::GoalAdd | RequestType::GoalEdit => RequestData::Goal(goal_fields(&data)?),
     };
-    Ok(Some(Approval {
-        id: entity_id(key, &p)?,
-        requested_by: user_field(doc, &obj, "requested_by", &p)?,
+    Ok(Approval {
+        id,
+        requested_by: e.user("requested_by")?,
         request_type,
-        target_id: entity_field(doc, &obj, "target_id", &p)?,
+        target_id: e.entity("target_id")?,
         request_data,
-        message: opt_string(doc, &obj, "message", &p)?,
-        status: enum_field(doc, &obj, "status", &p, ApprovalStatus::parse)?,
-        responded_by: opt_user_field(doc, &obj, "responded_by", &p)?,
-        responded_at: opt_time(doc, &obj, "responded_at", &p)?,
-        created_at: time(doc, &obj, "created_at", &p)?,
-    }))
+        message: e.opt_string("message")?,
+        status: e.parsed("status", ApprovalStatus::parse)?,
+        responded_by: e.opt_user("responded_by")?,
+        responded_at: e.opt_time("responded_at")?,
+        created_at: e.time("created_at")?,
+    })
 }
 
 /// Reads `messages.<id>`.
 pub fn read_message<R: ReadDoc>(doc: &R, key: &str) -> Result<Option<Message>, ShapeError> {
-    let Some(obj) = entity_obj(doc, Collection::Messages, key)? else {
-        return Ok(None);
-    };
-    let p = format!("messages.{key}");
-    Ok(Some(Message {
-        id: entity_id(key, &p)?,
-        sender_id: user_field(doc, &obj, "sender_id", &p)?,
-        text: string(doc, &obj, "text", &p)?,
-        message_type: enum_field(doc, &obj, "message_type", &p, MessageType::parse)?,
-        read_by_recipient: boolean(doc, &obj, "read_by_recipient", &p)?,
-        created_at: time(doc, &obj, "created_at", &p)?,
-    }))
+    match located(doc, Collection::Messages, key)? {
+        None => Ok(None),
+        Some((obj, p)) => message_in(doc, key, &obj, p).map(Some),
+    }
+}
+
+/// Reads the message stored in map `obj` under `key`.
+pub fn message_in<R: ReadDoc>(
+    doc: &R,
+    key: &str,
+    obj: &ObjId,
+    p: String,
+) -> Result<Message, ShapeError> {
+    let id = entity_id(key, &p)?;
+    let e = Entity::new(doc, obj, p);
+    Ok(Message {
+        id,
+        sender_id: e.user("sender_id")?,
+        text: e.string("text")?,
+        message_type: e.parsed("message_type", MessageType::parse)?,
+        read_by_recipient: e.boolean("read_by_recipient")?,
+        created_at: e.time("created_at")?,
+    })
 }
 
 /// Reads `contributions.<YYYY-MM>`.
 pub fn read_month<R: ReadDoc>(doc: &R, key: &str) -> Result<Option<MonthContribution>, ShapeError> {
-    let Some(obj) = entity_obj(doc, Collection::Contributions, key)? else {
-        return Ok(None);
-    };
-    let p = format!("contributions.{key}");
+    match located(doc, Collection::Contributions, key)? {
+        None => Ok(None),
+        Some((obj, p)) => month_in(doc, key, &obj, p).map(Some),
+    }
+}
+
+/// Reads the month stored in map `obj` under `key`.
+pub fn month_in<R: ReadDoc>(
+    doc: &R,
+    key: &str,
+    obj: &ObjId,
+    p: String,
+) -> Result<MonthContribution, ShapeError> {
     let month = Month::parse(key).map_err(|_| shape(&p, "key is not YYYY-MM"))?;
-    let amounts_obj = map_at(doc, &obj, "amounts")
-        .ok_or_else(|| shape(format!("{p}.amounts"), "expected a map"))?;
-    let paid_obj =
-        map_at(doc, &obj, "paid").ok_or_else(|| shape(format!("{p}.paid"), "expected a map"))?;
+    let e = Entity::new(doc, obj, p);
+    let amounts_e = Entity::new(doc, &e.map("amounts")?, format!("{}.amounts", e.path));
+    let paid_e = Entity::new(doc, &e.map("paid")?, format!("{}.paid", e.path));
     let mut amounts = BTreeMap::new();
-    for k in doc.keys(&amounts_obj) {
-        let user =
-            UserId::from_str(&k).map_err(|_| shape(format!("{p}.amounts"), "bad user id"))?;
-        amounts.insert(
-            user,
-            minor(int(doc, &amounts_obj, &k, &format!("{p}.amounts"))?),
-        );
+    for (k, _) in &amounts_e.fields.0 {
+        let user = UserId::from_str(k).map_err(|_| shape(&amounts_e.path, "bad user id"))?;
+        amounts.insert(user, minor(amounts_e.int(k)?));
     }
     let mut paid = BTreeMap::new();
-    for k in doc.keys(&paid_obj) {
-        let user = UserId::from_str(&k).map_err(|_| shape(format!("{p}.paid"), "bad user id"))?;
-        paid.insert(user, opt_time(doc, &paid_obj, &k, &format!("{p}.paid"))?);
+    for (k, _) in &paid_e.fields.0 {
+        let user = UserId::from_str(k).map_err(|_| shape(&paid_e.path, "bad user id"))?;
+        paid.insert(user, paid_e.opt_time(k)?);
     }
-    Ok(Some(MonthContribution {
+    Ok(MonthContribution {
         month,
-        total_required: minor(int(doc, &obj, "total_required", &p)?),
+        total_required: minor(e.int("total_required")?),
         amounts,
         paid,
-    }))
+    })
 }

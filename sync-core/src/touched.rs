@@ -2,9 +2,11 @@
 //! (never a whole-document diff), so enforcement and materialization cost what the merge
 //! costs, not what the document weighs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use automerge::legacy::OpType;
 use automerge::legacy::{Key, ObjectId};
+use automerge::ExpandedChange;
 use automerge::{Automerge, Change, Prop, ReadDoc};
 
 use crate::read;
@@ -46,23 +48,22 @@ impl Touched {
         }
     }
 
-    /// Marks every entity of a collection (in either document) touched: used when a client
-    /// replaced a whole collection map, or when an object's place cannot be resolved.
-    fn add_all(&mut self, c: Collection, before: &Automerge, after: &Automerge) {
-        for k in read::collection_keys(before, c) {
-            self.add(c, k);
-        }
-        for k in read::collection_keys(after, c) {
-            self.add(c, k);
+    /// Marks every entity of a collection (in any of `docs`) touched: used when a client
+    /// replaced a whole collection map.
+    fn add_all(&mut self, c: Collection, docs: &[&Automerge]) {
+        for doc in docs {
+            for k in read::collection_keys(*doc, c) {
+                self.add(c, k);
+            }
         }
     }
 
     /// Everything in both documents (the slow path for changes whose objects cannot be
     /// placed; correct, never taken by well-formed merges).
-    pub fn everything(before: &Automerge, after: &Automerge) -> Self {
+    pub fn everything(docs: &[&Automerge]) -> Self {
         let mut t = Touched::default();
         for c in Collection::ALL {
-            t.add_all(c, before, after);
+            t.add_all(c, docs);
         }
         t.root_keys.insert(crate::schema::keys::PARTNERSHIP.into());
         t.root_keys.insert(crate::schema::keys::SCHEMA.into());
@@ -72,65 +73,99 @@ impl Touched {
 
 /// What `changes` (already applied to `after`, absent from `before`) touched.
 pub fn touched_by(before: &Automerge, after: &Automerge, changes: &[Change]) -> Touched {
-    let mut t = Touched::default();
-    for change in changes {
-        for op in change.decode().operations {
-            let ok = match &op.obj {
-                ObjectId::Root => {
-                    if let Key::Map(k) = &op.key {
-                        match Collection::from_key(k) {
-                            Some(c) => {
-                                t.root_keys.insert(k.to_string());
-                                t.add_all(c, before, after);
-                            }
-                            None => {
-                                t.root_keys.insert(k.to_string());
-                            }
-                        }
-                    }
-                    true
-                }
-                ObjectId::Id(opid) => {
-                    place(after, &opid.to_string(), &op.key, &mut t)
-                        || place(before, &opid.to_string(), &op.key, &mut t)
-                }
-            };
-            if !ok {
-                return Touched::everything(before, after);
+    touched_in(&[before, after], changes)
+}
+
+/// What `changes` will touch when applied to `before`: computed before applying them, from
+/// `before` and the changes' own operations (objects the changes create are placed by the
+/// operation that makes them). This lets the server capture the state before a merge and then
+/// apply the merge in place, without cloning the document.
+pub fn touched_before_apply(before: &Automerge, changes: &[Change]) -> Touched {
+    touched_in(&[before], changes)
+}
+
+/// Where an object created by the changes lives: its parent object and key.
+type Made = HashMap<String, (ObjectId, Key)>;
+
+fn touched_in(docs: &[&Automerge], changes: &[Change]) -> Touched {
+    let decoded: Vec<ExpandedChange> = changes.iter().map(Change::decode).collect();
+    let mut made: Made = HashMap::new();
+    for ch in &decoded {
+        for (i, op) in ch.operations.iter().enumerate() {
+            if let OpType::Make(_) = op.action {
+                let id = format!("{}@{}", ch.start_op.get() + i as u64, ch.actor_id);
+                made.insert(id, (op.obj.clone(), op.key.clone()));
             }
+        }
+    }
+    let mut t = Touched::default();
+    for ch in &decoded {
+        for op in &ch.operations {
+            let Some(mut path) = key_path(docs, &made, &op.obj, 0) else {
+                return Touched::everything(docs);
+            };
+            match &op.key {
+                Key::Map(k) => path.push(k.to_string()),
+                Key::Seq(_) if path.is_empty() => return Touched::everything(docs),
+                Key::Seq(_) => {}
+            }
+            record(&mut t, docs, &path);
         }
     }
     t
 }
 
-/// Records the entity (or root key) that object `obj` lives in; false when `doc` does not
-/// know the object.
-fn place(doc: &Automerge, obj: &str, key: &Key, t: &mut Touched) -> bool {
-    let Ok((exid, _)) = doc.import(obj) else {
-        return false;
+/// The map keys from the root down to `obj` (empty for the root); `None` when the object cannot
+/// be placed or sits below a list.
+fn key_path(docs: &[&Automerge], made: &Made, obj: &ObjectId, depth: usize) -> Option<Vec<String>> {
+    if depth > 64 {
+        return None;
+    }
+    let id = match obj {
+        ObjectId::Root => return Some(Vec::new()),
+        ObjectId::Id(opid) => opid.to_string(),
     };
-    let Ok(parents) = doc.parents(&exid) else {
-        return false;
-    };
-    let path = parents.path();
-    let Some((_, Prop::Map(top))) = path.first() else {
-        return false;
-    };
-    match Collection::from_key(top) {
-        Some(c) => {
-            let entity = match path.get(1) {
-                Some((_, Prop::Map(k))) => k.to_string(),
-                Some((_, Prop::Seq(_))) => return false,
-                None => match key {
-                    Key::Map(k) => k.to_string(),
-                    Key::Seq(_) => return false,
-                },
-            };
-            t.add(c, entity);
+    if let Some((parent, key)) = made.get(&id) {
+        let mut path = key_path(docs, made, parent, depth + 1)?;
+        match key {
+            Key::Map(k) => path.push(k.to_string()),
+            Key::Seq(_) => return None,
         }
-        None => {
-            t.root_keys.insert(top.to_string());
+        return Some(path);
+    }
+    for doc in docs {
+        let Ok((exid, _)) = doc.import(&id) else {
+            continue;
+        };
+        let Ok(parents) = doc.parents(&exid) else {
+            continue;
+        };
+        let mut path = Vec::new();
+        for (_, prop) in parents.path() {
+            match prop {
+                Prop::Map(k) => path.push(k.to_string()),
+                Prop::Seq(_) => return None,
+            }
+        }
+        return Some(path);
+    }
+    None
+}
+
+/// Records the entity (or root key) at `path`.
+fn record(t: &mut Touched, docs: &[&Automerge], path: &[String]) {
+    let Some(top) = path.first() else {
+        return;
+    };
+    match (Collection::from_key(top), path.get(1)) {
+        (Some(c), Some(entity)) => t.add(c, entity.clone()),
+        (Some(c), None) => {
+            // The collection map itself was written: every entity is in question.
+            t.root_keys.insert(top.clone());
+            t.add_all(c, docs);
+        }
+        (None, _) => {
+            t.root_keys.insert(top.clone());
         }
     }
-    true
 }
