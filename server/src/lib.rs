@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod store;
+pub mod sync;
 pub mod validation;
 
 use std::net::SocketAddr;
