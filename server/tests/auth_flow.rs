@@ -44,6 +44,9 @@ on_both_backends!(
     protected_endpoint_refuses_missing_expired_tampered_and_alg_none_tokens,
     sixth_wrong_password_within_a_minute_answers_429,
     bad_auth_input_answers_its_code_and_writes_nothing,
+    concurrent_refreshes_with_one_token_succeed_exactly_once,
+    tokens_name_the_partnership_once_an_invitation_is_accepted,
+    api_rate_limit_per_ip_answers_429_with_retry_after,
 );
 
 fn token(body: &Value, field: &str) -> String {
@@ -949,5 +952,121 @@ async fn bad_auth_input_answers_its_code_and_writes_nothing(backend: Backend) {
         app.login("ann@example.com", PASSWORD).await.status,
         StatusCode::OK
     );
+    app.cleanup().await;
+}
+
+async fn concurrent_refreshes_with_one_token_succeed_exactly_once(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let session = app.register("ann@example.com").await;
+    let body = json!({"refresh_token": token(&session, "refresh_token")});
+    let answers =
+        futures::future::join_all((0..4).map(|_| app.post("/api/auth/refresh", &body))).await;
+    let succeeded: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::OK)
+        .map(|a| &a.body)
+        .collect();
+    // Exactly one wins: a token is marked used only once, and its family can only be revoked
+    // by a request that saw it used, that is after the winner's rotation.
+    assert_eq!(succeeded.len(), 1, "{answers:?}");
+    assert!(answers
+        .iter()
+        .all(|a| a.status == StatusCode::OK || a.code() == "invalid_refresh_token"));
+    // The losers presented a used token: the family is revoked, the winner's new token too.
+    let next = app
+        .post(
+            "/api/auth/refresh",
+            &json!({"refresh_token": token(succeeded[0], "refresh_token")}),
+        )
+        .await;
+    assert_eq!(next.status, StatusCode::UNAUTHORIZED);
+    app.cleanup().await;
+}
+
+async fn tokens_name_the_partnership_once_an_invitation_is_accepted(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ann = app.register("ann@example.com").await;
+    let ben = app.register("ben@example.com").await;
+    let claims = |session: &Value| {
+        app.state
+            .tokens
+            .verify_access_token(&token(session, "access_token"))
+            .expect("valid token")
+    };
+    assert_eq!(claims(&ann).pid, None);
+
+    let invite = app
+        .post_auth(
+            "/api/partnerships/invite",
+            &token(&ann, "access_token"),
+            &json!({"email": "ben@example.com"}),
+        )
+        .await;
+    assert!(invite.status.is_success(), "{:?}", invite.body);
+    let partnership_id: uuid::Uuid = invite.body["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("partnership id");
+    // A pending invitation is not a partnership yet.
+    assert_eq!(
+        claims(&app.login("ann@example.com", PASSWORD).await.body).pid,
+        None
+    );
+
+    let accept = app
+        .post_auth(
+            &format!("/api/partnerships/accept/{partnership_id}"),
+            &token(&ben, "access_token"),
+            &json!({}),
+        )
+        .await;
+    assert!(accept.status.is_success(), "{:?}", accept.body);
+    assert_eq!(
+        claims(&app.login("ben@example.com", PASSWORD).await.body).pid,
+        Some(partnership_id)
+    );
+    let refreshed = app
+        .post(
+            "/api/auth/refresh",
+            &json!({"refresh_token": token(&ann, "refresh_token")}),
+        )
+        .await;
+    assert_eq!(claims(&refreshed.body).pid, Some(partnership_id));
+    app.cleanup().await;
+}
+
+async fn api_rate_limit_per_ip_answers_429_with_retry_after(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.api_rate_limit = 3).await else {
+        return;
+    };
+    for _ in 0..3 {
+        let answer = app.get_with_authorization("/api/users/profile", None).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = app.login("ann@example.com", PASSWORD).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.code(), "rate_limited");
+    let retry_after: u64 = limited
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!(
+        (890..=900).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    // Health probes are outside the limit.
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
     app.cleanup().await;
 }
