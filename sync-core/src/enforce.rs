@@ -649,13 +649,17 @@ impl Enforcer<'_> {
             (_, Ok(None)) => None,
             (_, Ok(Some(a))) => {
                 let goal_key = a.goal_id.to_string();
-                let goal_ok = matches!(
-                    before_of(&self.before.goals, self.after, &goal_key, read::read_goal),
-                    Ok(Some(g)) if g.status == ItemStatus::Active
-                ) && matches!(
-                    read::read_goal(self.after, &goal_key),
-                    Ok(Some(g)) if g.status == ItemStatus::Active
-                );
+                let before_goal =
+                    before_of(&self.before.goals, self.after, &goal_key, read::read_goal);
+                let goal_ok = match (&before_goal, read::read_goal(self.after, &goal_key)) {
+                    (Ok(Some(b)), Ok(Some(g))) => {
+                        b.status == ItemStatus::Active && g.status == ItemStatus::Active
+                    }
+                    // Deleted or broken in this merge: it is restored as it was, so the
+                    // contribution is judged against that and counted in the restored goal.
+                    (Ok(Some(b)), _) => b.status == ItemStatus::Active,
+                    _ => false,
+                };
                 let amount_ok =
                     validate::positive_amount("amount", a.amount, &self.currency).is_ok();
                 if !goal_ok || !amount_ok {

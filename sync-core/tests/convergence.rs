@@ -17,6 +17,7 @@ use splitsave_sync_core::ids::{EntityId, PartnershipId, UserId};
 use splitsave_sync_core::materialize::all_rows;
 use splitsave_sync_core::money::{Currency, MinorUnits};
 use splitsave_sync_core::ops::{self, Ctx, NewExpense, NewGoal, OpError};
+use splitsave_sync_core::policy::add_request_id;
 use splitsave_sync_core::read;
 use splitsave_sync_core::schema::*;
 use splitsave_sync_core::split::Month;
@@ -204,6 +205,31 @@ impl World {
         };
         let month = Month::parse("2026-11").expect("month");
         couple.server_month(month, 3_333, 6_667);
+        // An active expense and an approved goal to start from, so edits, contributions and
+        // raw writes have targets from the first step.
+        let (ctx_a, ctx_b) = (Ctx { user: a, now: T0 }, Ctx { user: b, now: T0 });
+        let holiday = EntityId::derived(&["convergence", "holiday"]);
+        couple
+            .server
+            .transact(|tx| {
+                let rent = NewExpense {
+                    name: "Rent".into(),
+                    amount: MinorUnits(5_000),
+                    category: Category::Housing,
+                    frequency: Frequency::Monthly,
+                };
+                let rent_id = EntityId::derived(&["convergence", "rent"]);
+                ops::add_expense_with_id(tx, &ctx_a, rent_id, &rent)?;
+                let goal = NewGoal {
+                    name: "Holiday".into(),
+                    target_amount: MinorUnits(200_000),
+                    goal_type: GoalType::Vacation,
+                    priority: Priority::High,
+                };
+                ops::add_goal_with_id(tx, &ctx_a, holiday, &goal)?;
+                ops::approve(tx, &ctx_b, add_request_id(holiday))
+            })
+            .expect("starting items");
         let server = couple.server;
         let replica_a = server
             .clone()
@@ -645,4 +671,33 @@ fn deleted_pending_expense_whose_request_was_approved_comes_back_active() {
         Step::Act(Who::B, Action::Approve { pick: 0 }),
     ];
     run_interleaving(&steps).unwrap();
+}
+
+/// Found by the two-server property: one partner deletes a goal, the other contributes to it
+/// and deletes it too. A server that merges the contributor first must not drop the
+/// contribution (the goal is restored anyway), or the two servers disagree on whether it
+/// counts and their merged document holds a saved amount no contribution explains.
+#[test]
+fn a_contribution_to_a_goal_deleted_in_the_same_merge_counts_in_the_restored_goal() {
+    let steps = [
+        (
+            Who::A,
+            Action::RawDelete {
+                collection: 1,
+                pick: 0,
+            },
+        ),
+        (Who::B, Action::Contribute { pick: 0, cents: 1 }),
+        (
+            Who::B,
+            Action::RawDelete {
+                collection: 1,
+                pick: 0,
+            },
+        ),
+        // Later operations move the op counters, which decide whose restored goal wins.
+        (Who::A, Action::AddExpense { cents: 1 }),
+        (Who::A, Action::AddExpense { cents: 1 }),
+    ];
+    run_two_servers(&steps).unwrap();
 }
