@@ -169,3 +169,9 @@ fn record(t: &mut Touched, docs: &[&Automerge], path: &[String]) {
         }
     }
 }
+
+/// What `changes`, already applied to `after`, touched (when the document before them is no
+/// longer at hand, e.g. after the server ran an operation itself).
+pub fn touched_after_apply(after: &Automerge, changes: &[Change]) -> Touched {
+    touched_in(&[after], changes)
+}
