@@ -795,12 +795,12 @@ fn every_forbidden_change_is_compensated_as_the_policy_says() {
     }
 }
 
+/// Makes an allowed change on a replica; returns the replica and its author.
+type AllowedChange = fn(&mut Couple, &Ids) -> (automerge::Automerge, UserId);
+
 #[test]
 fn allowed_changes_are_left_alone() {
-    let allowed: Vec<(
-        &str,
-        fn(&mut Couple, &Ids) -> (automerge::Automerge, UserId),
-    )> = vec![
+    let allowed: Vec<(&str, AllowedChange)> = vec![
         ("small expense added directly", |c, _| {
             let mut cl = c.client(c.b);
             op(&mut cl, |tx| {
