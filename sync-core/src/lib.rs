@@ -37,18 +37,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod document;
+pub mod enforce;
 pub mod enums;
 pub mod ids;
-pub mod time;
+pub mod materialize;
 pub mod money;
-pub mod split;
-pub mod document;
-pub mod read;
-pub mod schema;
-pub mod write;
 pub mod ops;
 pub mod policy;
-pub mod validate;
-pub mod enforce;
+pub mod protocol;
+pub mod read;
+pub mod schema;
+pub mod split;
+pub mod time;
 pub mod touched;
-pub mod materialize;
+pub mod validate;
+pub mod write;

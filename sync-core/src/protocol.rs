@@ -17,8 +17,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::ids::DocumentId;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use splitsave_sync_core::ids::DocumentId;
 
 /// The only protocol version that exists (`ProtocolV1` in the JS adapter); peers negotiate it in
 /// `join`/`peer`.
