@@ -666,3 +666,54 @@ async fn the_openapi_document_describes_every_endpoint() {
         "the page embeds the document"
     );
 }
+
+#[tokio::test]
+async fn the_per_ip_limit_answers_429_with_retry_after_and_spares_the_probes() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| c.api_rate_limit = 3).await else {
+        return;
+    };
+    for _ in 0..3 {
+        let (status, _) = app.get("/api/openapi.json", None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let response = app
+        .client
+        .get(app.url("/api/users/profile"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let (status, _) = app.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::OK, "probes are not limited");
+}
+
+#[tokio::test]
+async fn requests_over_the_time_limit_answer_503_timeout() {
+    // A registration hashes with production argon2 parameters (tens of milliseconds at least),
+    // far longer than a 5 ms limit.
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.argon2 = splitsave_server::config::Argon2Params::OWASP;
+        c.request_timeout = std::time::Duration::from_millis(5);
+    })
+    .await
+    else {
+        return;
+    };
+    let (status, body) = app
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"email": "slow@example.com", "password": common::PASSWORD, "name": "Slow"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "timeout");
+}
