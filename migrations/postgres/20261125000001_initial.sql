@@ -106,9 +106,11 @@ CREATE TABLE doc_changes (
 );
 
 -- Materialized rows (derived from the documents; rebuildable) ---------------------------------
+-- Keyed by (partnership_id, id): entity ids are chosen by clients, so one couple's document can
+-- never name, and so overwrite, another couple's row.
 
 CREATE TABLE expenses (
-    id              UUID PRIMARY KEY,
+    id              UUID NOT NULL,
     partnership_id  UUID NOT NULL REFERENCES partnerships(id) ON DELETE CASCADE,
     name            TEXT NOT NULL,
     amount          NUMERIC NOT NULL CHECK (amount >= 0),
@@ -117,12 +119,13 @@ CREATE TABLE expenses (
     added_by        UUID NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('active', 'pending_approval', 'archived')),
     created_at      TIMESTAMPTZ NOT NULL,
-    updated_at      TIMESTAMPTZ NOT NULL
+    updated_at      TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (partnership_id, id)
 );
 CREATE INDEX expenses_partnership ON expenses (partnership_id, created_at);
 
 CREATE TABLE goals (
-    id              UUID PRIMARY KEY,
+    id              UUID NOT NULL,
     partnership_id  UUID NOT NULL REFERENCES partnerships(id) ON DELETE CASCADE,
     name            TEXT NOT NULL,
     target_amount   NUMERIC NOT NULL CHECK (target_amount >= 0),
@@ -132,22 +135,24 @@ CREATE TABLE goals (
     added_by        UUID NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('active', 'pending_approval', 'archived')),
     created_at      TIMESTAMPTZ NOT NULL,
-    updated_at      TIMESTAMPTZ NOT NULL
+    updated_at      TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (partnership_id, id)
 );
 CREATE INDEX goals_partnership ON goals (partnership_id, created_at);
 
 CREATE TABLE goal_contributions (
-    id              UUID PRIMARY KEY,
+    id              UUID NOT NULL,
     partnership_id  UUID NOT NULL REFERENCES partnerships(id) ON DELETE CASCADE,
     goal_id         UUID NOT NULL,
     user_id         UUID NOT NULL,
     amount          NUMERIC NOT NULL,
-    created_at      TIMESTAMPTZ NOT NULL
+    created_at      TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (partnership_id, id)
 );
 CREATE INDEX goal_contributions_goal ON goal_contributions (partnership_id, goal_id);
 
 CREATE TABLE approval_requests (
-    id              UUID PRIMARY KEY,
+    id              UUID NOT NULL,
     partnership_id  UUID NOT NULL REFERENCES partnerships(id) ON DELETE CASCADE,
     requested_by    UUID NOT NULL,
     request_type    TEXT NOT NULL,
@@ -157,18 +162,20 @@ CREATE TABLE approval_requests (
     status          TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'declined')),
     responded_by    UUID,
     responded_at    TIMESTAMPTZ,
-    created_at      TIMESTAMPTZ NOT NULL
+    created_at      TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (partnership_id, id)
 );
 CREATE INDEX approval_requests_partnership ON approval_requests (partnership_id, status, created_at);
 
 CREATE TABLE messages (
-    id                  UUID PRIMARY KEY,
+    id                  UUID NOT NULL,
     partnership_id      UUID NOT NULL REFERENCES partnerships(id) ON DELETE CASCADE,
     sender_id           UUID NOT NULL,
     text                TEXT NOT NULL,
     message_type        TEXT NOT NULL,
     read_by_recipient   BOOLEAN NOT NULL DEFAULT false,
-    created_at          TIMESTAMPTZ NOT NULL
+    created_at          TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (partnership_id, id)
 );
 CREATE INDEX messages_partnership ON messages (partnership_id, created_at);
 

@@ -97,8 +97,10 @@ CREATE TABLE doc_changes (
     UNIQUE (partnership_id, hash)
 );
 
+-- Materialized rows, keyed by (partnership_id, id): entity ids are chosen by clients, so one
+-- couple's document can never name, and so overwrite, another couple's row.
 CREATE TABLE expenses (
-    id              BLOB PRIMARY KEY NOT NULL,
+    id              BLOB NOT NULL,
     partnership_id  BLOB NOT NULL REFERENCES partnerships(id) ON DELETE CASCADE,
     name            TEXT NOT NULL,
     amount          TEXT NOT NULL,
@@ -107,12 +109,13 @@ CREATE TABLE expenses (
     added_by        BLOB NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('active', 'pending_approval', 'archived')),
     created_at      TEXT NOT NULL,
-    updated_at      TEXT NOT NULL
+    updated_at      TEXT NOT NULL,
+    PRIMARY KEY (partnership_id, id)
 );
 CREATE INDEX expenses_partnership ON expenses (partnership_id, created_at);
 
 CREATE TABLE goals (
-    id              BLOB PRIMARY KEY NOT NULL,
+    id              BLOB NOT NULL,
     partnership_id  BLOB NOT NULL REFERENCES partnerships(id) ON DELETE CASCADE,
     name            TEXT NOT NULL,
     target_amount   TEXT NOT NULL,
@@ -122,22 +125,24 @@ CREATE TABLE goals (
     added_by        BLOB NOT NULL,
     status          TEXT NOT NULL CHECK (status IN ('active', 'pending_approval', 'archived')),
     created_at      TEXT NOT NULL,
-    updated_at      TEXT NOT NULL
+    updated_at      TEXT NOT NULL,
+    PRIMARY KEY (partnership_id, id)
 );
 CREATE INDEX goals_partnership ON goals (partnership_id, created_at);
 
 CREATE TABLE goal_contributions (
-    id              BLOB PRIMARY KEY NOT NULL,
+    id              BLOB NOT NULL,
     partnership_id  BLOB NOT NULL REFERENCES partnerships(id) ON DELETE CASCADE,
     goal_id         BLOB NOT NULL,
     user_id         BLOB NOT NULL,
     amount          TEXT NOT NULL,
-    created_at      TEXT NOT NULL
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (partnership_id, id)
 );
 CREATE INDEX goal_contributions_goal ON goal_contributions (partnership_id, goal_id);
 
 CREATE TABLE approval_requests (
-    id              BLOB PRIMARY KEY NOT NULL,
+    id              BLOB NOT NULL,
     partnership_id  BLOB NOT NULL REFERENCES partnerships(id) ON DELETE CASCADE,
     requested_by    BLOB NOT NULL,
     request_type    TEXT NOT NULL,
@@ -147,18 +152,20 @@ CREATE TABLE approval_requests (
     status          TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'declined')),
     responded_by    BLOB,
     responded_at    TEXT,
-    created_at      TEXT NOT NULL
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (partnership_id, id)
 );
 CREATE INDEX approval_requests_partnership ON approval_requests (partnership_id, status, created_at);
 
 CREATE TABLE messages (
-    id                  BLOB PRIMARY KEY NOT NULL,
+    id                  BLOB NOT NULL,
     partnership_id      BLOB NOT NULL REFERENCES partnerships(id) ON DELETE CASCADE,
     sender_id           BLOB NOT NULL,
     text                TEXT NOT NULL,
     message_type        TEXT NOT NULL,
     read_by_recipient   INTEGER NOT NULL DEFAULT 0,
-    created_at          TEXT NOT NULL
+    created_at          TEXT NOT NULL,
+    PRIMARY KEY (partnership_id, id)
 );
 CREATE INDEX messages_partnership ON messages (partnership_id, created_at);
 

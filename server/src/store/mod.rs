@@ -15,6 +15,9 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod sync_postgres;
+mod sync_rows;
+mod sync_sqlite;
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,6 +26,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use splitsave_sync_core::materialize::RowChange;
 use uuid::Uuid;
 
 pub use postgres::PgStore;
@@ -483,6 +487,68 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_device_token(&self, user_id: Uuid, token: &str) -> StoreResult<()>;
     /// A user's device tokens.
     async fn device_tokens(&self, user_id: Uuid) -> StoreResult<Vec<DeviceTokenRecord>>;
+
+    // ---- sync --------------------------------------------------------------------------------
+
+    /// Makes one merge durable, in one transaction (DESIGN section 4): binds the new actor ids,
+    /// stores the new changes (a hash already stored is skipped) and applies the materialized
+    /// row changes. `Conflict("actor_bound")` when an actor is bound to another user and
+    /// `NotFound` when a bound user is not a member or the partnership is gone; either way
+    /// nothing of the commit is written. Returns how many changes were new.
+    async fn commit_merge(
+        &self,
+        partnership_id: Uuid,
+        commit: MergeCommit,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    /// Rebuilds the derived tables from a document, in one transaction: deletes every
+    /// materialized row of the partnership and writes the given upserts (deletes are moot).
+    async fn replace_materialized(
+        &self,
+        partnership_id: Uuid,
+        rows: Vec<RowChange>,
+    ) -> StoreResult<()>;
+    /// Every materialized row of the partnership as `RowChange::Upsert`, ordered by table
+    /// (expenses, goals, goal contributions, approvals, messages, contributions) then by id or
+    /// month, with amounts at the partnership currency's scale: comparable with what
+    /// `materialize::all_rows` gives for the document.
+    async fn materialized_rows(&self, partnership_id: Uuid) -> StoreResult<Vec<RowChange>>;
+    /// Keeps a peer's sync state (by the storageId it announced, at most 200 characters) so a
+    /// reconnecting client resumes cheaply; replaces the previous one. `NotFound` when the
+    /// partnership or user is gone.
+    async fn save_sync_state(
+        &self,
+        partnership_id: Uuid,
+        user_id: Uuid,
+        peer_storage_id: &str,
+        state: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The sync state saved for this peer, if any.
+    async fn load_sync_state(
+        &self,
+        partnership_id: Uuid,
+        user_id: Uuid,
+        peer_storage_id: &str,
+    ) -> StoreResult<Option<Vec<u8>>>;
+    /// The server's automerge-repo storageId: created once (a random UUID) and then always the
+    /// same, for every node sharing the database and across restarts, so clients can trust the
+    /// server's remote heads as durable.
+    async fn server_storage_id(&self) -> StoreResult<String>;
+    /// How many changes are stored beside the latest snapshot; past a threshold the sync layer
+    /// compacts.
+    async fn document_change_count(&self, partnership_id: Uuid) -> StoreResult<i64>;
+}
+
+/// Everything one merge makes durable at once (see [`Store::commit_merge`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MergeCommit {
+    /// Changes new to the server: the client's and the server's compensations.
+    pub changes: Vec<NewChange>,
+    /// Actor ids seen for the first time, as (hex actor id, the user who sent them).
+    pub bindings: Vec<(String, Uuid)>,
+    /// The materialized rows the merge touched.
+    pub rows: Vec<RowChange>,
 }
 
 /// Opens the store the URL names (`postgres://…` or `sqlite:…`) and applies the migrations.

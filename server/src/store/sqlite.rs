@@ -906,4 +906,56 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+
+    // ---- sync (implemented in sync_sqlite.rs) -------------------------------------------------------
+
+    async fn commit_merge(
+        &self,
+        partnership_id: Uuid,
+        commit: MergeCommit,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        super::sync_sqlite::commit_merge(&self.pool, partnership_id, commit, now).await
+    }
+
+    async fn replace_materialized(
+        &self,
+        partnership_id: Uuid,
+        rows: Vec<RowChange>,
+    ) -> StoreResult<()> {
+        super::sync_sqlite::replace_materialized(&self.pool, partnership_id, rows, Utc::now()).await
+    }
+
+    async fn materialized_rows(&self, partnership_id: Uuid) -> StoreResult<Vec<RowChange>> {
+        super::sync_sqlite::materialized_rows(&self.pool, partnership_id).await
+    }
+
+    async fn save_sync_state(
+        &self,
+        partnership_id: Uuid,
+        user_id: Uuid,
+        peer_storage_id: &str,
+        state: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        super::sync_sqlite::save_sync_state(&self.pool, partnership_id, user_id, peer_storage_id, state, now)
+            .await
+    }
+
+    async fn load_sync_state(
+        &self,
+        partnership_id: Uuid,
+        user_id: Uuid,
+        peer_storage_id: &str,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        super::sync_sqlite::load_sync_state(&self.pool, partnership_id, user_id, peer_storage_id).await
+    }
+
+    async fn server_storage_id(&self) -> StoreResult<String> {
+        super::sync_sqlite::server_storage_id(&self.pool).await
+    }
+
+    async fn document_change_count(&self, partnership_id: Uuid) -> StoreResult<i64> {
+        super::sync_sqlite::document_change_count(&self.pool, partnership_id).await
+    }
 }
