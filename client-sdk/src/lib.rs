@@ -1,1 +1,3 @@
 //! The SplitSave client SDK (offline store, sync, typed operations). Work in progress.
+
+pub mod connection;
