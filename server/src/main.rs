@@ -26,6 +26,14 @@ enum Command {
     Migrate,
 }
 
+/// What the chosen command runs with.
+enum Plan {
+    /// Serve with the full configuration.
+    Serve(Box<Config>),
+    /// Migrate the database at this URL.
+    Migrate(String),
+}
+
 fn init_tracing(production: bool) {
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
@@ -56,8 +64,19 @@ fn main() -> ExitCode {
     let production =
         std::env::var("SPLITSAVE_ENV").is_ok_and(|v| v.trim().eq_ignore_ascii_case("production"));
     init_tracing(production);
-    let config = match Config::from_env() {
-        Ok(config) => config,
+    // `migrate` needs only the database: a deployment's migration job need not hold the JWT
+    // secrets. Without DATABASE_URL it takes the configuration's default (or refuses, in
+    // production, like `serve`).
+    let explicit_database = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let plan = match (cli.command.unwrap_or(Command::Serve), explicit_database) {
+        (Command::Migrate, Some(url)) => Ok(Plan::Migrate(url)),
+        (Command::Migrate, None) => Config::from_env().map(|c| Plan::Migrate(c.database_url)),
+        (Command::Serve, _) => Config::from_env().map(|c| Plan::Serve(Box::new(c))),
+    };
+    let plan = match plan {
+        Ok(plan) => plan,
         Err(err) => {
             tracing::error!(error = %err, "invalid configuration");
             eprintln!("splitsave: invalid configuration: {err}");
@@ -72,16 +91,16 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Migrate => {
-                splitsave_server::store::migrate(&config.database_url)
+        match plan {
+            Plan::Migrate(database_url) => {
+                splitsave_server::store::migrate(&database_url)
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::info!("migrations applied");
                 Ok(())
             }
-            Command::Serve => {
-                let state = AppState::from_config(config)
+            Plan::Serve(config) => {
+                let state = AppState::from_config(*config)
                     .await
                     .map_err(|e| e.to_string())?;
                 splitsave_server::serve(state)

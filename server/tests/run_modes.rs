@@ -73,6 +73,20 @@ fn migrate_creates_the_database_and_exits() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(db.exists());
+    // A production migration job needs the database, not the JWT secrets.
+    let prod = dir.path().join("prod.db");
+    let output = splitsave(dir.path())
+        .arg("migrate")
+        .env("SPLITSAVE_ENV", "production")
+        .env("DATABASE_URL", format!("sqlite://{}", prod.display()))
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(prod.exists());
 }
 
 /// A running server whose stdout lines are collected as they come.
