@@ -35,6 +35,7 @@ use crate::error::{error_for_status, ApiError};
 use crate::notify::mail::{mailer_from_config, Mailer};
 use crate::ratelimit::{self, RateLimits};
 use crate::store::{self, Store};
+use crate::sync::registry::Registry;
 
 /// Everything the handlers share. Cheap to clone: only `Arc`s.
 #[derive(Clone)]
@@ -51,6 +52,8 @@ pub struct AppState {
     pub mailer: Arc<dyn Mailer>,
     /// Per-IP and per-account rate limits.
     pub limits: Arc<RateLimits>,
+    /// The live partnership documents (one actor each) behind `/sync` and REST writes.
+    pub sync: Arc<Registry>,
 }
 
 /// Why the application could not be assembled at start-up.
@@ -91,6 +94,7 @@ impl AppState {
         mailer: Arc<dyn Mailer>,
     ) -> Result<AppState, StartupError> {
         Ok(AppState {
+            sync: Registry::new(store.clone(), config.sync.clone()),
             tokens: Arc::new(TokenKeys::new(&config)),
             passwords: Arc::new(PasswordHasher::new(&config)?),
             limits: Arc::new(RateLimits::new(&config)),
@@ -123,6 +127,10 @@ pub fn router(state: AppState) -> Router {
 
     let inner = Router::new()
         .merge(api)
+        .route(
+            "/sync",
+            axum::routing::get(crate::sync::connection::handler),
+        )
         .merge(crate::routes::health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -8,6 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::sync::SyncLimits;
+
 use rand::RngCore;
 
 /// Which kind of deployment this is: it decides the log format and whether missing secrets are
@@ -79,6 +81,11 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// `REQUEST_TIMEOUT_SECS`: longest a REST request may take, default 30 s.
     pub request_timeout: Duration,
+    /// Limits and timings of `/sync`: `SYNC_MAX_MESSAGE_BYTES` (default 1 MiB),
+    /// `SYNC_MAX_CHANGES` (5,000 changes per message), `SYNC_MAX_OPS` (100,000 operations per
+    /// message), `SYNC_MESSAGES_PER_SECOND` (50, bursts of 100), `SYNC_IDLE_EVICTION_SECS` (120),
+    /// `SYNC_COMPACT_AFTER` (500 changes), `SYNC_REVALIDATE_SECS` (15).
+    pub sync: SyncLimits,
 }
 
 /// Why the configuration cannot be used; the server refuses to start with it.
@@ -278,6 +285,7 @@ impl Config {
             max_concurrent_hashes,
             body_limit_bytes,
             request_timeout: Duration::from_secs(timeout_secs),
+            sync: sync_limits_from_env(&var)?,
         })
     }
 
@@ -307,6 +315,7 @@ impl Config {
             max_concurrent_hashes: 2,
             body_limit_bytes: 256 * 1024,
             request_timeout: Duration::from_secs(30),
+            sync: SyncLimits::default(),
         }
     }
 
@@ -397,6 +406,43 @@ fn development_secrets(data_dir: &Path) -> Result<(String, String), ConfigError>
         .map_err(io_err)?;
     tracing::warn!(path = %path.display(), "generated development JWT secrets into the data directory; set JWT_SECRET and JWT_REFRESH_SECRET in production");
     Ok((a, b))
+}
+
+/// Reads the `SYNC_*` variables over the defaults.
+fn sync_limits_from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<SyncLimits, ConfigError> {
+    let d = SyncLimits::default();
+    let num = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+        positive(parse_or(var(name), name, default)?, name)
+    };
+    let size = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
+        usize::try_from(num(name, default as u64)?).map_err(|_| ConfigError::Invalid {
+            var: name,
+            reason: "too large".into(),
+        })
+    };
+    let rate = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+        u32::try_from(num(name, u64::from(default))?).map_err(|_| ConfigError::Invalid {
+            var: name,
+            reason: "too large".into(),
+        })
+    };
+    Ok(SyncLimits {
+        max_message_bytes: size("SYNC_MAX_MESSAGE_BYTES", d.max_message_bytes)?,
+        max_changes_per_message: size("SYNC_MAX_CHANGES", d.max_changes_per_message)?,
+        max_ops_per_message: size("SYNC_MAX_OPS", d.max_ops_per_message)?,
+        messages_per_second: rate("SYNC_MESSAGES_PER_SECOND", d.messages_per_second)?,
+        message_burst: rate("SYNC_MESSAGE_BURST", d.message_burst)?,
+        idle_eviction: Duration::from_secs(num(
+            "SYNC_IDLE_EVICTION_SECS",
+            d.idle_eviction.as_secs(),
+        )?),
+        compact_after_changes: size("SYNC_COMPACT_AFTER", d.compact_after_changes)?,
+        revalidate_every: Duration::from_secs(num(
+            "SYNC_REVALIDATE_SECS",
+            d.revalidate_every.as_secs(),
+        )?),
+        ..d
+    })
 }
 
 #[cfg(test)]

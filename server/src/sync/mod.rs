@@ -1,4 +1,104 @@
-//! The WebSocket sync layer.
+//! `GET /sync`: the automerge-repo WebSocket protocol, one [`doc_actor::DocActor`] per live
+//! partnership document, presence, and the limits that keep one client from hurting the rest.
 
+pub mod connection;
+pub mod doc_actor;
+pub mod presence;
 /// The automerge-repo wire protocol (shared with the client SDK).
 pub use splitsave_sync_core::protocol;
+pub mod registry;
+
+use std::time::Duration;
+
+use splitsave_sync_core::ops::OpError;
+
+use crate::store::StoreError;
+
+/// The server's peer id in the automerge-repo protocol.
+pub const SERVER_PEER_ID: &str = "splitsave-server";
+
+/// Limits and timings of the sync layer. The defaults are documented in the README; tests
+/// shorten the timings.
+#[derive(Clone, Debug)]
+pub struct SyncLimits {
+    /// Largest WebSocket message (and frame) accepted; larger ones close the connection.
+    pub max_message_bytes: usize,
+    /// Most changes one sync message may carry. Automerge sends a whole offline backlog in one
+    /// message, so this is generous; a message beyond it is refused before anything is applied.
+    pub max_changes_per_message: usize,
+    /// Most operations all changes of one message may hold (bounds what a small compressed
+    /// message may expand to before it is applied).
+    pub max_ops_per_message: usize,
+    /// Largest uncompressed change.
+    pub max_change_bytes: usize,
+    /// Sustained messages per second per connection.
+    pub messages_per_second: u32,
+    /// Burst of messages allowed above the sustained rate.
+    pub message_burst: u32,
+    /// Capacity of a document actor's mailbox.
+    pub actor_mailbox: usize,
+    /// Messages queued for one connection before it is considered too slow and dropped.
+    pub outbound_queue: usize,
+    /// How long a document with no connections stays loaded.
+    pub idle_eviction: Duration,
+    /// Stored changes beyond the latest snapshot that trigger compaction.
+    pub compact_after_changes: usize,
+    /// How often a connection re-checks that its user may still sync (partnership, token
+    /// version).
+    pub revalidate_every: Duration,
+    /// How long a new connection may take to send `join`.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for SyncLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+            max_changes_per_message: 5_000,
+            max_ops_per_message: 100_000,
+            max_change_bytes: 1024 * 1024,
+            messages_per_second: 50,
+            message_burst: 100,
+            actor_mailbox: 256,
+            outbound_queue: 256,
+            idle_eviction: doc_actor::DEFAULT_IDLE_EVICTION,
+            compact_after_changes: 500,
+            revalidate_every: Duration::from_secs(15),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors of the sync layer. Each closes the connection with the protocol's `error` message,
+/// except where noted.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A change carries an actor id bound to another user (or the server's): a security
+    /// violation, refused whole.
+    #[error("a change carries an actor id that is not yours")]
+    ForeignActor,
+    /// Not a valid Automerge sync message, or corrupt change bytes.
+    #[error("malformed sync message")]
+    Malformed,
+    /// Beyond a size limit.
+    #[error("message too large: {0}")]
+    TooLarge(&'static str),
+    /// The connection is not attached to the document.
+    #[error("not attached to this document")]
+    NotAttached,
+    /// The partnership has no stored document.
+    #[error("document not found")]
+    NoDocument,
+    /// Storage failed; nothing of the message was kept.
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    /// An operation (REST write) was refused by the policy.
+    #[error(transparent)]
+    Op(OpError),
+    /// The document actor is gone (shutting down).
+    #[error("document unavailable")]
+    Unavailable,
+    /// An internal failure; logged.
+    #[error("internal error")]
+    Internal,
+}

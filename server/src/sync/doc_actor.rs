@@ -1,0 +1,760 @@
+//! One task per live partnership document: it owns the Automerge document and serialises
+//! everything that touches it — sync messages from connections, operations from REST, presence.
+//!
+//! Per merge (DESIGN section 1):
+//! 1. parse the incoming sync message's changes and refuse the whole message, before applying
+//!    anything, when a change new to the server breaks a limit or carries an actor id that is not
+//!    bound to the connected user (a device's actor id is bound on first use);
+//! 2. capture the state of the entities the changes touch, apply the message in place (a panic in
+//!    automerge is caught: the document is reloaded from storage and that peer's sync state reset),
+//!    and let sync-core compute the compensations, written as the server's own change;
+//! 3. commit the new changes and the materialized rows they touch in one transaction;
+//! 4. only then send sync messages (acknowledging the new heads) to every connection.
+//!
+//! Business-rule violations are compensated, never refused, so replicas never get stuck; only
+//! security violations (foreign actor ids, malformed or oversized input) are refused.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::transaction::{CommitOptions, Transaction};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
+use chrono::Utc;
+use splitsave_sync_core::document::{is_server_actor, server_actor};
+use splitsave_sync_core::enforce::{self, check, compensate, Before};
+use splitsave_sync_core::ids::{PartnershipId, UserId};
+use splitsave_sync_core::materialize;
+use splitsave_sync_core::ops::{OpError, Outcome};
+use splitsave_sync_core::time::Millis;
+use splitsave_sync_core::touched::{touched_after_apply, touched_before_apply, Touched};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::registry::Registry;
+use super::{presence, SyncError, SyncLimits};
+use crate::store::{MergeCommit, NewChange, NewSnapshot, Store};
+
+/// Identifies one WebSocket connection within the server process.
+pub type ConnId = u64;
+
+/// What the actor sends to a connection.
+#[derive(Debug)]
+pub enum Outbound {
+    /// An Automerge sync message for the connection's peer.
+    Sync(Vec<u8>),
+    /// An ephemeral (presence) payload, CBOR, from `sender` (a peer id, or the server's).
+    Ephemeral {
+        /// The peer id the payload comes from.
+        sender: String,
+        /// Opaque CBOR bytes.
+        data: Vec<u8>,
+    },
+}
+
+/// An operation run on the document as a user (REST writes), inside one transaction.
+pub type DocOp = Box<dyn FnOnce(&mut Transaction<'_>) -> Result<Outcome, OpError> + Send>;
+
+/// Requests to a document actor.
+pub enum Command {
+    /// A connection starts syncing this document.
+    Attach {
+        /// The connection.
+        conn: ConnId,
+        /// Its authenticated user.
+        user: UserId,
+        /// The client's peer id.
+        peer_id: String,
+        /// The client's storage id, to resume from its saved sync state.
+        storage_id: Option<String>,
+        /// A paused partnership: the peer receives the document but its changes are ignored
+        /// (the sync state says so, so the peer keeps them for later instead of resending).
+        read_only: bool,
+        /// Where to send messages for it.
+        out: mpsc::Sender<Outbound>,
+        /// Answered once attached (and the first sync message queued).
+        reply: oneshot::Sender<Result<(), SyncError>>,
+    },
+    /// An Automerge sync message from a connection.
+    Receive {
+        /// The connection.
+        conn: ConnId,
+        /// The sync message bytes.
+        message: Vec<u8>,
+        /// Answered after the merge committed and the acknowledgements were queued.
+        reply: oneshot::Sender<Result<(), SyncError>>,
+    },
+    /// An ephemeral message from a connection, forwarded to the other connections.
+    Ephemeral {
+        /// The connection.
+        conn: ConnId,
+        /// Opaque CBOR bytes.
+        data: Vec<u8>,
+    },
+    /// A connection stopped syncing this document.
+    Detach {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Run an operation as `user` (REST writes), commit it like a merge.
+    Apply {
+        /// The acting user.
+        user: UserId,
+        /// The operation.
+        op: DocOp,
+        /// The operation's outcome once committed and fanned out.
+        reply: oneshot::Sender<Result<Outcome, SyncError>>,
+    },
+    /// Close every connection of `user` (their access ended).
+    DropUser {
+        /// The user.
+        user: UserId,
+    },
+}
+
+/// One connection's state inside the actor.
+struct Peer {
+    user: UserId,
+    peer_id: String,
+    storage_id: Option<String>,
+    state: sync::State,
+    out: mpsc::Sender<Outbound>,
+}
+
+/// The actor's state.
+pub struct DocActor {
+    pid: PartnershipId,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    limits: SyncLimits,
+    doc: Automerge,
+    actor: ActorId,
+    peers: HashMap<ConnId, Peer>,
+    /// Actor ids known to belong to a user (cache of the store's bindings).
+    bindings: HashMap<ActorId, UserId>,
+    /// Hashes of stored changes not yet covered by a snapshot.
+    uncompacted: Vec<String>,
+}
+
+impl DocActor {
+    /// Loads the document from storage and starts the actor's task. The returned sender is the
+    /// actor's mailbox.
+    pub async fn spawn(
+        pid: PartnershipId,
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        limits: SyncLimits,
+        node: [u8; 8],
+    ) -> Result<mpsc::Sender<Command>, SyncError> {
+        let actor = server_actor(node);
+        let (doc, uncompacted) = load(&*store, pid, &actor).await?;
+        let (tx, rx) = mpsc::channel(limits.actor_mailbox);
+        let me = DocActor {
+            pid,
+            store,
+            registry,
+            limits,
+            doc,
+            actor,
+            peers: HashMap::new(),
+            bindings: HashMap::new(),
+            uncompacted,
+        };
+        tokio::spawn(me.run(rx));
+        Ok(tx)
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        loop {
+            let idle = self.limits.idle_eviction;
+            let cmd = if self.peers.is_empty() {
+                match tokio::time::timeout(idle, rx.recv()).await {
+                    Ok(cmd) => cmd,
+                    Err(_) => {
+                        if self.registry.evict_if_idle(self.pid, &rx).await {
+                            self.compact_if_due(0).await;
+                            tracing::debug!(partnership = %self.pid, "document evicted");
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(cmd) = cmd else { return };
+            self.handle(cmd).await;
+        }
+    }
+
+    async fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Attach {
+                conn,
+                user,
+                peer_id,
+                storage_id,
+                read_only,
+                out,
+                reply,
+            } => {
+                let r = self
+                    .attach(conn, user, peer_id, storage_id, read_only, out)
+                    .await;
+                let _ = reply.send(r);
+            }
+            Command::Receive {
+                conn,
+                message,
+                reply,
+            } => {
+                let r = self.receive(conn, message).await;
+                let _ = reply.send(r);
+            }
+            Command::Ephemeral { conn, data } => self.forward_ephemeral(conn, data),
+            Command::Detach { conn } => self.detach(conn).await,
+            Command::Apply { user, op, reply } => {
+                let r = self.apply_op(user, op).await;
+                let _ = reply.send(r);
+            }
+            Command::DropUser { user } => {
+                let conns: Vec<ConnId> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.user == user)
+                    .map(|(c, _)| *c)
+                    .collect();
+                for c in conns {
+                    // Dropping the sender ends the connection's outbound stream: it closes.
+                    self.peers.remove(&c);
+                }
+            }
+        }
+    }
+
+    async fn attach(
+        &mut self,
+        conn: ConnId,
+        user: UserId,
+        peer_id: String,
+        storage_id: Option<String>,
+        read_only: bool,
+        out: mpsc::Sender<Outbound>,
+    ) -> Result<(), SyncError> {
+        let mut state = sync::State::new();
+        if read_only {
+            state = sync::State::new_read_only();
+        } else if let Some(sid) = &storage_id {
+            if let Some(bytes) = self.store.load_sync_state(self.pid.0, user.0, sid).await? {
+                if let Ok(s) = sync::State::decode(&bytes) {
+                    state = s;
+                }
+            }
+        }
+        let first_of_user = !self.peers.values().any(|p| p.user == user);
+        self.peers.insert(
+            conn,
+            Peer {
+                user,
+                peer_id,
+                storage_id,
+                state,
+                out,
+            },
+        );
+        if first_of_user {
+            self.announce_presence(user, true).await;
+        }
+        // Tell the partner's presence to the newcomer too.
+        self.send_partner_presence_to(conn, user);
+        Ok(())
+    }
+
+    async fn detach(&mut self, conn: ConnId) {
+        let Some(peer) = self.peers.remove(&conn) else {
+            return;
+        };
+        if let Some(sid) = &peer.storage_id {
+            let bytes = peer.state.encode();
+            if let Err(err) = self
+                .store
+                .save_sync_state(self.pid.0, peer.user.0, sid, &bytes, Utc::now())
+                .await
+            {
+                tracing::warn!(error = %err, "cannot save a peer's sync state");
+            }
+        }
+        if !self.peers.values().any(|p| p.user == peer.user) {
+            self.announce_presence(peer.user, false).await;
+        }
+    }
+
+    /// Sends `partner:online`/`partner:offline` about `user` to the partner's connections, and
+    /// keeps `users.last_seen` current.
+    async fn announce_presence(&mut self, user: UserId, online: bool) {
+        let now = Utc::now();
+        if let Err(err) = self.store.touch_last_seen(user.0, now).await {
+            tracing::warn!(error = %err, "cannot record last seen");
+        }
+        let data = presence::encode(user, online, now);
+        let targets: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.user != user)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in targets {
+            self.send(
+                c,
+                Outbound::Ephemeral {
+                    sender: super::SERVER_PEER_ID.to_string(),
+                    data: data.clone(),
+                },
+            );
+        }
+    }
+
+    fn send_partner_presence_to(&mut self, conn: ConnId, user: UserId) {
+        let online_partners: HashSet<UserId> = self
+            .peers
+            .values()
+            .filter(|p| p.user != user)
+            .map(|p| p.user)
+            .collect();
+        for partner in online_partners {
+            let data = presence::encode(partner, true, Utc::now());
+            self.send(
+                conn,
+                Outbound::Ephemeral {
+                    sender: super::SERVER_PEER_ID.to_string(),
+                    data,
+                },
+            );
+        }
+    }
+
+    fn forward_ephemeral(&mut self, from: ConnId, data: Vec<u8>) {
+        let Some(sender) = self.peers.get(&from).map(|p| p.peer_id.clone()) else {
+            return;
+        };
+        let targets: Vec<ConnId> = self.peers.keys().copied().filter(|c| *c != from).collect();
+        for c in targets {
+            self.send(
+                c,
+                Outbound::Ephemeral {
+                    sender: sender.clone(),
+                    data: data.clone(),
+                },
+            );
+        }
+    }
+
+    /// Queues a message for a connection. A connection whose queue is full reads too slowly:
+    /// it is dropped (its stream ends and it closes) rather than buffered without bound.
+    fn send(&mut self, conn: ConnId, msg: Outbound) {
+        let full = match self.peers.get(&conn) {
+            Some(p) => p.out.try_send(msg).is_err(),
+            None => false,
+        };
+        if full {
+            tracing::warn!(partnership = %self.pid, conn, "dropping a connection that reads too slowly");
+            self.peers.remove(&conn);
+        }
+    }
+
+    /// Sends every connection whatever sync message its state calls for.
+    fn fan_out(&mut self) {
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            let msg = match self.peers.get_mut(&c) {
+                Some(p) => self.doc.generate_sync_message(&mut p.state),
+                None => None,
+            };
+            if let Some(m) = msg {
+                self.send(c, Outbound::Sync(m.encode()));
+            }
+        }
+    }
+
+    async fn receive(&mut self, conn: ConnId, bytes: Vec<u8>) -> Result<(), SyncError> {
+        let user = self.peers.get(&conn).ok_or(SyncError::NotAttached)?.user;
+        let message = sync::Message::decode(&bytes).map_err(|_| SyncError::Malformed)?;
+        let incoming = parse_changes(&message, &self.limits)?;
+        let new: Vec<Change> = match &incoming {
+            Incoming::Changes(all) => all
+                .iter()
+                .filter(|c| self.doc.get_change_meta_by_hash(&c.hash()).is_none())
+                .cloned()
+                .collect(),
+            Incoming::WholeDocument => Vec::new(),
+        };
+        let in_place = matches!(incoming, Incoming::Changes(_)) && deps_satisfied(&self.doc, &new);
+        if !in_place {
+            return self.receive_on_clone(conn, user, message).await;
+        }
+        let bindings = self.check_authorship(user, &new).await?;
+        let before = if new.is_empty() {
+            None
+        } else {
+            let touched = touched_before_apply(&self.doc, &new);
+            Some(Before::capture(&self.doc, touched))
+        };
+        let peer = self.peers.get_mut(&conn).ok_or(SyncError::NotAttached)?;
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            self.doc.receive_sync_message(&mut peer.state, message)
+        }));
+        match applied {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "sync message refused by automerge");
+                self.recover(conn).await?;
+                return Err(SyncError::Malformed);
+            }
+            Err(_) => {
+                tracing::error!(partnership = %self.pid, "automerge panicked applying a sync message");
+                self.recover(conn).await?;
+                return Ok(());
+            }
+        }
+        if let Some(before) = before {
+            self.commit(user, &before, new, bindings).await?;
+        }
+        self.fan_out();
+        Ok(())
+    }
+
+    /// The slow path for messages that cannot be inspected before applying (a whole-document
+    /// chunk, or changes whose dependencies are not all known): apply to a clone, inspect what
+    /// it added, and adopt the clone only if it passes.
+    async fn receive_on_clone(
+        &mut self,
+        conn: ConnId,
+        user: UserId,
+        message: sync::Message,
+    ) -> Result<(), SyncError> {
+        let peer = self.peers.get(&conn).ok_or(SyncError::NotAttached)?;
+        let mut state = peer.state.clone();
+        let mut candidate = self.doc.clone();
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            candidate.receive_sync_message(&mut state, message)
+        }));
+        match applied {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(SyncError::Malformed),
+            Err(_) => {
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.state = sync::State::new();
+                }
+                return Ok(());
+            }
+        }
+        let new = enforce::new_changes(&self.doc, &candidate);
+        check_limits(&new, &self.limits)?;
+        let bindings = self.check_authorship(user, &new).await?;
+        if !new.is_empty() {
+            let touched = splitsave_sync_core::touched::touched_by(&self.doc, &candidate, &new);
+            let before = Before::capture(&self.doc, touched);
+            let previous = std::mem::replace(&mut self.doc, candidate);
+            if let Err(err) = self.commit(user, &before, new, bindings).await {
+                self.doc = previous;
+                return Err(err);
+            }
+        } else {
+            self.doc = candidate;
+        }
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.state = state;
+        }
+        self.fan_out();
+        Ok(())
+    }
+
+    /// Refuses the message when a new change carries the server's actor prefix or an actor id
+    /// bound to another user; returns the actor ids to bind to `user` in the commit.
+    async fn check_authorship(
+        &mut self,
+        user: UserId,
+        new: &[Change],
+    ) -> Result<Vec<(String, Uuid)>, SyncError> {
+        let mut to_bind = Vec::new();
+        let mut seen = HashSet::new();
+        for c in new {
+            let actor = c.actor_id().clone();
+            if !seen.insert(actor.clone()) {
+                continue;
+            }
+            if is_server_actor(&actor) {
+                return Err(SyncError::ForeignActor);
+            }
+            let owner = match self.bindings.get(&actor) {
+                Some(u) => Some(*u),
+                None => self
+                    .store
+                    .actor_owner(self.pid.0, &actor.to_hex_string())
+                    .await?
+                    .map(UserId),
+            };
+            match owner {
+                Some(u) if u == user => {
+                    self.bindings.insert(actor, u);
+                }
+                Some(_) => return Err(SyncError::ForeignActor),
+                None => to_bind.push((actor.to_hex_string(), user.0)),
+            }
+        }
+        Ok(to_bind)
+    }
+
+    /// Enforces, compensates and commits a merge that has been applied to `self.doc`. On a
+    /// storage failure the document is reloaded from storage (nothing unacknowledged survives in
+    /// memory) and the error returned.
+    async fn commit(
+        &mut self,
+        user: UserId,
+        before: &Before,
+        new: Vec<Change>,
+        bindings: Vec<(String, Uuid)>,
+    ) -> Result<(), SyncError> {
+        let now = Millis::now();
+        let enforcement = match check(before, &self.doc, user, now) {
+            Ok(e) => e,
+            Err(err) => {
+                tracing::error!(error = %err, "enforcement failed");
+                self.reload().await?;
+                return Err(SyncError::Internal);
+            }
+        };
+        let compensation = compensate(&mut self.doc, &enforcement, now).map_err(|err| {
+            tracing::error!(error = %err, "compensation failed");
+            SyncError::Internal
+        })?;
+        let mut changes: Vec<NewChange> =
+            new.iter().map(|c| stored_change(c, Some(user.0))).collect();
+        if let Some(hash) = compensation {
+            if let Some(c) = self.doc.get_change_by_hash(&hash) {
+                changes.push(stored_change(&c, None));
+            }
+        }
+        let rows = materialize::rows_for(&self.doc, &enforcement.affected())
+            .map(|m| m.changes)
+            .unwrap_or_default();
+        self.persist(changes, bindings, rows, user).await
+    }
+
+    async fn persist(
+        &mut self,
+        changes: Vec<NewChange>,
+        bindings: Vec<(String, Uuid)>,
+        rows: Vec<materialize::RowChange>,
+        user: UserId,
+    ) -> Result<(), SyncError> {
+        let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
+        let bound: Vec<ActorId> = bindings
+            .iter()
+            .filter_map(|(hex, _)| ActorId::try_from(hex.as_str()).ok())
+            .collect();
+        let commit = MergeCommit {
+            changes,
+            bindings,
+            rows,
+        };
+        match self
+            .store
+            .commit_merge(self.pid.0, commit, Utc::now())
+            .await
+        {
+            Ok(_) => {
+                for a in bound {
+                    self.bindings.insert(a, user);
+                }
+                self.uncompacted.extend(hashes);
+                self.compact_if_due(self.limits.compact_after_changes).await;
+                Ok(())
+            }
+            Err(crate::store::StoreError::Conflict("actor_bound")) => {
+                self.reload().await?;
+                Err(SyncError::ForeignActor)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, partnership = %self.pid, "merge commit failed");
+                self.reload().await?;
+                Err(SyncError::Store(err))
+            }
+        }
+    }
+
+    /// Runs a REST operation as `user`, commits it, fans it out.
+    async fn apply_op(&mut self, user: UserId, op: DocOp) -> Result<Outcome, SyncError> {
+        let now = Millis::now();
+        let heads = self.doc.get_heads();
+        let result = self.doc.transact_with(
+            |_| {
+                CommitOptions::default()
+                    .with_message(format!("splitsave: operation by {user}"))
+                    .with_time(now.0 / 1000)
+            },
+            op,
+        );
+        let outcome = match result {
+            Ok(success) => success.result,
+            Err(failure) => return Err(SyncError::Op(failure.error)),
+        };
+        let new = self.doc.get_changes(&heads);
+        if new.is_empty() {
+            return Ok(outcome);
+        }
+        let touched: Touched = touched_after_apply(&self.doc, &new);
+        let rows = materialize::rows_for(&self.doc, &touched)
+            .map(|m| m.changes)
+            .unwrap_or_default();
+        let changes = new.iter().map(|c| stored_change(c, Some(user.0))).collect();
+        self.persist(changes, Vec::new(), rows, user).await?;
+        self.fan_out();
+        Ok(outcome)
+    }
+
+    /// After a failed apply: reload from storage and start that peer's exchange afresh.
+    async fn recover(&mut self, conn: ConnId) -> Result<(), SyncError> {
+        self.reload().await?;
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.state = sync::State::new();
+        }
+        Ok(())
+    }
+
+    /// Replaces the in-memory document with what storage holds (the truth), and restarts every
+    /// peer's sync exchange so nobody relies on heads that were never committed.
+    async fn reload(&mut self) -> Result<(), SyncError> {
+        let (doc, uncompacted) = load(&*self.store, self.pid, &self.actor).await?;
+        self.doc = doc;
+        self.uncompacted = uncompacted;
+        for p in self.peers.values_mut() {
+            p.state = sync::State::new();
+        }
+        Ok(())
+    }
+
+    /// Compacts when more than `threshold` changes are stored beyond the latest snapshot:
+    /// saves a snapshot and deletes the changes it covers, in one transaction, in the
+    /// background (the snapshot bytes are taken here, from the actor's current document).
+    async fn compact_if_due(&mut self, threshold: usize) {
+        if self.uncompacted.is_empty() || self.uncompacted.len() < threshold.max(1) {
+            return;
+        }
+        let bytes = self.doc.save();
+        let heads: Vec<String> = self.doc.get_heads().iter().map(|h| h.to_string()).collect();
+        let change_count = self.doc.get_changes(&[]).len() as i64;
+        let covered = std::mem::take(&mut self.uncompacted);
+        let store = self.store.clone();
+        let pid = self.pid;
+        tokio::spawn(async move {
+            let snapshot = NewSnapshot {
+                bytes,
+                heads,
+                change_count,
+            };
+            match store.compact(pid.0, snapshot, &covered, Utc::now()).await {
+                Ok(()) => tracing::info!(partnership = %pid, changes = covered.len(), "compacted"),
+                Err(err) => tracing::warn!(error = %err, partnership = %pid, "compaction failed"),
+            }
+        });
+    }
+}
+
+/// What a sync message carries.
+enum Incoming {
+    /// Individual changes, inspectable before applying.
+    Changes(Vec<Change>),
+    /// A whole-document chunk (sent when the receiver lacks much of the sender's document).
+    WholeDocument,
+}
+
+fn parse_changes(message: &sync::Message, limits: &SyncLimits) -> Result<Incoming, SyncError> {
+    let mut changes = Vec::with_capacity(message.changes.len());
+    if message.changes.len() > limits.max_changes_per_message {
+        return Err(SyncError::TooLarge("too many changes in one message"));
+    }
+    for chunk in message.changes.iter() {
+        match Change::from_bytes(chunk.to_vec()) {
+            Ok(c) => changes.push(c),
+            Err(_) => return Ok(Incoming::WholeDocument),
+        }
+    }
+    check_limits(&changes, limits)?;
+    Ok(Incoming::Changes(changes))
+}
+
+/// Bounds what a message may expand to before anything is applied: number of changes, number
+/// of operations, and the uncompressed size of each change.
+fn check_limits(changes: &[Change], limits: &SyncLimits) -> Result<(), SyncError> {
+    if changes.len() > limits.max_changes_per_message {
+        return Err(SyncError::TooLarge("too many changes in one message"));
+    }
+    let mut ops = 0usize;
+    for c in changes {
+        if c.raw_bytes().len() > limits.max_change_bytes {
+            return Err(SyncError::TooLarge("a change is too large"));
+        }
+        ops += c.len();
+        if ops > limits.max_ops_per_message {
+            return Err(SyncError::TooLarge("too many operations in one message"));
+        }
+    }
+    Ok(())
+}
+
+/// True when every new change's dependencies are in the document or among the new changes (so
+/// applying the message adds exactly these changes).
+fn deps_satisfied(doc: &Automerge, new: &[Change]) -> bool {
+    let incoming: HashSet<ChangeHash> = new.iter().map(Change::hash).collect();
+    new.iter().all(|c| {
+        c.deps()
+            .iter()
+            .all(|d| incoming.contains(d) || doc.get_change_meta_by_hash(d).is_some())
+    })
+}
+
+fn stored_change(c: &Change, user: Option<Uuid>) -> NewChange {
+    NewChange {
+        hash: c.hash().to_string(),
+        actor: c.actor_id().to_hex_string(),
+        seq: i64::try_from(c.seq()).unwrap_or(i64::MAX),
+        user_id: user,
+        bytes: c.raw_bytes().to_vec(),
+    }
+}
+
+/// Loads a document from storage: the latest snapshot plus the changes stored after it.
+async fn load(
+    store: &dyn Store,
+    pid: PartnershipId,
+    actor: &ActorId,
+) -> Result<(Automerge, Vec<String>), SyncError> {
+    let (snapshot, changes) = store.load_document(pid.0).await?;
+    let Some(snapshot) = snapshot else {
+        return Err(SyncError::NoDocument);
+    };
+    let mut doc = Automerge::load(&snapshot).map_err(|err| {
+        tracing::error!(error = %err, partnership = %pid, "stored snapshot unreadable");
+        SyncError::Internal
+    })?;
+    let mut hashes = Vec::with_capacity(changes.len());
+    for bytes in changes {
+        match Change::from_bytes(bytes.clone()) {
+            Ok(c) => hashes.push(c.hash().to_string()),
+            Err(_) => {
+                tracing::error!(partnership = %pid, "stored change unreadable");
+                return Err(SyncError::Internal);
+            }
+        }
+        doc.load_incremental(&bytes)
+            .map_err(|_| SyncError::Internal)?;
+    }
+    doc.set_actor(actor.clone());
+    Ok((doc, hashes))
+}
+
+/// How long an actor with no connections stays loaded.
+pub const DEFAULT_IDLE_EVICTION: Duration = Duration::from_secs(120);

@@ -1,0 +1,111 @@
+//! The live documents of this server process: one [`DocActor`] per partnership, started on
+//! first use and evicted when idle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use splitsave_sync_core::ids::{PartnershipId, UserId};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::doc_actor::{Command, DocActor};
+use super::{SyncError, SyncLimits};
+use crate::store::Store;
+
+/// Live document actors by partnership.
+pub struct Registry {
+    docs: Mutex<HashMap<PartnershipId, mpsc::Sender<Command>>>,
+    store: Arc<dyn Store>,
+    limits: SyncLimits,
+    /// Random per process: makes this process's server actor id unique.
+    node: [u8; 8],
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(store: Arc<dyn Store>, limits: SyncLimits) -> Arc<Self> {
+        let node: [u8; 8] = rand::random();
+        Arc::new(Self {
+            docs: Mutex::new(HashMap::new()),
+            store,
+            limits,
+            node,
+        })
+    }
+
+    /// The limits the actors run with.
+    pub fn limits(&self) -> &SyncLimits {
+        &self.limits
+    }
+
+    /// The mailbox of the partnership's actor, loading the document if it is not live.
+    pub async fn handle(
+        self: &Arc<Self>,
+        pid: PartnershipId,
+    ) -> Result<mpsc::Sender<Command>, SyncError> {
+        let mut docs = self.docs.lock().await;
+        if let Some(tx) = docs.get(&pid) {
+            if !tx.is_closed() {
+                return Ok(tx.clone());
+            }
+        }
+        let tx = DocActor::spawn(
+            pid,
+            self.store.clone(),
+            self.clone(),
+            self.limits.clone(),
+            self.node,
+        )
+        .await?;
+        docs.insert(pid, tx.clone());
+        Ok(tx)
+    }
+
+    /// Sends a request to the partnership's actor and waits for the answer. If the actor was
+    /// evicted in between, the request is retried once on a fresh actor.
+    pub async fn call<T>(
+        self: &Arc<Self>,
+        pid: PartnershipId,
+        make: impl Fn(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SyncError> {
+        for _ in 0..2 {
+            let tx = self.handle(pid).await?;
+            let (reply, rx) = oneshot::channel();
+            if tx.send(make(reply)).await.is_err() {
+                continue;
+            }
+            if let Ok(v) = rx.await {
+                return Ok(v);
+            }
+        }
+        Err(SyncError::Unavailable)
+    }
+
+    /// Sends a request that needs no answer to a live actor (none is started for it).
+    pub async fn notify(&self, pid: PartnershipId, cmd: Command) {
+        let tx = self.docs.lock().await.get(&pid).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send(cmd).await;
+        }
+    }
+
+    /// Closes `user`'s connections to the partnership's document (their access ended).
+    pub async fn drop_user(&self, pid: PartnershipId, user: UserId) {
+        self.notify(pid, Command::DropUser { user }).await;
+    }
+
+    /// Called by an idle actor: removes it from the registry when no request is waiting in its
+    /// mailbox, so no request is lost. Returns whether it was removed (and must stop).
+    pub async fn evict_if_idle(&self, pid: PartnershipId, rx: &mpsc::Receiver<Command>) -> bool {
+        let mut docs = self.docs.lock().await;
+        if !rx.is_empty() {
+            return false;
+        }
+        docs.remove(&pid);
+        true
+    }
+
+    /// How many documents are live (metrics, tests).
+    pub async fn live_documents(&self) -> usize {
+        self.docs.lock().await.len()
+    }
+}
