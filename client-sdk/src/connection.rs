@@ -18,7 +18,10 @@
 //!    means the server holds all our changes;
 //! 2. we hold everything the server announced: each of `state.their_heads` is a change in our
 //!    document (so together with 1, both sides have the same heads);
-//! 3. our side has nothing left to send: `generate_sync_message` returned `None`, or the message
+//! 3. the server's heads are not empty: an empty reply means it lacks the document (the stock
+//!    JS server sends one before `doc-unavailable`), and a document created through
+//!    automerge-repo always holds a first change;
+//! 4. our side has nothing left to send: `generate_sync_message` returned `None`, or the message
 //!    it returned (and that we sent) carries no changes — it only tells the server our heads.
 //!
 //! Condition 1 needs at least one message from the server received after our last change, so a
@@ -330,6 +333,13 @@ impl DocSync {
         let Some(their_heads) = &self.state.their_heads else {
             return false;
         };
+        if their_heads.is_empty() {
+            // An empty document on the server means it does not have the document (yet): the
+            // stock JS server answers a `request` for an unknown document with an empty `sync`
+            // and then `doc-unavailable`. Documents created through automerge-repo always hold a
+            // first change, so a real exchange never settles on empty heads.
+            return false;
+        }
         let ours_acknowledged = doc
             .get_heads()
             .iter()
@@ -591,6 +601,27 @@ mod tests {
         // The server announces heads we do not hold (as after another client's change).
         put(&mut server, "b", 2);
         client.state.their_heads = Some(server.get_heads());
+        assert!(!client.heads_settled(&doc));
+    }
+
+    #[test]
+    fn an_empty_answer_does_not_settle_an_empty_document() {
+        // What the stock JS server sends for a document it lacks, before `doc-unavailable`.
+        let server = Automerge::new();
+        let mut server_state = sync::State::new();
+        let reply = server
+            .generate_sync_message(&mut server_state)
+            .expect("first message");
+        let mut client = DocSync::new("doc");
+        let mut doc = Automerge::new();
+        let wire = WireMessage::Sync {
+            sender_id: "server".to_owned(),
+            target_id: "client".to_owned(),
+            document_id: "doc".to_owned(),
+            data: reply.encode(),
+        };
+        client.apply(&mut doc, wire).expect("applies");
+        assert_eq!(client.state.their_heads, Some(vec![]));
         assert!(!client.heads_settled(&doc));
     }
 
