@@ -151,6 +151,7 @@ impl SyncConnection {
                 );
                 Ok(connection)
             }
+            Some(WireMessage::Error { message, .. }) => Err(ConnectionError::Refused(message)),
             Some(other) => Err(ConnectionError::Protocol(format!(
                 "expected peer, got {}",
                 other.message_type()

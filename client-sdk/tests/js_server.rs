@@ -43,7 +43,7 @@ fn peer_id() -> String {
 fn text_field(doc: &Automerge, key: &str) -> Option<String> {
     match doc.get(ROOT, key).expect("read")? {
         (Value::Object(ObjType::Text), id) => Some(doc.text(id).expect("text")),
-        (Value::Scalar(s), _) => s.to_str().map(str::to_owned),
+        (Value::Scalar(s), _) => s.as_str().map(str::to_owned),
         _ => None,
     }
 }
@@ -52,7 +52,7 @@ fn expense_amount(doc: &Automerge, key: &str) -> Option<i64> {
     let (_, expenses) = doc.get(ROOT, "expenses").expect("read")?;
     let (_, expense) = doc.get(&expenses, key).expect("read")?;
     let (value, _) = doc.get(&expense, "amount_cents").expect("read")?;
-    value.to_i64()
+    value.as_i64()
 }
 
 #[tokio::test]
