@@ -53,3 +53,4 @@ pub mod time;
 pub mod touched;
 pub mod validate;
 pub mod write;
+pub mod events;

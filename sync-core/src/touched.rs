@@ -175,3 +175,62 @@ fn record(t: &mut Touched, docs: &[&Automerge], path: &[String]) {
 pub fn touched_after_apply(after: &Automerge, changes: &[Change]) -> Touched {
     touched_in(&[after], changes)
 }
+
+/// How a merge changed one entity, from its changes' operations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntityOps {
+    /// A map was made at the entity's key (it was added, or replaced whole).
+    pub created: bool,
+    /// The entity's key was deleted.
+    pub deleted: bool,
+    /// Fields written inside the entity (first level: `status`, `saved_amount`, ...).
+    pub fields: BTreeSet<String>,
+}
+
+/// Per entity, what the changes did to it (for events). Entities whose place cannot be
+/// resolved are left out.
+pub fn entity_ops(
+    doc: &Automerge,
+    changes: &[Change],
+) -> BTreeMap<(Collection, String), EntityOps> {
+    let docs = [doc];
+    let decoded: Vec<ExpandedChange> = changes.iter().map(Change::decode).collect();
+    let mut made: Made = HashMap::new();
+    for ch in &decoded {
+        for (i, op) in ch.operations.iter().enumerate() {
+            if let OpType::Make(_) = op.action {
+                let id = format!("{}@{}", ch.start_op.get() + i as u64, ch.actor_id);
+                made.insert(id, (op.obj.clone(), op.key.clone()));
+            }
+        }
+    }
+    let mut out: BTreeMap<(Collection, String), EntityOps> = BTreeMap::new();
+    for ch in &decoded {
+        for op in &ch.operations {
+            let Some(mut path) = key_path(&docs, &made, &op.obj, 0) else {
+                continue;
+            };
+            if let Key::Map(k) = &op.key {
+                path.push(k.to_string());
+            }
+            let (Some(top), Some(key)) = (path.first(), path.get(1)) else {
+                continue;
+            };
+            let Some(c) = Collection::from_key(top) else {
+                continue;
+            };
+            let e = out.entry((c, key.clone())).or_default();
+            match path.get(2) {
+                Some(field) => {
+                    e.fields.insert(field.clone());
+                }
+                None => match op.action {
+                    OpType::Make(_) => e.created = true,
+                    OpType::Delete => e.deleted = true,
+                    _ => {}
+                },
+            }
+        }
+    }
+    out
+}
