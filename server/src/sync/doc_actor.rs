@@ -30,11 +30,11 @@ use splitsave_sync_core::materialize;
 use splitsave_sync_core::ops::{OpError, Outcome};
 use splitsave_sync_core::time::Millis;
 use splitsave_sync_core::touched::{touched_after_apply, touched_before_apply, Touched};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::registry::Registry;
-use super::{presence, SyncError, SyncLimits};
+use super::{presence, DocEvent, SyncError, SyncLimits};
 use crate::store::{MergeCommit, NewChange, NewSnapshot, Store};
 
 /// Identifies one WebSocket connection within the server process.
@@ -136,6 +136,8 @@ pub struct DocActor {
     bindings: HashMap<ActorId, UserId>,
     /// Hashes of stored changes not yet covered by a snapshot.
     uncompacted: Vec<String>,
+    /// Where committed merges and presence are published.
+    events: broadcast::Sender<Arc<DocEvent>>,
 }
 
 impl DocActor {
@@ -151,7 +153,9 @@ impl DocActor {
         let actor = server_actor(node);
         let (doc, uncompacted) = load(&*store, pid, &actor).await?;
         let (tx, rx) = mpsc::channel(limits.actor_mailbox);
+        let events = registry.event_sender(pid);
         let me = DocActor {
+            events,
             pid,
             store,
             registry,
@@ -298,6 +302,11 @@ impl DocActor {
         if let Err(err) = self.store.touch_last_seen(user.0, now).await {
             tracing::warn!(error = %err, "cannot record last seen");
         }
+        let _ = self.events.send(Arc::new(DocEvent::Presence {
+            user,
+            online,
+            at: now,
+        }));
         let data = presence::encode(user, online, now);
         let targets: Vec<ConnId> = self
             .peers
@@ -611,8 +620,20 @@ impl DocActor {
             .unwrap_or_default();
         let changes = new.iter().map(|c| stored_change(c, Some(user.0))).collect();
         self.persist(changes, Vec::new(), rows, user).await?;
+        self.publish(&new, user);
         self.fan_out();
         Ok(outcome)
+    }
+
+    /// Publishes the typed events of committed changes to subscribers.
+    fn publish(&self, changes: &[Change], by: UserId) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let events = splitsave_sync_core::events::events(&self.doc, changes);
+        if !events.is_empty() {
+            let _ = self.events.send(Arc::new(DocEvent::Merge { events, by }));
+        }
     }
 
     /// After a failed apply: reload from storage and start that peer's exchange afresh.

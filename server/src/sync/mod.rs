@@ -14,6 +14,27 @@ use splitsave_sync_core::ops::OpError;
 
 use crate::store::StoreError;
 
+/// What a document actor publishes for subscribers (`/api/events`, push notifications).
+#[derive(Clone, Debug)]
+pub enum DocEvent {
+    /// A merge (over sync or REST) committed; its typed events.
+    Merge {
+        /// The events, at most one per entity.
+        events: Vec<splitsave_sync_core::events::Event>,
+        /// Who made the change.
+        by: splitsave_sync_core::ids::UserId,
+    },
+    /// A partner came online or went offline.
+    Presence {
+        /// Whose presence changed.
+        user: splitsave_sync_core::ids::UserId,
+        /// Online now?
+        online: bool,
+        /// When.
+        at: chrono::DateTime<chrono::Utc>,
+    },
+}
+
 /// The server's peer id in the automerge-repo protocol.
 pub const SERVER_PEER_ID: &str = "splitsave-server";
 

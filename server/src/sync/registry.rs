@@ -5,15 +5,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use splitsave_sync_core::ids::{PartnershipId, UserId};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
 
 use super::doc_actor::{Command, DocActor};
-use super::{SyncError, SyncLimits};
+use super::{DocEvent, SyncError, SyncLimits};
+
+/// Events buffered per partnership for slow subscribers (beyond it they miss events and are
+/// told so by the channel).
+const EVENT_BUFFER: usize = 256;
 use crate::store::Store;
 
 /// Live document actors by partnership.
 pub struct Registry {
     docs: Mutex<HashMap<PartnershipId, mpsc::Sender<Command>>>,
+    /// Per partnership, the channel its actor publishes events on (kept apart from the actors
+    /// so subscribing never loads a document).
+    events: std::sync::Mutex<HashMap<PartnershipId, broadcast::Sender<Arc<DocEvent>>>>,
     store: Arc<dyn Store>,
     limits: SyncLimits,
     /// Random per process: makes this process's server actor id unique.
@@ -26,6 +33,7 @@ impl Registry {
         let node: [u8; 8] = rand::random();
         Arc::new(Self {
             docs: Mutex::new(HashMap::new()),
+            events: std::sync::Mutex::new(HashMap::new()),
             store,
             limits,
             node,
@@ -102,6 +110,22 @@ impl Registry {
         }
         docs.remove(&pid);
         true
+    }
+
+    /// The event channel of a partnership (created on first use).
+    pub fn event_sender(&self, pid: PartnershipId) -> broadcast::Sender<Arc<DocEvent>> {
+        let mut map = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(pid)
+            .or_insert_with(|| broadcast::channel(EVENT_BUFFER).0)
+            .clone()
+    }
+
+    /// Subscribes to a partnership's events (merges over sync or REST, presence).
+    pub fn subscribe(&self, pid: PartnershipId) -> broadcast::Receiver<Arc<DocEvent>> {
+        self.event_sender(pid).subscribe()
     }
 
     /// How many documents are live (metrics, tests).
