@@ -4,3 +4,4 @@
 pub mod health;
 pub mod partnerships;
 pub mod users;
+pub mod documents;

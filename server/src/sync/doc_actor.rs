@@ -54,8 +54,9 @@ pub enum Outbound {
     },
 }
 
-/// An operation run on the document as a user (REST writes), inside one transaction.
-pub type DocOp = Box<dyn FnOnce(&mut Transaction<'_>) -> Result<Outcome, OpError> + Send>;
+/// An operation run on the document as a user (REST writes), inside one transaction. `Fn` and
+/// shareable, so a request can be retried on a fresh actor if the first was evicted meanwhile.
+pub type DocOp = Arc<dyn Fn(&mut Transaction<'_>) -> Result<Outcome, OpError> + Send + Sync>;
 
 /// Requests to a document actor.
 pub enum Command {
@@ -604,7 +605,7 @@ impl DocActor {
                     .with_message(format!("splitsave: operation by {user}"))
                     .with_time(now.0 / 1000)
             },
-            op,
+            |tx| op(tx),
         );
         let outcome = match result {
             Ok(success) => success.result,

@@ -1,0 +1,220 @@
+//! What every partnership-scoped REST route shares: finding the caller's partnership, and
+//! writing to its document through the document actor — exactly like a sync merge, so REST and
+//! sync clients see one truth under the same rules.
+
+use std::sync::Arc;
+
+use automerge::transaction::Transaction;
+use splitsave_sync_core::ids::{PartnershipId, UserId};
+use splitsave_sync_core::ops::{Ctx, OpError, Outcome};
+use splitsave_sync_core::time::Millis;
+
+use crate::app::AppState;
+use crate::auth::extractor::AuthUser;
+use crate::error::{ApiError, FieldErrors};
+use crate::store::{PartnershipRecord, PartnershipStatus};
+use crate::sync::doc_actor::Command;
+use crate::sync::SyncError;
+
+/// The caller's partnership when it has a document (active or paused). Anyone else gets 404:
+/// there is nothing of theirs to read or write.
+pub async fn partnership_of(
+    state: &AppState,
+    user: &AuthUser,
+) -> Result<PartnershipRecord, ApiError> {
+    match state.store.current_partnership(user.user_id).await? {
+        Some(p)
+            if matches!(
+                p.status,
+                PartnershipStatus::Active | PartnershipStatus::Paused
+            ) =>
+        {
+            Ok(p)
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Runs `op` on the caller's partnership document as the caller, commits it (changes and
+/// materialized rows in one transaction) and fans it out to connected sync clients and event
+/// subscribers. A paused partnership is read-only (409 `partnership_paused`).
+pub async fn apply<F>(state: &AppState, user: &AuthUser, op: F) -> Result<Outcome, ApiError>
+where
+    F: Fn(&mut Transaction<'_>, &Ctx) -> Result<Outcome, OpError> + Send + Sync + 'static,
+{
+    let partnership = partnership_of(state, user).await?;
+    if partnership.status == PartnershipStatus::Paused {
+        return Err(ApiError::Conflict("partnership_paused"));
+    }
+    let pid = PartnershipId(partnership.id);
+    let uid = UserId(user.user_id);
+    let op = Arc::new(op);
+    let result = state
+        .sync
+        .call(pid, |reply| {
+            let op = op.clone();
+            Command::Apply {
+                user: uid,
+                op: Arc::new(move |tx: &mut Transaction<'_>| {
+                    let ctx = Ctx {
+                        user: uid,
+                        now: Millis::now(),
+                    };
+                    op(tx, &ctx)
+                }),
+                reply,
+            }
+        })
+        .await
+        .and_then(|r| r);
+    result.map_err(api_error)
+}
+
+/// Maps the sync layer's and the policy's refusals to the API's error shape.
+pub fn api_error(err: SyncError) -> ApiError {
+    match err {
+        SyncError::Op(op) => match op {
+            OpError::Validation(v) => {
+                ApiError::Validation(FieldErrors::default().add(v.field, v.message))
+            }
+            OpError::NotFound | OpError::NotMember => ApiError::NotFound,
+            OpError::Forbidden(msg) => ApiError::Forbidden(msg),
+            OpError::Conflict(msg) => ApiError::Conflict(conflict_code(msg)),
+            OpError::Inactive => ApiError::Conflict("partnership_paused"),
+            other => ApiError::internal(other.to_string()),
+        },
+        SyncError::Store(e) => ApiError::from(e),
+        SyncError::Unavailable => ApiError::ServiceUnavailable("document unavailable"),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// Stable codes for the policy's conflicts.
+fn conflict_code(msg: &'static str) -> &'static str {
+    match msg {
+        "request already answered" => "already_answered",
+        "expense is archived" | "goal is archived" => "archived",
+        "goal is not active" => "goal_not_active",
+        "expense already exists" | "goal already exists" => "already_exists",
+        _ => "conflict",
+    }
+}
+
+/// Document times (Unix milliseconds) as RFC 3339, the API's time format.
+pub fn rfc3339(at: Millis) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at.0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Pagination of every list endpoint: `?limit=` (1–100, default 50) and an opaque `?cursor=`
+/// taken from the previous page's `next_cursor`.
+#[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    /// Items per page, 1–100 (default 50).
+    pub limit: Option<u32>,
+    /// Where to continue, from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// A validated page request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Items per page.
+    pub limit: u32,
+    /// Items to skip.
+    pub offset: u64,
+}
+
+impl PageParams {
+    /// Checks the parameters (422 on a bad limit or cursor).
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        let mut errors = FieldErrors::default();
+        if !(1..=100).contains(&limit) {
+            errors.push("limit", "must be between 1 and 100");
+        }
+        let offset = match &self.cursor {
+            None => 0,
+            Some(c) => match decode_cursor(c) {
+                Some(o) => o,
+                None => {
+                    errors.push("cursor", "is not a cursor from a previous page");
+                    0
+                }
+            },
+        };
+        errors.into_result()?;
+        Ok(Page { limit, offset })
+    }
+}
+
+impl Page {
+    /// The cursor of the next page, when this page was full (`fetched` = rows returned, asking
+    /// the store for `limit + 1` tells whether more exist).
+    pub fn next_cursor(&self, more: bool) -> Option<String> {
+        more.then(|| encode_cursor(self.offset + u64::from(self.limit)))
+    }
+}
+
+fn encode_cursor(offset: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+}
+
+fn decode_cursor(c: &str) -> Option<u64> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    String::from_utf8(bytes)
+        .ok()?
+        .strip_prefix("o:")?
+        .parse()
+        .ok()
+}
+
+/// A page of items: `{"items": [...], "next_cursor": "..." | null}`.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Paged<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_bad_ones_are_refused() {
+        let p = PageParams {
+            limit: Some(10),
+            cursor: None,
+        }
+        .page()
+        .unwrap();
+        let next = p.next_cursor(true).unwrap();
+        let p2 = PageParams {
+            limit: Some(10),
+            cursor: Some(next),
+        }
+        .page()
+        .unwrap();
+        assert_eq!(p2.offset, 10);
+        assert!(PageParams {
+            limit: Some(0),
+            cursor: None
+        }
+        .page()
+        .is_err());
+        assert!(PageParams {
+            limit: None,
+            cursor: Some("garbage".into())
+        }
+        .page()
+        .is_err());
+        assert_eq!(p.next_cursor(false), None);
+    }
+}
