@@ -5,19 +5,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use splitsave_sync_core::ids::{PartnershipId, UserId};
-use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot, OnceCell};
 
 use super::doc_actor::{Command, DocActor};
 use super::{DocEvent, SyncError, SyncLimits};
+use crate::store::Store;
 
 /// Events buffered per partnership for slow subscribers (beyond it they miss events and are
 /// told so by the channel).
 const EVENT_BUFFER: usize = 256;
-use crate::store::Store;
+
+/// A partnership's actor mailbox, set once its document has loaded. Loading happens outside the
+/// registry's lock, so opening one document never waits for another to load.
+type Slot = Arc<OnceCell<mpsc::Sender<Command>>>;
 
 /// Live document actors by partnership.
 pub struct Registry {
-    docs: Mutex<HashMap<PartnershipId, mpsc::Sender<Command>>>,
+    docs: std::sync::Mutex<HashMap<PartnershipId, Slot>>,
     /// Per partnership, the channel its actor publishes events on (kept apart from the actors
     /// so subscribing never loads a document).
     events: std::sync::Mutex<HashMap<PartnershipId, broadcast::Sender<Arc<DocEvent>>>>,
@@ -32,7 +36,7 @@ impl Registry {
     pub fn new(store: Arc<dyn Store>, limits: SyncLimits) -> Arc<Self> {
         let node: [u8; 8] = rand::random();
         Arc::new(Self {
-            docs: Mutex::new(HashMap::new()),
+            docs: std::sync::Mutex::new(HashMap::new()),
             events: std::sync::Mutex::new(HashMap::new()),
             store,
             limits,
@@ -45,27 +49,41 @@ impl Registry {
         &self.limits
     }
 
-    /// The mailbox of the partnership's actor, loading the document if it is not live.
+    fn docs(&self) -> std::sync::MutexGuard<'_, HashMap<PartnershipId, Slot>> {
+        self.docs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The mailbox of the partnership's actor, loading the document if it is not live. Callers
+    /// asking for the same document while it loads wait for that one load.
     pub async fn handle(
         self: &Arc<Self>,
         pid: PartnershipId,
     ) -> Result<mpsc::Sender<Command>, SyncError> {
-        let mut docs = self.docs.lock().await;
-        if let Some(tx) = docs.get(&pid) {
+        loop {
+            let slot = self.docs().entry(pid).or_default().clone();
+            let tx = slot
+                .get_or_try_init(|| {
+                    DocActor::spawn(
+                        pid,
+                        self.store.clone(),
+                        self.clone(),
+                        self.limits.clone(),
+                        self.node,
+                    )
+                })
+                .await?
+                .clone();
             if !tx.is_closed() {
-                return Ok(tx.clone());
+                return Ok(tx);
+            }
+            // The actor stopped (evicted): forget its slot, unless someone already did.
+            let mut docs = self.docs();
+            if docs.get(&pid).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                docs.remove(&pid);
             }
         }
-        let tx = DocActor::spawn(
-            pid,
-            self.store.clone(),
-            self.clone(),
-            self.limits.clone(),
-            self.node,
-        )
-        .await?;
-        docs.insert(pid, tx.clone());
-        Ok(tx)
     }
 
     /// Sends a request to the partnership's actor and waits for the answer. If the actor was
@@ -90,7 +108,7 @@ impl Registry {
 
     /// Sends a request that needs no answer to a live actor (none is started for it).
     pub async fn notify(&self, pid: PartnershipId, cmd: Command) {
-        let tx = self.docs.lock().await.get(&pid).cloned();
+        let tx = self.docs().get(&pid).and_then(|s| s.get().cloned());
         if let Some(tx) = tx {
             let _ = tx.send(cmd).await;
         }
@@ -104,7 +122,7 @@ impl Registry {
     /// Called by an idle actor: removes it from the registry when no request is waiting in its
     /// mailbox, so no request is lost. Returns whether it was removed (and must stop).
     pub async fn evict_if_idle(&self, pid: PartnershipId, rx: &mpsc::Receiver<Command>) -> bool {
-        let mut docs = self.docs.lock().await;
+        let mut docs = self.docs();
         if !rx.is_empty() {
             return false;
         }
@@ -130,6 +148,6 @@ impl Registry {
 
     /// How many documents are live (metrics, tests).
     pub async fn live_documents(&self) -> usize {
-        self.docs.lock().await.len()
+        self.docs().len()
     }
 }
