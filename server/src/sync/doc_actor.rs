@@ -121,6 +121,8 @@ struct Peer {
     peer_id: String,
     storage_id: Option<String>,
     state: sync::State,
+    /// Paused partnership: the peer's changes are not applied.
+    read_only: bool,
     out: mpsc::Sender<Outbound>,
 }
 
@@ -266,6 +268,7 @@ impl DocActor {
                 peer_id,
                 storage_id,
                 state,
+                read_only,
                 out,
             },
         );
@@ -389,8 +392,14 @@ impl DocActor {
     }
 
     async fn receive(&mut self, conn: ConnId, bytes: Vec<u8>) -> Result<(), SyncError> {
-        let user = self.peers.get(&conn).ok_or(SyncError::NotAttached)?.user;
-        let message = sync::Message::decode(&bytes).map_err(|_| SyncError::Malformed)?;
+        let peer = self.peers.get(&conn).ok_or(SyncError::NotAttached)?;
+        let (user, read_only) = (peer.user, peer.read_only);
+        let mut message = sync::Message::decode(&bytes).map_err(|_| SyncError::Malformed)?;
+        if read_only {
+            // Paused: the peer still receives the document; its changes wait on its side (its
+            // read-only sync state tells it so) and nothing of them is applied or stored.
+            message.changes = sync::ChunkList::empty();
+        }
         let incoming = parse_changes(&message, &self.limits)?;
         let new: Vec<Change> = match &incoming {
             Incoming::Changes(all) => all
