@@ -37,6 +37,7 @@ use crate::routes::{health, partnerships, users};
         partnerships::decline,
         partnerships::current,
         partnerships::set_status,
+        crate::routes::events::stream,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -44,6 +45,7 @@ use crate::routes::{health, partnerships, users};
         (name = "auth", description = "Registration, login, sessions, password reset"),
         (name = "users", description = "The caller's profile and account"),
         (name = "partnerships", description = "Invitations and the caller's partnership"),
+        (name = "events", description = "Live events over a WebSocket for clients without Automerge"),
         (name = "health", description = "Probes"),
     )
 )]

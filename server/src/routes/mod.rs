@@ -5,3 +5,4 @@ pub mod health;
 pub mod partnerships;
 pub mod users;
 pub mod documents;
+pub mod events;

@@ -110,7 +110,8 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Session, &'static
     })
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
+/// The token of an `Authorization: Bearer` header (also used by `/api/events`).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
@@ -118,8 +119,9 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
-/// Browsers send `Origin`; it must be one of `CORS_ORIGIN`. Native apps send none.
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+/// Browsers send `Origin`; it must be one of `CORS_ORIGIN`. Native apps send none. Also used by
+/// `/api/events`.
+pub(crate) fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
         None => true,
         Some(origin) => allowed.iter().any(|a| a == "*" || a == origin),
