@@ -676,7 +676,7 @@ impl DocActor {
         }
         let bytes = self.doc.save();
         let heads: Vec<String> = self.doc.get_heads().iter().map(|h| h.to_string()).collect();
-        let change_count = self.doc.get_changes(&[]).len() as i64;
+        let change_count = i64::try_from(self.doc.stats().num_changes).unwrap_or(i64::MAX);
         let covered = std::mem::take(&mut self.uncompacted);
         let store = self.store.clone();
         let pid = self.pid;
@@ -772,17 +772,22 @@ async fn load(
         SyncError::Internal
     })?;
     let mut hashes = Vec::with_capacity(changes.len());
+    let mut parsed = Vec::with_capacity(changes.len());
     for bytes in changes {
-        match Change::from_bytes(bytes.clone()) {
-            Ok(c) => hashes.push(c.hash().to_string()),
+        match Change::from_bytes(bytes) {
+            Ok(c) => {
+                hashes.push(c.hash().to_string());
+                parsed.push(c);
+            }
             Err(_) => {
                 tracing::error!(partnership = %pid, "stored change unreadable");
                 return Err(SyncError::Internal);
             }
         }
-        doc.load_incremental(&bytes)
-            .map_err(|_| SyncError::Internal)?;
     }
+    // One batch: automerge 0.12 walks the whole document on every apply, so applying the
+    // changes one by one made opening a document cost O(changes x document).
+    doc.apply_changes(parsed).map_err(|_| SyncError::Internal)?;
     doc.set_actor(actor.clone());
     Ok((doc, hashes))
 }
