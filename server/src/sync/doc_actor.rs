@@ -551,15 +551,20 @@ impl DocActor {
         })?;
         let mut changes: Vec<NewChange> =
             new.iter().map(|c| stored_change(c, Some(user.0))).collect();
+        // The client's changes and the compensation together make the merge's events.
+        let mut merged = new;
         if let Some(hash) = compensation {
             if let Some(c) = self.doc.get_change_by_hash(&hash) {
                 changes.push(stored_change(&c, None));
+                merged.push(c);
             }
         }
         let rows = materialize::rows_for(&self.doc, &enforcement.affected())
             .map(|m| m.changes)
             .unwrap_or_default();
-        self.persist(changes, bindings, rows, user).await
+        self.persist(changes, bindings, rows, user).await?;
+        self.publish(&merged, user);
+        Ok(())
     }
 
     async fn persist(
