@@ -115,6 +115,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/auth", crate::auth::routes::router())
         .merge(crate::routes::users::router())
         .merge(crate::routes::partnerships::router())
+        .merge(crate::routes::expenses::router())
+        .merge(crate::routes::contributions::router())
         .merge(crate::routes::events::router())
         .merge(crate::openapi::router())
         .layer(middleware::from_fn_with_state(

@@ -6,3 +6,6 @@ pub mod partnerships;
 pub mod users;
 pub mod documents;
 pub mod events;
+pub mod contributions;
+pub mod expenses;
+pub mod server_doc;

@@ -424,7 +424,8 @@ pub async fn current(
     Ok(Json(partnership_view(&state, p, user.user_id).await?))
 }
 
-/// Pauses (`paused`) or resumes (`active`) the caller's partnership.
+/// Pauses (`paused`) or resumes (`active`) the caller's partnership; the status is written into
+/// its document too, so synced apps see it.
 #[utoipa::path(put, path = "/api/partnerships/status", tag = "partnerships", security(("bearer" = [])),
     request_body = StatusRequest,
     responses(
@@ -462,6 +463,7 @@ pub async fn set_status(
         .store
         .set_partnership_status(p.id, user.user_id, status)
         .await?;
+    crate::routes::server_doc::sync_status(&state, &updated, user.user_id).await?;
     tracing::info!(partnership_id = %p.id, user_id = %user.user_id, status = %status, "partnership status changed");
     Ok(Json(partnership_view(&state, updated, user.user_id).await?))
 }

@@ -147,7 +147,8 @@ pub async fn get_profile(
     Ok(Json(load_user(&state, &user).await?.into()))
 }
 
-/// Changes name, currency, country or payday.
+/// Changes name, currency, country or payday. The name (and the income, whose currency may now
+/// match the partnership's) is written into the partnership document's `members`.
 #[utoipa::path(put, path = "/api/users/profile", tag = "users", security(("bearer" = [])),
     request_body = UpdateProfileRequest,
     responses(
@@ -198,11 +199,12 @@ pub async fn update_profile(
         payday,
     };
     let updated = state.store.update_profile(user.user_id, update).await?;
+    crate::routes::server_doc::sync_member(&state, &updated).await?;
     Ok(Json(updated.into()))
 }
 
-/// Sets the monthly income (in the user's currency). The partnership document's copy of a
-/// member's income is written by the document layer, not here.
+/// Sets the monthly income (in the user's currency), and writes it into the partnership
+/// document's `members` (the split's incomes) when it is in the partnership currency.
 #[utoipa::path(put, path = "/api/users/update-income", tag = "users", security(("bearer" = [])),
     request_body = UpdateIncomeRequest,
     responses(
@@ -232,6 +234,7 @@ pub async fn update_income(
         ),
     };
     let updated = state.store.update_income(user.user_id, income).await?;
+    crate::routes::server_doc::sync_member(&state, &updated).await?;
     Ok(Json(updated.into()))
 }
 

@@ -15,6 +15,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod reads;
 mod sync_postgres;
 mod sync_rows;
 mod sync_sqlite;
@@ -538,6 +539,56 @@ pub trait Store: Send + Sync + 'static {
     /// How many changes are stored beside the latest snapshot; past a threshold the sync layer
     /// compacts.
     async fn document_change_count(&self, partnership_id: Uuid) -> StoreResult<i64>;
+
+    // ---- REST reads (expenses, goals, contributions) ----
+
+    /// The partnership's expenses, newest first (creation time descending, then id), `limit` of
+    /// them after skipping `offset`; `status` and `category` narrow the list when given
+    /// (`GET /api/expenses`). Amounts at the currency's scale.
+    async fn list_expenses(
+        &self,
+        partnership_id: Uuid,
+        status: Option<splitsave_sync_core::enums::ItemStatus>,
+        category: Option<splitsave_sync_core::enums::Category>,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::ExpenseRow>>;
+    /// One expense of the partnership; `None` when it has no such id (another couple's id
+    /// included).
+    async fn expense(
+        &self,
+        partnership_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<splitsave_sync_core::materialize::ExpenseRow>>;
+    /// The partnership's goals, newest first (creation time descending, then id), `limit` of
+    /// them after skipping `offset`, with `status` when given (`GET /api/goals`).
+    async fn list_goals(
+        &self,
+        partnership_id: Uuid,
+        status: Option<splitsave_sync_core::enums::ItemStatus>,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::GoalRow>>;
+    /// One goal of the partnership; `None` when it has no such id.
+    async fn goal(
+        &self,
+        partnership_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<splitsave_sync_core::materialize::GoalRow>>;
+    /// The partnership's monthly contributions, latest month first, each with its shares
+    /// (ordered by user id), `limit` months after skipping `offset` (`GET /api/contributions`).
+    async fn list_contributions(
+        &self,
+        partnership_id: Uuid,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::ContributionRow>>;
+    /// One month (`YYYY-MM`) of the partnership's contributions, with its shares.
+    async fn contribution(
+        &self,
+        partnership_id: Uuid,
+        month: &str,
+    ) -> StoreResult<Option<splitsave_sync_core::materialize::ContributionRow>>;
 }
 
 /// Everything one merge makes durable at once (see [`Store::commit_merge`]).

@@ -958,4 +958,60 @@ impl Store for SqliteStore {
     async fn document_change_count(&self, partnership_id: Uuid) -> StoreResult<i64> {
         super::sync_sqlite::document_change_count(&self.pool, partnership_id).await
     }
+
+    // ---- REST reads (expenses, goals, contributions; implemented in reads.rs) ----
+
+    async fn list_expenses(
+        &self,
+        partnership_id: Uuid,
+        status: Option<splitsave_sync_core::enums::ItemStatus>,
+        category: Option<splitsave_sync_core::enums::Category>,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::ExpenseRow>> {
+        super::reads::lite::list_expenses(&self.pool, partnership_id, status, category, limit, offset).await
+    }
+
+    async fn expense(
+        &self,
+        partnership_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<splitsave_sync_core::materialize::ExpenseRow>> {
+        super::reads::lite::expense(&self.pool, partnership_id, id).await
+    }
+
+    async fn list_goals(
+        &self,
+        partnership_id: Uuid,
+        status: Option<splitsave_sync_core::enums::ItemStatus>,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::GoalRow>> {
+        super::reads::lite::list_goals(&self.pool, partnership_id, status, limit, offset).await
+    }
+
+    async fn goal(
+        &self,
+        partnership_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<splitsave_sync_core::materialize::GoalRow>> {
+        super::reads::lite::goal(&self.pool, partnership_id, id).await
+    }
+
+    async fn list_contributions(
+        &self,
+        partnership_id: Uuid,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::ContributionRow>> {
+        super::reads::lite::list_contributions(&self.pool, partnership_id, limit, offset).await
+    }
+
+    async fn contribution(
+        &self,
+        partnership_id: Uuid,
+        month: &str,
+    ) -> StoreResult<Option<splitsave_sync_core::materialize::ContributionRow>> {
+        super::reads::lite::contribution(&self.pool, partnership_id, month).await
+    }
 }
