@@ -382,7 +382,16 @@ impl DocActor {
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for c in conns {
             let msg = match self.peers.get_mut(&c) {
-                Some(p) => self.doc.generate_sync_message(&mut p.state),
+                Some(p) => self.doc.generate_sync_message(&mut p.state).map(|mut m| {
+                    // No flags means no version-2 support: peers then send their changes one by
+                    // one, which are bounded before applying, never a whole-document chunk
+                    // (refused: see `parse_changes`). Read-only peers keep the flags, whose
+                    // READ_ONLY bit tells them to keep their changes (which are dropped here).
+                    if !p.read_only {
+                        m.flags = None;
+                    }
+                    m
+                }),
                 None => None,
             };
             if let Some(m) = msg {
@@ -400,17 +409,11 @@ impl DocActor {
             // read-only sync state tells it so) and nothing of them is applied or stored.
             message.changes = sync::ChunkList::empty();
         }
-        let incoming = parse_changes(&message, &self.limits)?;
-        let new: Vec<Change> = match &incoming {
-            Incoming::Changes(all) => all
-                .iter()
-                .filter(|c| self.doc.get_change_meta_by_hash(&c.hash()).is_none())
-                .cloned()
-                .collect(),
-            Incoming::WholeDocument => Vec::new(),
-        };
-        let in_place = matches!(incoming, Incoming::Changes(_)) && deps_satisfied(&self.doc, &new);
-        if !in_place {
+        let new: Vec<Change> = parse_changes(&message, &self.limits)?
+            .into_iter()
+            .filter(|c| self.doc.get_change_meta_by_hash(&c.hash()).is_none())
+            .collect();
+        if !deps_satisfied(&self.doc, &new) {
             return self.receive_on_clone(conn, user, message).await;
         }
         let bindings = self.check_authorship(user, &new).await?;
@@ -444,9 +447,9 @@ impl DocActor {
         Ok(())
     }
 
-    /// The slow path for messages that cannot be inspected before applying (a whole-document
-    /// chunk, or changes whose dependencies are not all known): apply to a clone, inspect what
-    /// it added, and adopt the clone only if it passes.
+    /// The slow path for changes whose dependencies are not all known (automerge queues them,
+    /// so what applying adds is not exactly the message's changes): apply to a clone, inspect
+    /// what it added, and adopt the clone only if it passes.
     async fn receive_on_clone(
         &mut self,
         conn: ConnId,
@@ -699,27 +702,74 @@ impl DocActor {
     }
 }
 
-/// What a sync message carries.
-enum Incoming {
-    /// Individual changes, inspectable before applying.
-    Changes(Vec<Change>),
-    /// A whole-document chunk (sent when the receiver lacks much of the sender's document).
-    WholeDocument,
-}
+/// The first bytes of every Automerge chunk (document, change, compressed change, bundle).
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// Chunk type of a whole document.
+const CHUNK_DOCUMENT: u8 = 0;
+/// Chunk type of a DEFLATE-compressed change.
+const CHUNK_COMPRESSED_CHANGE: u8 = 2;
+/// Chunk type of a bundle of changes.
+const CHUNK_BUNDLE: u8 = 3;
 
-fn parse_changes(message: &sync::Message, limits: &SyncLimits) -> Result<Incoming, SyncError> {
-    let mut changes = Vec::with_capacity(message.changes.len());
+/// Parses the message's chunks as individual changes, refusing before anything is decompressed
+/// beyond the limits or applied: malformed or corrupt chunks, whole-document and bundle chunks
+/// (their expansion cannot be bounded without loading them; the server advertises no
+/// version-2 support, so well-behaved peers never send them), and compressed changes that
+/// inflate beyond `max_change_bytes`. Then [`check_limits`].
+fn parse_changes(message: &sync::Message, limits: &SyncLimits) -> Result<Vec<Change>, SyncError> {
     if message.changes.len() > limits.max_changes_per_message {
         return Err(SyncError::TooLarge("too many changes in one message"));
     }
+    let mut changes = Vec::with_capacity(message.changes.len());
     for chunk in message.changes.iter() {
-        match Change::from_bytes(chunk.to_vec()) {
-            Ok(c) => changes.push(c),
-            Err(_) => return Ok(Incoming::WholeDocument),
+        let (kind, body) = chunk_parts(chunk).ok_or(SyncError::Malformed)?;
+        match kind {
+            CHUNK_DOCUMENT | CHUNK_BUNDLE => {
+                return Err(SyncError::TooLarge(
+                    "whole-document chunks are not accepted: send changes",
+                ))
+            }
+            CHUNK_COMPRESSED_CHANGE => inflates_within(body, limits.max_change_bytes)?,
+            _ => {}
         }
+        changes.push(Change::from_bytes(chunk.to_vec()).map_err(|_| SyncError::Malformed)?);
     }
     check_limits(&changes, limits)?;
-    Ok(Incoming::Changes(changes))
+    Ok(changes)
+}
+
+/// The type byte and the body of a chunk (magic, 4-byte checksum, type, LEB128 body length,
+/// body); `None` unless the header is well-formed and the length matches exactly.
+fn chunk_parts(chunk: &[u8]) -> Option<(u8, &[u8])> {
+    if chunk.len() < 10 || chunk[..4] != CHUNK_MAGIC {
+        return None;
+    }
+    let kind = chunk[8];
+    let mut length = 0u64;
+    let mut used = 0;
+    for (i, byte) in chunk[9..].iter().enumerate().take(10) {
+        length |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            used = i + 1;
+            break;
+        }
+    }
+    let body = chunk.get(9 + used..)?;
+    (used > 0 && u64::try_from(body.len()).ok()? == length).then_some((kind, body))
+}
+
+/// Inflates a compressed change's body into nothing, stopping past `limit` bytes: a small
+/// change that expands to megabytes is refused without being decompressed, let alone parsed.
+fn inflates_within(body: &[u8], limit: usize) -> Result<(), SyncError> {
+    use std::io::Read;
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let mut inflated = flate2::bufread::DeflateDecoder::new(body).take(cap);
+    let size =
+        std::io::copy(&mut inflated, &mut std::io::sink()).map_err(|_| SyncError::Malformed)?;
+    if size >= cap {
+        return Err(SyncError::TooLarge("a change is too large"));
+    }
+    Ok(())
 }
 
 /// Bounds what a message may expand to before anything is applied: number of changes, number
