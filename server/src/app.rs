@@ -117,6 +117,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::partnerships::router())
         .merge(crate::routes::expenses::router())
         .merge(crate::routes::contributions::router())
+        .merge(crate::routes::goals::router())
+        .merge(crate::routes::approvals::router())
+        .merge(crate::routes::messages::router())
         .merge(crate::routes::events::router())
         .merge(crate::openapi::router())
         .layer(middleware::from_fn_with_state(

@@ -84,6 +84,9 @@ impl Modify for BearerAuth {
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::auth::routes::openapi());
+    doc.merge(crate::routes::goals::openapi());
+    doc.merge(crate::routes::approvals::openapi());
+    doc.merge(crate::routes::messages::openapi());
     doc
 }
 

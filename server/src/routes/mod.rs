@@ -9,3 +9,6 @@ pub mod events;
 pub mod contributions;
 pub mod expenses;
 pub mod server_doc;
+pub mod approvals;
+pub mod goals;
+pub mod messages;

@@ -16,6 +16,7 @@
 pub mod postgres;
 pub mod sqlite;
 mod reads;
+mod reads_approvals_messages;
 mod sync_postgres;
 mod sync_rows;
 mod sync_sqlite;
@@ -31,6 +32,7 @@ use splitsave_sync_core::materialize::RowChange;
 use uuid::Uuid;
 
 pub use postgres::PgStore;
+pub use reads_approvals_messages::MessageCursor;
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in the storage layer.
@@ -539,6 +541,39 @@ pub trait Store: Send + Sync + 'static {
     /// How many changes are stored beside the latest snapshot; past a threshold the sync layer
     /// compacts.
     async fn document_change_count(&self, partnership_id: Uuid) -> StoreResult<i64>;
+
+    // ---- REST reads (approvals, messages) ----
+
+    /// The partnership's approval requests with `status`, newest first: `limit` of them after
+    /// skipping `offset` (`GET /api/approvals`).
+    async fn list_approvals(
+        &self,
+        partnership_id: Uuid,
+        status: splitsave_sync_core::enums::ApprovalStatus,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::ApprovalRow>>;
+    /// One approval request of the partnership; `None` when it has no such id (another
+    /// couple's id included).
+    async fn approval(
+        &self,
+        partnership_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<splitsave_sync_core::materialize::ApprovalRow>>;
+    /// The partnership's messages newest first (creation time, then id), at most `limit`,
+    /// strictly older than `before` when given (`GET /api/messages`).
+    async fn list_messages(
+        &self,
+        partnership_id: Uuid,
+        before: Option<MessageCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::MessageRow>>;
+    /// One message of the partnership; `None` when it has no such id.
+    async fn message(
+        &self,
+        partnership_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<splitsave_sync_core::materialize::MessageRow>>;
 
     // ---- REST reads (expenses, goals, contributions) ----
 

@@ -927,6 +927,45 @@ impl Store for PgStore {
         super::sync_postgres::document_change_count(&self.pool, partnership_id).await
     }
 
+    // ---- REST reads (approvals, messages) ----
+
+    async fn list_approvals(
+        &self,
+        partnership_id: Uuid,
+        status: splitsave_sync_core::enums::ApprovalStatus,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::ApprovalRow>> {
+        super::reads_approvals_messages::postgres::list_approvals(&self.pool, partnership_id, status, limit, offset)
+            .await
+    }
+
+    async fn approval(
+        &self,
+        partnership_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<splitsave_sync_core::materialize::ApprovalRow>> {
+        super::reads_approvals_messages::postgres::approval(&self.pool, partnership_id, id).await
+    }
+
+    async fn list_messages(
+        &self,
+        partnership_id: Uuid,
+        before: Option<super::MessageCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::MessageRow>> {
+        super::reads_approvals_messages::postgres::list_messages(&self.pool, partnership_id, before, limit)
+            .await
+    }
+
+    async fn message(
+        &self,
+        partnership_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<splitsave_sync_core::materialize::MessageRow>> {
+        super::reads_approvals_messages::postgres::message(&self.pool, partnership_id, id).await
+    }
+
     // ---- REST reads (expenses, goals, contributions; implemented in reads.rs) ----
 
     async fn list_expenses(
