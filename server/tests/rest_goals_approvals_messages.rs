@@ -21,6 +21,8 @@ on_both_backends!(
     approvals_list_filters_by_status,
     another_couples_ids_are_not_found_and_nothing_changes,
     bad_input_is_refused_with_its_code_and_nothing_is_written,
+    a_paused_partnership_is_read_only,
+    the_openapi_document_describes_every_endpoint,
 );
 
 /// Two partners of one couple.
@@ -903,4 +905,153 @@ async fn bad_input_is_refused_with_its_code_and_nothing_is_written(backend: Back
     let (_, page) = app.get("/api/messages", Some(&ann.access_token)).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert_eq!(page["items"][0]["id"], message_id.to_string());
+}
+
+async fn a_paused_partnership_is_read_only(backend: Backend) {
+    let Some(Couple {
+        app,
+        ann,
+        ben,
+        partnership_id,
+    }) = couple(backend).await
+    else {
+        return;
+    };
+    let goal = active_goal(&app, &ann, &ben, "100").await;
+    let (request, _) = propose_goal(&app, &ann, "Later", json!("10")).await;
+    let request_id = id_of(&request, "id");
+    let (_, message) = app
+        .post(
+            "/api/messages",
+            Some(&ann.access_token),
+            json!({"text": "hi"}),
+        )
+        .await;
+    let message_id = id_of(&message, "id");
+    let (status, body) = app
+        .put(
+            "/api/partnerships/status",
+            Some(&ben.access_token),
+            json!({"status": "paused"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let before = app
+        .state
+        .store
+        .materialized_rows(partnership_id)
+        .await
+        .unwrap();
+
+    let writes: Vec<(reqwest::Method, String, Value)> = vec![
+        (
+            reqwest::Method::POST,
+            "/api/goals".into(),
+            json!({"name": "New", "target_amount": "5", "goal_type": "other"}),
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/goals/{goal}"),
+            json!({"name": "Renamed"}),
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/goals/{goal}/contribution"),
+            json!({"amount": "1"}),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/approvals/{request_id}/approve"),
+            json!({}),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/messages".into(),
+            json!({"text": "still there?"}),
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/messages/{message_id}/read"),
+            json!({}),
+        ),
+    ];
+    for (method, path, body) in writes {
+        let (status, answer) = app
+            .call(method.clone(), &path, Some(&ben.access_token), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], "partnership_paused");
+    }
+    let (status, _) = app
+        .delete(&format!("/api/goals/{goal}"), Some(&ann.access_token), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Reads still work.
+    for path in ["/api/goals", "/api/approvals", "/api/messages"] {
+        let (status, page) = app.get(path, Some(&ann.access_token)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        assert!(!page["items"].as_array().unwrap().is_empty(), "{path}");
+    }
+    let after = app
+        .state
+        .store
+        .materialized_rows(partnership_id)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+async fn the_openapi_document_describes_every_endpoint(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (status, doc) = app.get("/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let operations = [
+        ("/api/goals", "get", "200"),
+        ("/api/goals", "post", "202"),
+        ("/api/goals/{id}", "put", "202"),
+        ("/api/goals/{id}", "delete", "200"),
+        ("/api/goals/{id}/contribution", "put", "200"),
+        ("/api/approvals", "get", "200"),
+        ("/api/approvals/{id}/approve", "post", "200"),
+        ("/api/approvals/{id}/decline", "post", "200"),
+        ("/api/messages", "get", "200"),
+        ("/api/messages", "post", "201"),
+        ("/api/messages/{id}/read", "put", "200"),
+    ];
+    for (path, method, success) in operations {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing");
+        let schema = &op["responses"][success]["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{method} {path}: no {success} schema");
+        assert!(
+            op["responses"]["404"].is_object(),
+            "{method} {path}: 404 undocumented"
+        );
+        assert_eq!(op["security"][0]["bearer"], json!([]), "{method} {path}");
+    }
+    for (path, method) in [
+        ("/api/goals", "post"),
+        ("/api/goals/{id}", "put"),
+        ("/api/goals/{id}/contribution", "put"),
+        ("/api/messages", "post"),
+    ] {
+        let body = &doc["paths"][path][method]["requestBody"]["content"]["application/json"];
+        assert!(
+            body["schema"].is_object(),
+            "{method} {path}: no request schema"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    for name in ["GoalView", "ApprovalView", "MessageView"] {
+        assert!(
+            schemas[name]["example"].is_object(),
+            "{name} has no example"
+        );
+    }
+    assert_eq!(
+        schemas["NewGoalRequest"]["properties"]["target_amount"]["example"],
+        "2500.00"
+    );
 }
