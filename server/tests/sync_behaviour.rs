@@ -53,6 +53,7 @@ on_both_backends!(
     a_reconnecting_device_resumes_with_only_the_missing_changes,
     compaction_keeps_the_document_and_drops_covered_changes,
     an_operation_through_the_actor_reaches_connected_partners,
+    a_user_dropped_by_the_actor_is_disconnected,
 );
 
 fn expense(name: &str, minor: i64) -> NewExpense {
@@ -797,4 +798,24 @@ async fn an_operation_through_the_actor_reaches_connected_partners(backend: Back
     assert!(rows.iter().any(|r| matches!(r,
         RowChange::Upsert(Row::Expense(e)) if e.id == groceries && e.amount == dollars(7_500)
     )));
+}
+
+async fn a_user_dropped_by_the_actor_is_disconnected(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (ann, ben, _) = app
+        .register_couple("ann@example.com", "ben@example.com")
+        .await;
+    let mut a = SyncClient::connect(&app, &ann).await;
+    let mut b = SyncClient::connect(&app, &ben).await;
+    settle_all(&app, &mut [&mut a, &mut b]).await;
+
+    app.state.sync.drop_user(b.pid, b.user).await;
+    let reason = b.expect_refusal(EXCHANGE_TIMEOUT).await;
+    assert!(reason.contains("dropped"), "{reason}");
+    // Ann stays connected and in sync.
+    a.edit(|tx, ctx| ops::add_expense(tx, ctx, &expense("Still here", 1_000)));
+    a.settle().await.expect("Ann still syncs");
+    assert_eq!(a.heads(), stored_heads(&app, a.pid).await);
 }

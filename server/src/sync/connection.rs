@@ -204,6 +204,10 @@ struct Conn {
     attached: Option<(PartnershipId, String, mpsc::Sender<Command>)>,
     ephemeral_count: u64,
     session_id: String,
+    /// The outbound sender until the first attach hands it to the actor. From then on only the
+    /// actor holds strong senders, so when it drops this connection (too slow a reader, access
+    /// ended) the outbound stream ends and the connection closes instead of going silent.
+    first_out: Option<mpsc::Sender<Outbound>>,
 }
 
 async fn run(state: AppState, session: Session, socket: WebSocket) {
@@ -273,6 +277,8 @@ async fn run(state: AppState, session: Session, socket: WebSocket) {
         return;
     }
     let allowed = allowed_document(&state, &session).await.unwrap_or(None);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(limits.outbound_queue);
+    let out_weak = out_tx.downgrade();
     let mut conn = Conn {
         id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
         session,
@@ -282,8 +288,8 @@ async fn run(state: AppState, session: Session, socket: WebSocket) {
         attached: None,
         ephemeral_count: 0,
         session_id: Uuid::new_v4().to_string(),
+        first_out: Some(out_tx),
     };
-    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(limits.outbound_queue);
     let mut bucket = Bucket::new(limits.messages_per_second, limits.message_burst);
     let expiry = tokio::time::sleep_until(session.expires_at.into());
     tokio::pin!(expiry);
@@ -303,7 +309,7 @@ async fn run(state: AppState, session: Session, socket: WebSocket) {
                 if !bucket.take() {
                     break Some("rate limit exceeded".into());
                 }
-                match handle_message(&state, &mut conn, &out_tx, &bytes).await {
+                match handle_message(&state, &mut conn, &out_weak, &bytes).await {
                     Ok(Some(reply)) => {
                         if sink.send(send_wire(&reply)).await.is_err() { break None; }
                     }
@@ -373,7 +379,7 @@ fn error_msg(target: Option<&str>, message: &str) -> WireMessage {
 async fn handle_message(
     state: &AppState,
     conn: &mut Conn,
-    out_tx: &mpsc::Sender<Outbound>,
+    out_tx: &mpsc::WeakSender<Outbound>,
     bytes: &[u8],
 ) -> Result<Option<WireMessage>, String> {
     let limits = state.sync.limits();
@@ -459,7 +465,7 @@ fn unavailable(conn: &Conn, document_id: String) -> WireMessage {
 async fn attach(
     state: &AppState,
     conn: &mut Conn,
-    out_tx: &mpsc::Sender<Outbound>,
+    out_tx: &mpsc::WeakSender<Outbound>,
     pid: PartnershipId,
     read_only: bool,
     document_id: &str,
@@ -469,6 +475,11 @@ async fn attach(
             return Ok(tx.clone());
         }
     }
+    let out = conn
+        .first_out
+        .take()
+        .or_else(|| out_tx.upgrade())
+        .ok_or_else(|| "connection dropped".to_string())?;
     let registry = state.sync.clone();
     let (id, user, peer_id, storage_id) = (
         conn.id,
@@ -483,7 +494,7 @@ async fn attach(
             peer_id: peer_id.clone(),
             storage_id: storage_id.clone(),
             read_only,
-            out: out_tx.clone(),
+            out: out.clone(),
             reply,
         })
         .await
