@@ -361,6 +361,22 @@ async fn split_follows_the_incomes_exactly(backend: Backend) {
     assert_eq!(s["totals"]["yearly"], "60.00");
     assert_eq!(s["partners"][0]["share"], "52.33");
     assert_eq!(s["partners"][1]["share"], "104.67");
+
+    // An income in another currency than the partnership's is left out: equal halves.
+    let (status, body) = c
+        .app
+        .put(
+            "/api/users/profile",
+            Some(&c.ben.access_token),
+            json!({"currency": "EUR", "name": "Benjamin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let s = split(&c, &c.ann).await;
+    assert_eq!(s["basis"], "equal");
+    assert_eq!(s["partners"][1]["name"], "Benjamin");
+    assert_eq!(s["partners"][1]["income"], Value::Null);
+    assert_eq!(s["partners"][1]["share"], "78.50");
 }
 
 async fn current_month_is_created_from_the_split_and_mark_paid_is_idempotent(backend: Backend) {
@@ -408,6 +424,40 @@ async fn current_month_is_created_from_the_split_and_mark_paid_is_idempotent(bac
     .expect("month in the document");
     assert_eq!(in_doc.total_required.0, 10_000);
     assert_eq!(in_doc.amounts[&UserId(c.ann.user_id)].0, 3_333);
+
+    // Reading the split or the month again writes nothing into the document.
+    let changes = c
+        .app
+        .state
+        .store
+        .document_change_count(c.pid)
+        .await
+        .expect("count");
+    split(&c, &c.ann).await;
+    let (_, again) = c
+        .app
+        .get("/api/contributions/current", Some(&c.ann.access_token))
+        .await;
+    assert_eq!(again, current);
+    assert_eq!(
+        c.app
+            .state
+            .store
+            .document_change_count(c.pid)
+            .await
+            .expect("count"),
+        changes
+    );
+
+    // Before anyone has paid, the month follows the split.
+    add(&c, &c.ann, expense("Power", json!("50.00"))).await;
+    let (_, current) = c
+        .app
+        .get("/api/contributions/current", Some(&c.ben.access_token))
+        .await;
+    assert_eq!(current["total_required"], "150.00");
+    assert_eq!(share_of(&current, &c.ann)["amount"], "50.00");
+    assert_eq!(share_of(&current, &c.ben)["amount"], "100.00");
 
     let (status, first) = c
         .app
@@ -943,4 +993,78 @@ async fn list_filters_and_pages(backend: Backend) {
         .await;
     assert_eq!(pending["items"].as_array().expect("items").len(), 1);
     assert_eq!(pending["items"][0]["name"], "Car");
+}
+
+/// Every endpoint of this area is in the OpenAPI document, behind the bearer token, with its
+/// success and error answers, and its schemas carry examples.
+#[tokio::test]
+async fn openapi_describes_expenses_and_contributions() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite app");
+    let (status, doc) = app.get("/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let endpoints: &[(&str, &str, &[&str])] = &[
+        ("/api/expenses", "get", &["200", "401", "404", "422"]),
+        (
+            "/api/expenses",
+            "post",
+            &["201", "202", "400", "401", "404", "409", "422"],
+        ),
+        ("/api/expenses/{id}", "get", &["200", "400", "401", "404"]),
+        (
+            "/api/expenses/{id}",
+            "put",
+            &["202", "400", "401", "404", "409", "422"],
+        ),
+        (
+            "/api/expenses/{id}",
+            "delete",
+            &["200", "400", "401", "404", "409"],
+        ),
+        (
+            "/api/expenses/split-calculation",
+            "get",
+            &["200", "401", "404"],
+        ),
+        ("/api/contributions", "get", &["200", "401", "404", "422"]),
+        ("/api/contributions/current", "get", &["200", "401", "404"]),
+        (
+            "/api/contributions/mark-paid",
+            "post",
+            &["200", "401", "404", "409"],
+        ),
+    ];
+    for (path, method, statuses) in endpoints {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing");
+        assert_eq!(op["security"], json!([{"bearer": []}]), "{method} {path}");
+        for s in *statuses {
+            assert!(op["responses"][s].is_object(), "{method} {path} lacks {s}");
+        }
+    }
+    let post = &doc["paths"]["/api/expenses"]["post"];
+    assert!(post["requestBody"].is_object());
+    for schema in [
+        "CreateExpenseRequest",
+        "UpdateExpenseRequest",
+        "ExpenseView",
+        "ApprovalRequestView",
+        "SplitView",
+        "MonthView",
+    ] {
+        let s = &doc["components"]["schemas"][schema];
+        assert!(
+            s.get("example").is_some() || s.get("examples").is_some(),
+            "{schema} has no example: {s}"
+        );
+    }
+    let create = &doc["components"]["schemas"]["CreateExpenseRequest"];
+    let required: Vec<&str> = create["required"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for field in ["name", "amount", "category", "frequency"] {
+        assert!(required.contains(&field), "{field} not required: {create}");
+    }
 }
