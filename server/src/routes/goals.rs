@@ -8,8 +8,8 @@
 //! - a contribution is logged against an active goal and added to its saved amount as a counter,
 //!   so contributions made at the same time by both partners (or offline) add up.
 //!
-//! Amounts come in as decimal strings (`"12.50"`) or JSON numbers written exactly as the
-//! currency allows (`12.5`); a number is read from its text, never through a float.
+//! Amounts come in as the expenses endpoints take them ([`AmountInput`]): a decimal string
+//! (`"12.50"`) or a JSON number read from its text (`12.5`), never through a float.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,11 +17,10 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use splitsave_sync_core::enums::{GoalType, ItemStatus, Priority};
 use splitsave_sync_core::ids::EntityId;
 use splitsave_sync_core::materialize::GoalRow;
-use splitsave_sync_core::money::{Currency, MinorUnits};
+use splitsave_sync_core::money::Currency;
 use splitsave_sync_core::ops::{self, NewGoal, Outcome};
 use splitsave_sync_core::schema::GoalFields;
 use splitsave_sync_core::validate;
@@ -33,6 +32,7 @@ use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, FieldErrors};
 use crate::routes::approvals::{self, ApprovalView};
 use crate::routes::documents::{apply, partnership_of, rfc3339, PageParams};
+use crate::routes::expenses::AmountInput;
 use crate::store::PartnershipRecord;
 
 /// The `/api/goals` routes.
@@ -141,7 +141,7 @@ pub struct NewGoalRequest {
     pub name: Option<String>,
     /// Required: positive, decimal string or exact number, at most the currency's decimals.
     #[schema(required = true, value_type = String, example = "2500.00")]
-    pub target_amount: Option<Box<RawValue>>,
+    pub target_amount: Option<AmountInput>,
     /// Required: `emergency_fund`, `vacation`, `home`, `car`, `education`, `retirement`,
     /// `wedding` or `other`.
     #[schema(required = true, value_type = String, example = "vacation")]
@@ -159,7 +159,7 @@ pub struct EditGoalRequest {
     pub name: Option<String>,
     /// New target, positive decimal string or exact number.
     #[schema(value_type = Option<String>, example = "3000.00")]
-    pub target_amount: Option<Box<RawValue>>,
+    pub target_amount: Option<AmountInput>,
     /// New kind.
     #[schema(value_type = Option<String>, example = "vacation")]
     pub goal_type: Option<String>,
@@ -176,37 +176,7 @@ pub struct EditGoalRequest {
 pub struct ContributionRequest {
     /// Required: positive, decimal string or exact number, at most the currency's decimals.
     #[schema(required = true, value_type = String, example = "150.00")]
-    pub amount: Option<Box<RawValue>>,
-}
-
-/// Reads an amount from its JSON text: a string holding a decimal, or a number taken exactly
-/// as written. The `RawValue` support comes with sqlx's `json` feature.
-fn decimal_of(raw: &RawValue) -> Result<Decimal, String> {
-    const EXPECTED: &str = "must be a decimal string such as \"12.50\" or a number";
-    let text = raw.get().trim();
-    let digits = if text.starts_with('"') {
-        serde_json::from_str::<String>(text).map_err(|_| EXPECTED.to_string())?
-    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        text.to_string()
-    } else {
-        return Err(EXPECTED.into());
-    };
-    let digits = digits.trim();
-    let plain = digits
-        .chars()
-        .all(|c| c.is_ascii_digit() || c == '.' || c == '-' || c == '+');
-    if plain {
-        digits.parse::<Decimal>().map_err(|_| EXPECTED.to_string())
-    } else {
-        Decimal::from_scientific(digits).map_err(|_| EXPECTED.to_string())
-    }
-}
-
-/// A positive amount of the currency, as minor units, or the message for the field.
-pub fn positive_amount(raw: &RawValue, currency: Currency) -> Result<MinorUnits, String> {
-    currency
-        .to_minor_positive(decimal_of(raw)?)
-        .map_err(|e| e.to_string())
+    pub amount: Option<AmountInput>,
 }
 
 /// Records "is required" for `field` when a required value is missing.
@@ -243,7 +213,7 @@ impl NewGoalRequest {
         let name = required(&mut errors, "name", self.name)
             .and_then(|n| errors.check("name", goal_name(&n)));
         let target = required(&mut errors, "target_amount", self.target_amount)
-            .and_then(|a| errors.check("target_amount", positive_amount(&a, currency)));
+            .and_then(|a| a.minor("target_amount", currency, &mut errors));
         let kind = required(&mut errors, "goal_type", self.goal_type)
             .and_then(|t| errors.check("goal_type", goal_type(&t)));
         let priority = match self.priority {
@@ -274,7 +244,7 @@ impl EditGoalRequest {
             name: self.name.and_then(|n| errors.check("name", goal_name(&n))),
             target_amount: self
                 .target_amount
-                .and_then(|a| errors.check("target_amount", positive_amount(&a, currency))),
+                .and_then(|a| a.minor("target_amount", currency, &mut errors)),
             goal_type: self
                 .goal_type
                 .and_then(|t| errors.check("goal_type", goal_type(&t))),
@@ -431,7 +401,7 @@ pub async fn contribute(
     let currency = currency_of(&partnership)?;
     let mut errors = FieldErrors::default();
     let amount = required(&mut errors, "amount", body.amount)
-        .and_then(|a| errors.check("amount", positive_amount(&a, currency)));
+        .and_then(|a| a.minor("amount", currency, &mut errors));
     let Some(amount) = amount else {
         return Err(ApiError::Validation(errors));
     };
@@ -469,33 +439,6 @@ async fn committed(state: &AppState, partnership_id: Uuid, id: Uuid) -> Result<G
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn raw(json: &str) -> Box<RawValue> {
-        RawValue::from_string(json.to_string()).unwrap()
-    }
-
-    #[test]
-    fn amounts_are_read_exactly_from_strings_and_numbers() {
-        let usd = Currency::USD;
-        assert_eq!(
-            positive_amount(&raw("\"12.50\""), usd),
-            Ok(MinorUnits(1250))
-        );
-        assert_eq!(positive_amount(&raw("12.5"), usd), Ok(MinorUnits(1250)));
-        assert_eq!(positive_amount(&raw("1e2"), usd), Ok(MinorUnits(10_000)));
-        // 0.1 + 0.2 style float noise never appears: the text is the value.
-        assert_eq!(
-            positive_amount(&raw("9999999999.99"), usd),
-            Ok(MinorUnits(999_999_999_999))
-        );
-        assert!(positive_amount(&raw("0"), usd).is_err());
-        assert!(positive_amount(&raw("\"-5\""), usd).is_err());
-        assert!(positive_amount(&raw("1.001"), usd).is_err());
-        assert!(positive_amount(&raw("\"abc\""), usd).is_err());
-        assert!(positive_amount(&raw("true"), usd).is_err());
-        assert!(positive_amount(&raw("{}"), usd).is_err());
-        assert!(positive_amount(&raw("\"\""), usd).is_err());
-    }
 
     #[test]
     fn a_new_goal_reports_every_bad_field_at_once() {
