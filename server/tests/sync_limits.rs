@@ -377,6 +377,53 @@ async fn ten_thousand_tiny_changes_as_automerge_sends_them_are_refused_before_ap
 }
 
 #[tokio::test]
+async fn thousands_of_tiny_changes_with_many_operations_each_are_refused_quickly() {
+    let (server, couple) = start(&[]).await;
+    let (mut conn, mut sync, doc) = server
+        .fetch_document(&couple.a.token, &couple.document_id)
+        .await;
+    let heads_before = doc.get_heads();
+
+    // 300,000 null insertions run-length-encode to about a hundred bytes; automerge parses
+    // every one of them when it reads the change.
+    let mut dense = Automerge::new();
+    dense
+        .transact(|tx| {
+            let list = tx.put_object(ROOT, "dense", ObjType::List)?;
+            tx.splice(
+                &list,
+                0,
+                0,
+                std::iter::repeat_n(automerge::ScalarValue::Null, 300_000),
+            )
+        })
+        .expect("a dense change");
+    let mut change = dense.get_last_local_change().expect("the change");
+    let chunk = change.bytes().into_owned();
+    let data = message_with_chunks(
+        &doc,
+        &mut sync.state,
+        vec![chunk.clone(); 4_000],
+        MessageVersion::V1,
+    );
+    let frame = sync_envelope(&conn, &couple, data);
+    eprintln!(
+        "4,000 changes of 300,000 operations each: {} bytes per change, {} on the wire",
+        chunk.len(),
+        frame.len()
+    );
+
+    let measured = send_and_measure(&server, &mut conn, frame).await;
+    measured.assert_refused_cheaply(
+        "4,000 changes of 300,000 operations each",
+        "too many operations",
+    );
+
+    let seen = still_serving(&server, &couple).await;
+    assert_eq!(seen.get_heads(), heads_before, "nothing was applied");
+}
+
+#[tokio::test]
 async fn garbage_and_corrupt_automerge_data_close_only_that_connection() {
     let (server, couple) = start(&[]).await;
     // The partner stays connected throughout and must keep syncing.

@@ -721,6 +721,7 @@ fn parse_changes(message: &sync::Message, limits: &SyncLimits) -> Result<Vec<Cha
         return Err(SyncError::TooLarge("too many changes in one message"));
     }
     let mut changes = Vec::with_capacity(message.changes.len());
+    let mut ops = 0usize;
     for chunk in message.changes.iter() {
         let (kind, body) = chunk_parts(chunk).ok_or(SyncError::Malformed)?;
         match kind {
@@ -732,7 +733,15 @@ fn parse_changes(message: &sync::Message, limits: &SyncLimits) -> Result<Vec<Cha
             CHUNK_COMPRESSED_CHANGE => inflates_within(body, limits.max_change_bytes)?,
             _ => {}
         }
-        changes.push(Change::from_bytes(chunk.to_vec()).map_err(|_| SyncError::Malformed)?);
+        let change = Change::from_bytes(chunk.to_vec()).map_err(|_| SyncError::Malformed)?;
+        // Counted as each change is parsed: automerge walks every operation of a change while
+        // parsing it, and a change of a hundred bytes can hold a million run-length-encoded
+        // operations, so thousands of them must not all be parsed before the total is checked.
+        ops = ops.saturating_add(change.len());
+        if ops > limits.max_ops_per_message {
+            return Err(SyncError::TooLarge("too many operations in one message"));
+        }
+        changes.push(change);
     }
     check_limits(&changes, limits)?;
     Ok(changes)
