@@ -54,6 +54,7 @@ on_both_backends!(
     compaction_keeps_the_document_and_drops_covered_changes,
     an_operation_through_the_actor_reaches_connected_partners,
     a_user_dropped_by_the_actor_is_disconnected,
+    compacting_after_every_merge_loses_nothing,
 );
 
 fn expense(name: &str, minor: i64) -> NewExpense {
@@ -818,4 +819,42 @@ async fn a_user_dropped_by_the_actor_is_disconnected(backend: Backend) {
     a.edit(|tx, ctx| ops::add_expense(tx, ctx, &expense("Still here", 1_000)));
     a.settle().await.expect("Ann still syncs");
     assert_eq!(a.heads(), stored_heads(&app, a.pid).await);
+}
+
+async fn compacting_after_every_merge_loses_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.sync.compact_after_changes = 1;
+        c.sync.idle_eviction = Duration::from_millis(200);
+    })
+    .await
+    else {
+        return;
+    };
+    let (ann, ben, _) = app
+        .register_couple("ann@example.com", "ben@example.com")
+        .await;
+    let mut a = SyncClient::connect(&app, &ann).await;
+    let mut b = SyncClient::connect(&app, &ben).await;
+    settle_all(&app, &mut [&mut a, &mut b]).await;
+    let merges = 24;
+    for i in 0..merges {
+        let who = if i % 2 == 0 { &mut a } else { &mut b };
+        who.edit(|tx, ctx| ops::add_expense(tx, ctx, &expense(&format!("Thing {i}"), 100 + i)));
+        who.settle().await.expect("settles");
+    }
+    settle_all(&app, &mut [&mut a, &mut b]).await;
+    a.disconnect().await;
+    b.disconnect().await;
+    let registry = app.state.sync.clone();
+    eventually(EXCHANGE_TIMEOUT, "the idle document to be evicted", || {
+        let registry = registry.clone();
+        async move { registry.live_documents().await == 0 }
+    })
+    .await;
+    assert_eq!(stored_heads(&app, a.pid).await, a.heads());
+    let stored = read_document(&stored_document(&app, a.pid).await).expect("reads");
+    assert_eq!(stored.expenses.len(), merges as usize);
+    let mut fresh = SyncClient::connect(&app, &ann).await;
+    fresh.settle().await.expect("settles");
+    assert_eq!(fresh.heads(), a.heads());
 }

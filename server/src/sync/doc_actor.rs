@@ -139,6 +139,10 @@ pub struct DocActor {
     bindings: HashMap<ActorId, UserId>,
     /// Hashes of stored changes not yet covered by a snapshot.
     uncompacted: Vec<String>,
+    /// The compaction running in the background, if any. One at a time: two in flight could
+    /// commit out of order, and the older snapshot would then replace the newer one after the
+    /// newer one had deleted the changes the older one lacks.
+    compaction: Option<tokio::task::JoinHandle<()>>,
     /// Where committed merges and presence are published.
     events: broadcast::Sender<Arc<DocEvent>>,
 }
@@ -168,6 +172,7 @@ impl DocActor {
             peers: HashMap::new(),
             bindings: HashMap::new(),
             uncompacted,
+            compaction: None,
         };
         tokio::spawn(me.run(rx));
         Ok(tx)
@@ -180,8 +185,12 @@ impl DocActor {
                 match tokio::time::timeout(idle, rx.recv()).await {
                     Ok(cmd) => cmd,
                     Err(_) => {
+                        // Compact, and finish, while still registered: an actor started for
+                        // this document after the eviction never compacts alongside this one.
+                        self.finish_compaction().await;
+                        self.compact_if_due(0).await;
+                        self.finish_compaction().await;
                         if self.registry.evict_if_idle(self.pid, &rx).await {
-                            self.compact_if_due(0).await;
                             tracing::debug!(partnership = %self.pid, "document evicted");
                             return;
                         }
@@ -682,13 +691,16 @@ impl DocActor {
         if self.uncompacted.is_empty() || self.uncompacted.len() < threshold.max(1) {
             return;
         }
+        if self.compaction.as_ref().is_some_and(|c| !c.is_finished()) {
+            return;
+        }
         let bytes = self.doc.save();
         let heads: Vec<String> = self.doc.get_heads().iter().map(|h| h.to_string()).collect();
         let change_count = i64::try_from(self.doc.stats().num_changes).unwrap_or(i64::MAX);
         let covered = std::mem::take(&mut self.uncompacted);
         let store = self.store.clone();
         let pid = self.pid;
-        tokio::spawn(async move {
+        self.compaction = Some(tokio::spawn(async move {
             let snapshot = NewSnapshot {
                 bytes,
                 heads,
@@ -698,7 +710,14 @@ impl DocActor {
                 Ok(()) => tracing::info!(partnership = %pid, changes = covered.len(), "compacted"),
                 Err(err) => tracing::warn!(error = %err, partnership = %pid, "compaction failed"),
             }
-        });
+        }));
+    }
+
+    /// Waits for the background compaction, if one is running.
+    async fn finish_compaction(&mut self) {
+        if let Some(running) = self.compaction.take() {
+            let _ = running.await;
+        }
     }
 }
 
