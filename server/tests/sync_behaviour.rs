@@ -20,7 +20,8 @@ use splitsave_server::sync::doc_actor::{Command, DocOp};
 use splitsave_server::sync::SyncError;
 use splitsave_sync_core::document::read_document;
 use splitsave_sync_core::enums::{
-    ApprovalStatus, Category, Frequency, GoalType, ItemStatus, Priority, RequestType,
+    ApprovalStatus, Category, Frequency, GoalType, ItemStatus, PartnershipStatus, Priority,
+    RequestType,
 };
 use splitsave_sync_core::ids::{DocumentId, EntityId, PartnershipId, UserId};
 use splitsave_sync_core::materialize::{self, Row, RowChange};
@@ -55,6 +56,7 @@ on_both_backends!(
     an_operation_through_the_actor_reaches_connected_partners,
     a_user_dropped_by_the_actor_is_disconnected,
     compacting_after_every_merge_loses_nothing,
+    a_paused_partnership_is_read_only_until_resumed,
 );
 
 fn expense(name: &str, minor: i64) -> NewExpense {
@@ -857,4 +859,83 @@ async fn compacting_after_every_merge_loses_nothing(backend: Backend) {
     let mut fresh = SyncClient::connect(&app, &ann).await;
     fresh.settle().await.expect("settles");
     assert_eq!(fresh.heads(), a.heads());
+}
+
+async fn a_paused_partnership_is_read_only_until_resumed(backend: Backend) {
+    let revalidate = Duration::from_millis(250);
+    let Some(app) = TestApp::spawn_with(backend, |c| c.sync.revalidate_every = revalidate).await
+    else {
+        return;
+    };
+    let (ann, ben, _) = app
+        .register_couple("ann@example.com", "ben@example.com")
+        .await;
+    let mut a = SyncClient::connect(&app, &ann).await;
+    let mut b = SyncClient::connect(&app, &ben).await;
+    settle_all(&app, &mut [&mut a, &mut b]).await;
+
+    // Ann goes offline and adds an expense; meanwhile Ben pauses the partnership.
+    a.disconnect().await;
+    let lamp = match a.edit(|tx, ctx| ops::add_expense(tx, ctx, &expense("Lamp", 2_500))) {
+        Outcome::Applied { id } => id,
+        other => panic!("{other:?}"),
+    };
+    let lamp_change = a.heads()[0];
+    let set_status = |status: &'static str| {
+        app.put(
+            "/api/partnerships/status",
+            Some(&ben.access_token),
+            json!({ "status": status }),
+        )
+    };
+    let (status, body) = set_status("paused").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reason = b.expect_refusal(revalidate * 20).await;
+    assert!(reason.contains("reconnect"), "{reason}");
+
+    // Back online while paused: Ann receives the document (paused) but her change is not taken.
+    let heads_paused = stored_heads(&app, a.pid).await;
+    a.reconnect().await;
+    a.wait_until(|c| c.state().partnership.status == PartnershipStatus::Paused)
+        .await
+        .expect("Ann learns of the pause");
+    a.send_pending().await.expect("sends");
+    a.barrier()
+        .await
+        .expect("the server handled Ann's messages");
+    // The server told Ann's replica it is read-only, so the replica holds her change back
+    // instead of offering it (and is not stuck resending it).
+    assert!(
+        a.sync.state.peer_read_only,
+        "the server announced read-only"
+    );
+    assert!(
+        !a.sync.state.sent_hashes.contains(&lamp_change),
+        "Ann's change was held back"
+    );
+    assert_eq!(
+        stored_heads(&app, a.pid).await,
+        heads_paused,
+        "nothing stored"
+    );
+    assert!(
+        a.state().expenses.iter().any(|e| e.id == lamp),
+        "Ann keeps her change"
+    );
+
+    // Resumed: Ann is asked to reconnect, and then her change goes through.
+    let (status, body) = set_status("active").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reason = a.expect_refusal(revalidate * 20).await;
+    assert!(reason.contains("reconnect"), "{reason}");
+    a.reconnect().await;
+    a.settle().await.expect("settles");
+    assert_eq!(a.state().partnership.status, PartnershipStatus::Active);
+    let stored = read_document(&stored_document(&app, a.pid).await).expect("reads");
+    let lamp = stored
+        .expenses
+        .iter()
+        .find(|e| e.id == lamp)
+        .expect("stored");
+    assert_eq!(lamp.status, ItemStatus::Active);
 }

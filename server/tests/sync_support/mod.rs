@@ -339,6 +339,11 @@ impl SyncClient {
             .await
             .map_err(|_| ConnectionError::Timeout)??
             .ok_or(ConnectionError::Closed)?;
+        self.apply(message)
+    }
+
+    /// Applies one incoming message to the replica and the exchange.
+    fn apply(&mut self, message: WireMessage) -> Result<(), ConnectionError> {
         match message {
             WireMessage::Sync { data, .. } | WireMessage::Request { data, .. } => {
                 let decoded = sync::Message::decode(&data)
@@ -359,6 +364,38 @@ impl SyncClient {
                 Ok(())
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Returns once the server has handled everything sent before: the connection handles
+    /// frames in order, so the answer to a `request` for a document nobody has (sent now)
+    /// comes after every earlier message was merged or ignored. Messages meanwhile are applied.
+    pub async fn barrier(&mut self) -> Result<(), ConnectionError> {
+        let probe = DocumentId::for_partnership(PartnershipId(Uuid::new_v4())).to_string();
+        let data = Automerge::new()
+            .generate_sync_message(&mut sync::State::new())
+            .map(|m| m.encode())
+            .unwrap_or_default();
+        let conn = self.conn();
+        let request = WireMessage::Request {
+            sender_id: conn.peer_id().to_string(),
+            target_id: conn.server_peer_id().to_string(),
+            document_id: probe.clone(),
+            data,
+        };
+        conn.send(&request).await?;
+        let deadline = Instant::now() + EXCHANGE_TIMEOUT;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.conn().recv())
+                .await
+                .map_err(|_| ConnectionError::Timeout)??
+                .ok_or(ConnectionError::Closed)?;
+            match message {
+                WireMessage::DocUnavailable { document_id, .. } if document_id == probe => {
+                    return Ok(())
+                }
+                other => self.apply(other)?,
+            }
         }
     }
 }
