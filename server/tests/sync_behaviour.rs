@@ -817,6 +817,14 @@ async fn a_user_dropped_by_the_actor_is_disconnected(backend: Backend) {
     app.state.sync.drop_user(b.pid, b.user).await;
     let reason = b.expect_refusal(EXCHANGE_TIMEOUT).await;
     assert!(reason.contains("dropped"), "{reason}");
+    let ben_id = ben.user_id.to_string();
+    a.wait_until(|c| {
+        c.presence()
+            .iter()
+            .any(|p| p.kind == "partner:offline" && p.user_id == ben_id)
+    })
+    .await
+    .expect("Ann sees Ben go offline");
     // Ann stays connected and in sync.
     a.edit(|tx, ctx| ops::add_expense(tx, ctx, &expense("Still here", 1_000)));
     a.settle().await.expect("Ann still syncs");

@@ -243,8 +243,9 @@ impl DocActor {
                     .map(|(c, _)| *c)
                     .collect();
                 for c in conns {
-                    // Dropping the sender ends the connection's outbound stream: it closes.
-                    self.peers.remove(&c);
+                    // Detaching drops the sender, which ends the connection's outbound stream
+                    // (it closes), and tells the partner the user went offline.
+                    self.detach(c).await;
                 }
             }
         }
