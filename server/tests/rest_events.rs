@@ -1,13 +1,12 @@
-//! `GET /api/events` through real WebSockets: writes made through the document actor (as REST
-//! handlers make them) reach connected sync clients and the event stream with the product's event
-//! names and the entity in the REST shape; a write made over `/sync` reaches the event stream and
-//! the materialized tables REST reads from; partner presence; and the stream's refusals and
-//! closes. Each test runs on SQLite and, when `TEST_DATABASE_URL` is set, on PostgreSQL.
+//! `GET /api/events` through real WebSockets: REST writes reach connected sync clients and the
+//! event stream with the product's event names and the entity exactly as REST answers with it; a
+//! write made over `/sync` reaches the event stream and REST reads once it committed; partner
+//! presence; and the stream's refusals and closes. Each test runs on SQLite and, when
+//! `TEST_DATABASE_URL` is set, on PostgreSQL.
 
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use automerge::Automerge;
@@ -17,13 +16,12 @@ use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use splitsave_client::connection::{DocSync, SyncConnection};
-use splitsave_server::sync::doc_actor::{Command, DocOp};
 use splitsave_sync_core::document::read_document;
-use splitsave_sync_core::enums::{Category, Frequency, GoalType, ItemStatus, Priority};
-use splitsave_sync_core::ids::{DocumentId, EntityId, PartnershipId, UserId};
+use splitsave_sync_core::enums::{Category, Frequency, ItemStatus};
+use splitsave_sync_core::ids::{DocumentId, EntityId, UserId};
 use splitsave_sync_core::materialize::{Row, RowChange};
 use splitsave_sync_core::money::MinorUnits;
-use splitsave_sync_core::ops::{self, Ctx, NewExpense, NewGoal, Outcome};
+use splitsave_sync_core::ops::{self, Ctx, NewExpense, Outcome};
 use splitsave_sync_core::time::Millis;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -132,39 +130,6 @@ fn assert_rfc3339(value: &Value) {
     );
 }
 
-/// Runs an operation on the couple's document as `user`, as a REST handler does.
-async fn write_as(
-    app: &TestApp,
-    pid: Uuid,
-    user: Uuid,
-    op: impl Fn(&mut automerge::transaction::Transaction<'_>, &Ctx) -> Result<Outcome, ops::OpError>
-        + Send
-        + Sync
-        + 'static,
-) -> Outcome {
-    let uid = UserId(user);
-    let op = Arc::new(op);
-    let doc_op: DocOp = Arc::new(move |tx| {
-        op(
-            tx,
-            &Ctx {
-                user: uid,
-                now: Millis::now(),
-            },
-        )
-    });
-    app.state
-        .sync
-        .call(PartnershipId(pid), |reply| Command::Apply {
-            user: uid,
-            op: doc_op.clone(),
-            reply,
-        })
-        .await
-        .expect("actor answers")
-        .expect("operation applies")
-}
-
 fn expense(name: &str, minor: i64) -> NewExpense {
     NewExpense {
         name: name.into(),
@@ -230,38 +195,29 @@ impl Device {
     }
 }
 
-fn applied(outcome: Outcome) -> EntityId {
-    match outcome {
-        Outcome::Applied { id } => id,
-        other => panic!("expected a direct write, got {other:?}"),
-    }
-}
-
-fn requested(outcome: Outcome) -> (EntityId, EntityId) {
-    match outcome {
-        Outcome::ApprovalRequested {
-            request_id,
-            target_id,
-        } => (request_id, target_id),
-        other => panic!("expected an approval request, got {other:?}"),
-    }
-}
-
 async fn a_rest_write_reaches_sync_clients_and_the_event_stream(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let (ann, ben, pid) = app
+    let (ann, ben, _) = app
         .register_couple("ann@example.com", "ben@example.com")
         .await;
     let mut stream = events(&app, &ann.access_token).await;
     let mut bens_phone = Device::connect(&app, &ben).await;
 
-    let id = applied(
-        write_as(&app, pid, ann.user_id, |tx, ctx| {
-            ops::add_expense(tx, ctx, &expense("Groceries", 4_250))
-        })
-        .await,
+    let (status, created) = app
+        .post(
+            "/api/expenses",
+            Some(&ann.access_token),
+            json!({"name": "Groceries", "amount": "42.50", "category": "groceries", "frequency": "weekly"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id: EntityId = EntityId(
+        created["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("expense id"),
     );
 
     let synced = bens_phone.wait_for_expense(id).await;
@@ -272,23 +228,25 @@ async fn a_rest_write_reaches_sync_clients_and_the_event_stream(backend: Backend
     let frame = &got["expense:added"];
     assert_eq!(frame["by"], ann.user_id.to_string());
     assert_rfc3339(&frame["at"]);
+    // The event carries the expense exactly as the REST answer showed it.
+    assert_eq!(frame["data"], created);
     let data = &frame["data"];
-    assert_eq!(data["id"], id.to_string());
     assert_eq!(data["name"], "Groceries");
     assert_eq!(data["amount"], "42.50");
-    assert_eq!(data["category"], "groceries");
-    assert_eq!(data["frequency"], "weekly");
     assert_eq!(data["status"], "active");
     assert_eq!(data["added_by"], ann.user_id.to_string());
     assert_rfc3339(&data["created_at"]);
-    assert_rfc3339(&data["updated_at"]);
 
     // Ben's stream sees the archive he makes himself, with the row's new status.
     let mut bens_stream = events(&app, &ben.access_token).await;
-    write_as(&app, pid, ben.user_id, move |tx, ctx| {
-        ops::archive_expense(tx, ctx, id)
-    })
-    .await;
+    let (status, body) = app
+        .delete(
+            &format!("/api/expenses/{id}"),
+            Some(&ben.access_token),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
     for s in [&mut stream, &mut bens_stream] {
         let got = expect_events(s, &["expense:deleted"]).await;
         let frame = &got["expense:deleted"];
@@ -296,104 +254,141 @@ async fn a_rest_write_reaches_sync_clients_and_the_event_stream(backend: Backend
         assert_eq!(frame["data"]["id"], id.to_string());
         assert_eq!(frame["data"]["status"], "archived");
     }
+    bens_phone
+        .sync
+        .wait_for(
+            &mut bens_phone.conn,
+            &mut bens_phone.doc,
+            deadline(),
+            |doc| {
+                read_document(doc).is_ok_and(|s| {
+                    s.expenses
+                        .iter()
+                        .any(|e| e.id == id && e.status == ItemStatus::Archived)
+                })
+            },
+        )
+        .await
+        .expect("the archive reaches the sync client");
 }
 
 async fn approvals_goals_and_messages_stream_with_their_event_names(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let (ann, ben, pid) = app
+    let (ann, ben, _) = app
         .register_couple("ann@example.com", "ben@example.com")
         .await;
+    let (a, b) = (
+        Some(ann.access_token.as_str()),
+        Some(ben.access_token.as_str()),
+    );
     let mut stream = events(&app, &ann.access_token).await;
 
     // Over the 100.00 threshold: the expense waits for Ben.
-    let (request, target) = requested(
-        write_as(&app, pid, ann.user_id, |tx, ctx| {
-            ops::add_expense(tx, ctx, &expense("Sofa", 15_000))
-        })
-        .await,
-    );
+    let (status, asked) = app
+        .post(
+            "/api/expenses",
+            a,
+            json!({"name": "Sofa", "amount": "150.00", "category": "other", "frequency": "yearly"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{asked}");
     let got = expect_events(&mut stream, &["expense:added", "approval:requested"]).await;
     let added = &got["expense:added"]["data"];
-    assert_eq!(added["id"], target.to_string());
+    assert_eq!(added["id"], asked["target_id"]);
     assert_eq!(added["status"], "pending_approval");
     assert_eq!(added["amount"], "150.00");
-    let asked = &got["approval:requested"]["data"];
-    assert_eq!(asked["id"], request.to_string());
-    assert_eq!(asked["target_id"], target.to_string());
-    assert_eq!(asked["requested_by"], ann.user_id.to_string());
-    assert_eq!(asked["status"], "pending");
-    assert_eq!(asked["responded_by"], Value::Null);
+    let request = &got["approval:requested"]["data"];
+    assert_eq!(request["id"], asked["id"]);
+    assert_eq!(request["target_id"], asked["target_id"]);
+    assert_eq!(request["requested_by"], ann.user_id.to_string());
+    assert_eq!(request["status"], "pending");
+    assert_eq!(request["responded_by"], Value::Null);
 
-    write_as(&app, pid, ben.user_id, move |tx, ctx| {
-        ops::approve(tx, ctx, request)
-    })
-    .await;
+    let (status, answered) = app
+        .post(
+            &format!("/api/approvals/{}/approve", text(&asked["id"])),
+            b,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answered}");
     let got = expect_events(&mut stream, &["approval:responded", "expense:updated"]).await;
-    let answered = &got["approval:responded"];
-    assert_eq!(answered["by"], ben.user_id.to_string());
-    assert_eq!(answered["data"]["status"], "approved");
-    assert_eq!(answered["data"]["responded_by"], ben.user_id.to_string());
-    assert_rfc3339(&answered["data"]["responded_at"]);
+    let frame = &got["approval:responded"];
+    assert_eq!(frame["by"], ben.user_id.to_string());
+    assert_eq!(frame["data"], answered);
+    assert_eq!(frame["data"]["status"], "approved");
+    assert_eq!(frame["data"]["responded_by"], ben.user_id.to_string());
+    assert_rfc3339(&frame["data"]["responded_at"]);
     assert_eq!(got["expense:updated"]["data"]["status"], "active");
 
     // Goals: added (pending approval), then progress after approval.
-    let (goal_request, goal) = requested(
-        write_as(&app, pid, ann.user_id, |tx, ctx| {
-            ops::add_goal(
-                tx,
-                ctx,
-                &NewGoal {
-                    name: "Trip".into(),
-                    target_amount: MinorUnits(200_000),
-                    goal_type: GoalType::Vacation,
-                    priority: Priority::High,
-                },
-            )
-        })
-        .await,
-    );
+    let (status, goal_request) = app
+        .post(
+            "/api/goals",
+            a,
+            json!({"name": "Trip", "target_amount": "2000.00", "goal_type": "vacation", "priority": "high"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{goal_request}");
+    let goal = text(&goal_request["target_id"]);
     let got = expect_events(&mut stream, &["goal:added", "approval:requested"]).await;
     let g = &got["goal:added"]["data"];
-    assert_eq!(g["id"], goal.to_string());
+    assert_eq!(g["id"], goal);
     assert_eq!(g["target_amount"], "2000.00");
     assert_eq!(g["saved_amount"], "0.00");
     assert_eq!(g["goal_type"], "vacation");
     assert_eq!(g["priority"], "high");
-    write_as(&app, pid, ben.user_id, move |tx, ctx| {
-        ops::approve(tx, ctx, goal_request)
-    })
-    .await;
+    let (status, body) = app
+        .post(
+            &format!("/api/approvals/{}/approve", text(&goal_request["id"])),
+            b,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     expect_events(&mut stream, &["approval:responded"]).await;
-    write_as(&app, pid, ben.user_id, move |tx, ctx| {
-        ops::contribute_to_goal(tx, ctx, goal, MinorUnits(5_025))
-    })
-    .await;
+    let (status, body) = app
+        .put(
+            &format!("/api/goals/{goal}/contribution"),
+            b,
+            json!({"amount": "50.25"}),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
     let got = expect_events(&mut stream, &["goal:progress"]).await;
     assert_eq!(got["goal:progress"]["by"], ben.user_id.to_string());
+    assert_eq!(got["goal:progress"]["data"]["id"], goal);
     assert_eq!(got["goal:progress"]["data"]["saved_amount"], "50.25");
 
     // Messages: new, then read by the recipient.
-    let message = applied(
-        write_as(&app, pid, ann.user_id, |tx, ctx| {
-            ops::send_message(tx, ctx, "dinner at 8?")
-        })
-        .await,
-    );
+    let (status, message) = app
+        .post("/api/messages", a, json!({"text": "dinner at 8?"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{message}");
     let got = expect_events(&mut stream, &["message:new"]).await;
-    let m = &got["message:new"]["data"];
-    assert_eq!(m["id"], message.to_string());
-    assert_eq!(m["text"], "dinner at 8?");
-    assert_eq!(m["sender_id"], ann.user_id.to_string());
-    assert_eq!(m["read_by_recipient"], false);
-    write_as(&app, pid, ben.user_id, move |tx, ctx| {
-        ops::mark_read(tx, ctx, message)
-    })
-    .await;
+    assert_eq!(got["message:new"]["data"], message);
+    assert_eq!(got["message:new"]["data"]["read_by_recipient"], false);
+    let (status, body) = app
+        .put(
+            &format!("/api/messages/{}/read", text(&message["id"])),
+            b,
+            json!({}),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
     let got = expect_events(&mut stream, &["message:read"]).await;
+    assert_eq!(got["message:read"]["data"]["id"], message["id"]);
     assert_eq!(got["message:read"]["data"]["read_by_recipient"], true);
     assert_eq!(got["message:read"]["by"], ben.user_id.to_string());
+}
+
+fn text(value: &Value) -> String {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is a string"))
+        .to_string()
 }
 
 async fn a_sync_write_reaches_the_event_stream_and_rest_reads(backend: Backend) {
@@ -410,13 +405,14 @@ async fn a_sync_write_reaches_the_event_stream_and_rest_reads(backend: Backend) 
         user: UserId(ben.user_id),
         now: Millis::now(),
     };
-    let id = applied(
-        phone
-            .doc
-            .transact(|tx| ops::add_expense(tx, &ctx, &expense("Internet", 3_999)))
-            .expect("local write")
-            .result,
-    );
+    let outcome = phone
+        .doc
+        .transact(|tx| ops::add_expense(tx, &ctx, &expense("Internet", 3_999)))
+        .expect("local write")
+        .result;
+    let Outcome::Applied { id } = outcome else {
+        panic!("a small expense is added directly: {outcome:?}")
+    };
     // Settled: the server acknowledged the change, so it is committed.
     phone.settle().await;
 
@@ -441,6 +437,38 @@ async fn a_sync_write_reaches_the_event_stream_and_rest_reads(backend: Backend) 
     assert_eq!(
         frame["data"]["created_at"],
         json!(splitsave_server::routes::documents::rfc3339(row.created_at))
+    );
+    // REST reads show it, in the shape the stream used.
+    let (status, read) = app
+        .get(&format!("/api/expenses/{id}"), Some(&ann.access_token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read, frame["data"]);
+
+    // Over the threshold, a well-behaved app files the approval request itself: the stream and
+    // the approvals list show it once the merge committed.
+    let outcome = phone
+        .doc
+        .transact(|tx| ops::add_expense(tx, &ctx, &expense("Bike", 45_000)))
+        .expect("local write")
+        .result;
+    let Outcome::ApprovalRequested { request_id, .. } = outcome else {
+        panic!("a big expense needs approval: {outcome:?}")
+    };
+    phone.settle().await;
+    let got = expect_events(&mut stream, &["expense:added", "approval:requested"]).await;
+    assert_eq!(
+        got["approval:requested"]["data"]["id"],
+        request_id.to_string()
+    );
+    assert_eq!(got["expense:added"]["data"]["status"], "pending_approval");
+    let (status, pending) = app.get("/api/approvals", Some(&ann.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "{pending}");
+    assert!(
+        pending["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|a| a["id"] == request_id.to_string())),
+        "{pending}"
     );
 }
 

@@ -33,16 +33,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use splitsave_sync_core::events::{Event, EventKind};
 use splitsave_sync_core::ids::{PartnershipId, UserId};
-use splitsave_sync_core::materialize::{
-    ApprovalRow, ExpenseRow, GoalContributionRow, GoalRow, MessageRow, Row,
-};
+use splitsave_sync_core::materialize::Row;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::ApiError;
+use crate::routes::approvals::ApprovalView;
 use crate::routes::documents::{partnership_of, rfc3339};
+use crate::routes::expenses::ExpenseView;
+use crate::routes::goals::GoalView;
+use crate::routes::messages::MessageView;
 use crate::store::{PartnershipStatus, StoreError};
 use crate::sync::connection::{bearer, origin_allowed};
 use crate::sync::DocEvent;
@@ -311,89 +313,30 @@ fn event_data(event: &Event) -> Value {
     }
 }
 
-/// A materialized row in the REST API's JSON shape.
+/// A materialized row in the REST API's JSON shape: the same views the entity's own endpoints
+/// answer with, so a stream client and a REST client read one shape.
 pub fn row_json(row: &Row) -> Value {
-    match row {
-        Row::Expense(e) => expense_json(e),
-        Row::Goal(g) => goal_json(g),
-        Row::GoalContribution(c) => contribution_json(c),
-        Row::Approval(a) => approval_json(a),
-        Row::Message(m) => message_json(m),
-        Row::Contribution(c) => json!({
+    let value = match row.clone() {
+        Row::Expense(e) => serde_json::to_value(ExpenseView::from(e)),
+        Row::Goal(g) => serde_json::to_value(GoalView::from(g)),
+        Row::Approval(a) => serde_json::to_value(ApprovalView::from(a)),
+        Row::Message(m) => serde_json::to_value(MessageView::from(m)),
+        // Merges yield no events for these; kept complete for any later event.
+        Row::GoalContribution(c) => Ok(json!({
+            "id": c.id.to_string(),
+            "goal_id": c.goal_id.to_string(),
+            "user_id": c.user_id.to_string(),
+            "amount": c.amount.to_string(),
+            "created_at": rfc3339(c.created_at),
+        })),
+        Row::Contribution(c) => Ok(json!({
             "month": c.month,
             "total_required": c.total_required.to_string(),
-            "shares": c.shares.iter().map(|s| json!({
-                "user_id": s.user_id.to_string(),
-                "amount": s.amount.to_string(),
-                "paid": s.paid_at.is_some(),
-                "paid_at": s.paid_at.map(rfc3339),
-            })).collect::<Vec<_>>(),
-        }),
-    }
-}
-
-fn expense_json(e: &ExpenseRow) -> Value {
-    json!({
-        "id": e.id.to_string(),
-        "name": e.name,
-        "amount": e.amount.to_string(),
-        "category": e.category,
-        "frequency": e.frequency,
-        "added_by": e.added_by.to_string(),
-        "status": e.status,
-        "created_at": rfc3339(e.created_at),
-        "updated_at": rfc3339(e.updated_at),
-    })
-}
-
-fn goal_json(g: &GoalRow) -> Value {
-    json!({
-        "id": g.id.to_string(),
-        "name": g.name,
-        "target_amount": g.target_amount.to_string(),
-        "saved_amount": g.saved_amount.to_string(),
-        "goal_type": g.goal_type,
-        "priority": g.priority,
-        "added_by": g.added_by.to_string(),
-        "status": g.status,
-        "created_at": rfc3339(g.created_at),
-        "updated_at": rfc3339(g.updated_at),
-    })
-}
-
-fn contribution_json(c: &GoalContributionRow) -> Value {
-    json!({
-        "id": c.id.to_string(),
-        "goal_id": c.goal_id.to_string(),
-        "user_id": c.user_id.to_string(),
-        "amount": c.amount.to_string(),
-        "created_at": rfc3339(c.created_at),
-    })
-}
-
-fn approval_json(a: &ApprovalRow) -> Value {
-    json!({
-        "id": a.id.to_string(),
-        "requested_by": a.requested_by.to_string(),
-        "request_type": a.request_type,
-        "target_id": a.target_id.to_string(),
-        "request_data": a.request_data,
-        "message": a.message,
-        "status": a.status,
-        "responded_by": a.responded_by.map(|u| u.to_string()),
-        "responded_at": a.responded_at.map(rfc3339),
-        "created_at": rfc3339(a.created_at),
-    })
-}
-
-fn message_json(m: &MessageRow) -> Value {
-    json!({
-        "id": m.id.to_string(),
-        "sender_id": m.sender_id.to_string(),
-        "text": m.text,
-        "message_type": m.message_type,
-        "read_by_recipient": m.read_by_recipient,
-        "created_at": rfc3339(m.created_at),
+        })),
+    };
+    value.unwrap_or_else(|err| {
+        tracing::error!(error = %err, "cannot encode an event's entity");
+        Value::Null
     })
 }
 
@@ -402,6 +345,7 @@ mod tests {
     use super::*;
     use rust_decimal::Decimal;
     use splitsave_sync_core::ids::EntityId;
+    use splitsave_sync_core::materialize::ExpenseRow;
     use splitsave_sync_core::schema::Collection;
     use splitsave_sync_core::time::Millis;
 
