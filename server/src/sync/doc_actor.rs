@@ -423,7 +423,10 @@ impl DocActor {
             .into_iter()
             .filter(|c| self.doc.get_change_meta_by_hash(&c.hash()).is_none())
             .collect();
-        if !deps_satisfied(&self.doc, &new) {
+        // Changes automerge queued earlier (their dependencies were missing) are applied by
+        // whichever later message completes them, so while any are queued, what applying adds is
+        // not just `new`: take the slow path, which checks and stores everything that was added.
+        if !deps_satisfied(&self.doc, &new) || !self.doc.get_missing_deps(&[]).is_empty() {
             return self.receive_on_clone(conn, user, message).await;
         }
         let bindings = self.check_authorship(user, &new).await?;
