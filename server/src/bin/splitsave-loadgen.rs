@@ -1354,7 +1354,7 @@ async fn run_scenarios(args: &Args, env: &Environment) -> Result<Vec<Row>> {
     for scenario in &args.scenarios {
         match scenario {
             Scenario::Memory => rows.extend(memory(args, env, &*store, &pairs, &hot).await?),
-            Scenario::Cold => rows.extend(cold_open(args, env, &cold).await?),
+            Scenario::Cold => rows.extend(cold_open(args, env, &*store, &cold).await?),
             Scenario::Latency => rows.extend(latency(args, env, &pairs, &drivers, &stats).await?),
             Scenario::Throughput => rows.extend(throughput(args, env, &drivers, &stats).await?),
         }
@@ -1700,11 +1700,17 @@ async fn memory(
     Ok(rows)
 }
 
-async fn cold_open(args: &Args, env: &Environment, cold: &[Pair]) -> Result<Vec<Row>> {
+async fn cold_open(
+    args: &Args,
+    env: &Environment,
+    store: &dyn Store,
+    cold: &[Pair],
+) -> Result<Vec<Row>> {
     if cold.is_empty() {
         return Ok(Vec::new());
     }
     let mut rows = Vec::new();
+    automerge_costs(store, &cold[0]).await?;
     // Never loaded by this server process: the snapshot plus the changes stored after it, as
     // after a restart.
     let label = format!(
@@ -1755,6 +1761,38 @@ async fn cold_open(args: &Args, env: &Environment, cold: &[Pair]) -> Result<Vec<
         pass,
     ));
     Ok(rows)
+}
+
+/// What the server's share of a cold open costs in automerge alone, timed in this process on
+/// one stored document: loading the snapshot, applying the changes stored after it, and saving
+/// the whole document (what the first sync message to an empty client carries).
+async fn automerge_costs(store: &dyn Store, pair: &Pair) -> Result<()> {
+    let (snapshot, changes) = store.load_document(pair.pid.0).await?;
+    let snapshot = snapshot.unwrap_or_default();
+    let tail = changes.len();
+    let t = Instant::now();
+    let mut doc = Automerge::load(&snapshot).map_err(|e| LoadError::Doc(e.to_string()))?;
+    let load = t.elapsed();
+    let t = Instant::now();
+    let parsed: Vec<automerge::Change> = changes
+        .into_iter()
+        .filter_map(|b| automerge::Change::from_bytes(b).ok())
+        .collect();
+    doc.apply_changes(parsed)
+        .map_err(|e| LoadError::Doc(e.to_string()))?;
+    let apply = t.elapsed();
+    let t = Instant::now();
+    let saved = doc.save();
+    let save = t.elapsed();
+    println!(
+        "cold open, automerge alone on one stored document ({:.0} KiB snapshot): load {:.1} ms, apply the {tail} later changes {:.1} ms, save the whole document ({:.0} KiB) {:.1} ms",
+        snapshot.len() as f64 / 1024.0,
+        load.as_secs_f64() * 1000.0,
+        apply.as_secs_f64() * 1000.0,
+        saved.len() as f64 / 1024.0,
+        save.as_secs_f64() * 1000.0
+    );
+    Ok(())
 }
 
 /// Opens each document once, one at a time, from `request` until the client has it.
