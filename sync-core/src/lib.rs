@@ -40,6 +40,7 @@
 pub mod document;
 pub mod enforce;
 pub mod enums;
+pub mod events;
 pub mod ids;
 pub mod materialize;
 pub mod money;
@@ -53,4 +54,3 @@ pub mod time;
 pub mod touched;
 pub mod validate;
 pub mod write;
-pub mod events;

@@ -14,9 +14,9 @@
 //! - an actor id is bound to one user per partnership.
 
 pub mod postgres;
-pub mod sqlite;
 mod reads;
 mod reads_approvals_messages;
+pub mod sqlite;
 mod sync_postgres;
 mod sync_rows;
 mod sync_sqlite;

@@ -28,8 +28,12 @@ const LIVE: &str = "('pending', 'active', 'paused')";
 impl PgStore {
     /// Connects and applies the migrations in `migrations/postgres`.
     pub async fn connect(database_url: &str) -> StoreResult<Self> {
+        // No ping before every acquire: it costs a round trip per transaction (6.5% of the
+        // server's time per merge under load); a connection that died is found by its first
+        // query and replaced by the pool.
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            .test_before_acquire(false)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(database_url)
             .await?;
@@ -891,7 +895,8 @@ impl Store for PgStore {
         partnership_id: Uuid,
         rows: Vec<RowChange>,
     ) -> StoreResult<()> {
-        super::sync_postgres::replace_materialized(&self.pool, partnership_id, rows, Utc::now()).await
+        super::sync_postgres::replace_materialized(&self.pool, partnership_id, rows, Utc::now())
+            .await
     }
 
     async fn materialized_rows(&self, partnership_id: Uuid) -> StoreResult<Vec<RowChange>> {
@@ -906,8 +911,15 @@ impl Store for PgStore {
         state: &[u8],
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        super::sync_postgres::save_sync_state(&self.pool, partnership_id, user_id, peer_storage_id, state, now)
-            .await
+        super::sync_postgres::save_sync_state(
+            &self.pool,
+            partnership_id,
+            user_id,
+            peer_storage_id,
+            state,
+            now,
+        )
+        .await
     }
 
     async fn load_sync_state(
@@ -916,7 +928,8 @@ impl Store for PgStore {
         user_id: Uuid,
         peer_storage_id: &str,
     ) -> StoreResult<Option<Vec<u8>>> {
-        super::sync_postgres::load_sync_state(&self.pool, partnership_id, user_id, peer_storage_id).await
+        super::sync_postgres::load_sync_state(&self.pool, partnership_id, user_id, peer_storage_id)
+            .await
     }
 
     async fn server_storage_id(&self) -> StoreResult<String> {
@@ -936,8 +949,14 @@ impl Store for PgStore {
         limit: u32,
         offset: u64,
     ) -> StoreResult<Vec<splitsave_sync_core::materialize::ApprovalRow>> {
-        super::reads_approvals_messages::postgres::list_approvals(&self.pool, partnership_id, status, limit, offset)
-            .await
+        super::reads_approvals_messages::postgres::list_approvals(
+            &self.pool,
+            partnership_id,
+            status,
+            limit,
+            offset,
+        )
+        .await
     }
 
     async fn approval(
@@ -954,8 +973,13 @@ impl Store for PgStore {
         before: Option<super::MessageCursor>,
         limit: u32,
     ) -> StoreResult<Vec<splitsave_sync_core::materialize::MessageRow>> {
-        super::reads_approvals_messages::postgres::list_messages(&self.pool, partnership_id, before, limit)
-            .await
+        super::reads_approvals_messages::postgres::list_messages(
+            &self.pool,
+            partnership_id,
+            before,
+            limit,
+        )
+        .await
     }
 
     async fn message(
@@ -976,7 +1000,8 @@ impl Store for PgStore {
         limit: u32,
         offset: u64,
     ) -> StoreResult<Vec<splitsave_sync_core::materialize::ExpenseRow>> {
-        super::reads::pg::list_expenses(&self.pool, partnership_id, status, category, limit, offset).await
+        super::reads::pg::list_expenses(&self.pool, partnership_id, status, category, limit, offset)
+            .await
     }
 
     async fn expense(

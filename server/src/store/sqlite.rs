@@ -938,8 +938,15 @@ impl Store for SqliteStore {
         state: &[u8],
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        super::sync_sqlite::save_sync_state(&self.pool, partnership_id, user_id, peer_storage_id, state, now)
-            .await
+        super::sync_sqlite::save_sync_state(
+            &self.pool,
+            partnership_id,
+            user_id,
+            peer_storage_id,
+            state,
+            now,
+        )
+        .await
     }
 
     async fn load_sync_state(
@@ -948,7 +955,8 @@ impl Store for SqliteStore {
         user_id: Uuid,
         peer_storage_id: &str,
     ) -> StoreResult<Option<Vec<u8>>> {
-        super::sync_sqlite::load_sync_state(&self.pool, partnership_id, user_id, peer_storage_id).await
+        super::sync_sqlite::load_sync_state(&self.pool, partnership_id, user_id, peer_storage_id)
+            .await
     }
 
     async fn server_storage_id(&self) -> StoreResult<String> {
@@ -968,8 +976,14 @@ impl Store for SqliteStore {
         limit: u32,
         offset: u64,
     ) -> StoreResult<Vec<splitsave_sync_core::materialize::ApprovalRow>> {
-        super::reads_approvals_messages::sqlite::list_approvals(&self.pool, partnership_id, status, limit, offset)
-            .await
+        super::reads_approvals_messages::sqlite::list_approvals(
+            &self.pool,
+            partnership_id,
+            status,
+            limit,
+            offset,
+        )
+        .await
     }
 
     async fn approval(
@@ -986,8 +1000,13 @@ impl Store for SqliteStore {
         before: Option<super::MessageCursor>,
         limit: u32,
     ) -> StoreResult<Vec<splitsave_sync_core::materialize::MessageRow>> {
-        super::reads_approvals_messages::sqlite::list_messages(&self.pool, partnership_id, before, limit)
-            .await
+        super::reads_approvals_messages::sqlite::list_messages(
+            &self.pool,
+            partnership_id,
+            before,
+            limit,
+        )
+        .await
     }
 
     async fn message(
@@ -1008,7 +1027,15 @@ impl Store for SqliteStore {
         limit: u32,
         offset: u64,
     ) -> StoreResult<Vec<splitsave_sync_core::materialize::ExpenseRow>> {
-        super::reads::lite::list_expenses(&self.pool, partnership_id, status, category, limit, offset).await
+        super::reads::lite::list_expenses(
+            &self.pool,
+            partnership_id,
+            status,
+            category,
+            limit,
+            offset,
+        )
+        .await
     }
 
     async fn expense(
