@@ -10,6 +10,7 @@ mod sync_support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use automerge::sync::SyncDoc;
 use automerge::{Automerge, ChangeHash};
 use chrono::Utc;
 use reqwest::StatusCode;
@@ -57,6 +58,7 @@ on_both_backends!(
     a_user_dropped_by_the_actor_is_disconnected,
     compacting_after_every_merge_loses_nothing,
     a_paused_partnership_is_read_only_until_resumed,
+    a_change_held_back_for_its_dependency_is_stored_when_applied,
 );
 
 fn expense(name: &str, minor: i64) -> NewExpense {
@@ -946,4 +948,88 @@ async fn a_paused_partnership_is_read_only_until_resumed(backend: Backend) {
         .find(|e| e.id == lamp)
         .expect("stored");
     assert_eq!(lamp.status, ItemStatus::Active);
+}
+
+/// A change whose dependency has not arrived is held back by automerge and applied with the
+/// later message that completes it: both must be checked and stored, not only the later
+/// message's own change (an acknowledged change would otherwise be lost on restart).
+async fn a_change_held_back_for_its_dependency_is_stored_when_applied(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (ann, _ben, _) = app
+        .register_couple("ann@example.com", "ben@example.com")
+        .await;
+    let mut a = SyncClient::connect(&app, &ann).await;
+    a.settle().await.expect("settle");
+    let before = a.heads();
+    let mut added = Vec::new();
+    for name in ["First", "Second"] {
+        let outcome = a.edit(|tx, ctx| {
+            ops::add_expense(
+                tx,
+                ctx,
+                &NewExpense {
+                    name: name.into(),
+                    amount: MinorUnits(1_000),
+                    category: Category::Groceries,
+                    frequency: Frequency::Monthly,
+                },
+            )
+        });
+        let Outcome::Applied { id } = outcome else {
+            panic!("a small expense applies directly: {outcome:?}")
+        };
+        added.push(id);
+    }
+    let changes = a.doc.get_changes(&before);
+    assert_eq!(changes.len(), 2, "one change per operation");
+    let (first, second) = (&changes[0], &changes[1]);
+    assert!(second.deps().contains(&first.hash()));
+
+    // The second change alone (its dependency missing), then the first.
+    for change in [second, first] {
+        let mut state = a.sync.state.clone();
+        let mut message = a
+            .doc
+            .generate_sync_message(&mut state)
+            .expect("a message with changes");
+        message.changes = automerge::sync::ChunkList::from(vec![change.raw_bytes().to_vec()]);
+        let conn = a.conn.as_mut().expect("online");
+        let wire = WireMessage::Sync {
+            sender_id: conn.peer_id().to_string(),
+            target_id: conn.server_peer_id().to_string(),
+            document_id: a.document_id.clone(),
+            data: message.encode(),
+        };
+        conn.send(&wire).await.expect("send");
+        a.barrier().await.expect("barrier");
+    }
+
+    let stored = stored_document(&app, a.pid).await;
+    for change in [first, second] {
+        assert!(
+            stored.get_change_meta_by_hash(&change.hash()).is_some(),
+            "change {} is not stored",
+            change.hash()
+        );
+    }
+    let state = read_document(&stored).expect("readable");
+    for id in &added {
+        assert!(
+            state.expenses.iter().any(|e| e.id == *id),
+            "expense {id} lost"
+        );
+    }
+    let rows = app
+        .state
+        .store
+        .materialized_rows(a.pid.0)
+        .await
+        .expect("rows");
+    let expense_rows = rows
+        .iter()
+        .filter(|r| matches!(r, RowChange::Upsert(Row::Expense(_))))
+        .count();
+    assert_eq!(expense_rows, 2, "both expenses are materialized");
 }
