@@ -325,8 +325,12 @@ fn forgot_key(email: &Email, ip: Option<IpAddr>) -> String {
 
 /// Middleware enforcing the per-IP API limit. Layer it on the API router:
 ///
-/// ```ignore
-/// router.layer(axum::middleware::from_fn_with_state(state.limits.clone(), ratelimit::per_ip))
+/// ```
+/// # use std::sync::Arc;
+/// # use splitsave_server::ratelimit::{self, RateLimits};
+/// # fn wire(router: axum::Router, limits: Arc<RateLimits>) -> axum::Router {
+/// router.layer(axum::middleware::from_fn_with_state(limits, ratelimit::per_ip))
+/// # }
 /// ```
 ///
 /// It reads the peer address from `ConnectInfo<SocketAddr>`, so the server must be served with
