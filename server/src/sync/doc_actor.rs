@@ -757,6 +757,9 @@ fn parse_changes(message: &sync::Message, limits: &SyncLimits) -> Result<Vec<Cha
             _ => {}
         }
         let change = Change::from_bytes(chunk.to_vec()).map_err(|_| SyncError::Malformed)?;
+        if !checksum_matches(chunk, &change) {
+            return Err(SyncError::Malformed);
+        }
         // Counted as each change is parsed: automerge walks every operation of a change while
         // parsing it, and a change of a hundred bytes can hold a million run-length-encoded
         // operations, so thousands of them must not all be parsed before the total is checked.
@@ -768,6 +771,14 @@ fn parse_changes(message: &sync::Message, limits: &SyncLimits) -> Result<Vec<Cha
     }
     check_limits(&changes, limits)?;
     Ok(changes)
+}
+
+/// Automerge parses a change without checking the chunk's checksum (the first four bytes of the
+/// change's hash, kept in the header; a compressed chunk carries its uncompressed change's). A
+/// corrupted byte can still parse as some other change; storing it would leave a document that
+/// no longer loads, so a mismatch is refused as malformed.
+fn checksum_matches(chunk: &[u8], change: &Change) -> bool {
+    chunk.get(4..8) == Some(&change.hash().0[..4])
 }
 
 /// The type byte and the body of a chunk (magic, 4-byte checksum, type, LEB128 body length,
@@ -881,3 +892,52 @@ async fn load(
 
 /// How long an actor with no connections stays loaded.
 pub const DEFAULT_IDLE_EVICTION: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+
+    fn one_change() -> Vec<u8> {
+        let mut doc = Automerge::new();
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            tx.put(
+                automerge::ROOT,
+                "name",
+                "a string long enough to corrupt safely",
+            )?;
+            Ok(())
+        })
+        .expect("change");
+        doc.get_changes(&[])[0].raw_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_corrupted_byte_that_still_parses_is_refused_by_its_checksum() {
+        let bytes = one_change();
+        let good = Change::from_bytes(bytes.clone()).expect("parses");
+        assert!(checksum_matches(&bytes, &good));
+        // Change one character of the string value: still a well-formed change.
+        let at = bytes
+            .windows(6)
+            .position(|w| w == b"string")
+            .expect("the value is in the chunk");
+        let mut corrupt = bytes.clone();
+        corrupt[at] = b'S';
+        let parsed = Change::from_bytes(corrupt.clone()).expect("automerge still parses it");
+        assert!(!checksum_matches(&corrupt, &parsed));
+        let limits = SyncLimits::default();
+        let message = sync::Message {
+            heads: Vec::new(),
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: vec![corrupt].into(),
+            flags: None,
+            version: sync::MessageVersion::V1,
+        };
+        assert!(matches!(
+            parse_changes(&message, &limits),
+            Err(SyncError::Malformed)
+        ));
+    }
+}
