@@ -2,10 +2,8 @@
 //! writing to its document through the document actor — exactly like a sync merge, so REST and
 //! sync clients see one truth under the same rules.
 
-use std::sync::Arc;
-
 use automerge::transaction::Transaction;
-use splitsave_sync_core::ids::{PartnershipId, UserId};
+use splitsave_sync_core::ids::UserId;
 use splitsave_sync_core::ops::{Ctx, OpError, Outcome};
 use splitsave_sync_core::time::Millis;
 
@@ -13,7 +11,6 @@ use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, FieldErrors};
 use crate::store::{PartnershipRecord, PartnershipStatus};
-use crate::sync::doc_actor::Command;
 use crate::sync::SyncError;
 
 /// The caller's partnership when it has a document (active or paused). Anyone else gets 404:
@@ -46,28 +43,15 @@ where
     if partnership.status == PartnershipStatus::Paused {
         return Err(ApiError::Conflict("partnership_paused"));
     }
-    let pid = PartnershipId(partnership.id);
     let uid = UserId(user.user_id);
-    let op = Arc::new(op);
-    let result = state
-        .sync
-        .call(pid, |reply| {
-            let op = op.clone();
-            Command::Apply {
-                user: uid,
-                op: Arc::new(move |tx: &mut Transaction<'_>| {
-                    let ctx = Ctx {
-                        user: uid,
-                        now: Millis::now(),
-                    };
-                    op(tx, &ctx)
-                }),
-                reply,
-            }
-        })
-        .await
-        .and_then(|r| r);
-    result.map_err(api_error)
+    crate::routes::server_doc::run(state, partnership.id, user.user_id, move |tx| {
+        let ctx = Ctx {
+            user: uid,
+            now: Millis::now(),
+        };
+        op(tx, &ctx)
+    })
+    .await
 }
 
 /// Maps the sync layer's and the policy's refusals to the API's error shape.

@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use splitsave_sync_core::document::{new_partnership_document, NewMember, NewPartnership};
 use splitsave_sync_core::ids::{DocumentId, PartnershipId, UserId};
-use splitsave_sync_core::money::{Currency, MinorUnits};
+use splitsave_sync_core::money::Currency;
 use splitsave_sync_core::time::Millis;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -302,16 +302,6 @@ pub async fn invitations(
     }))
 }
 
-/// The income a member brings into the document: only when it is in the partnership currency
-/// (an income in another currency is left out rather than converted at a guessed rate).
-fn member_income(user: &UserRecord, currency: Currency) -> Option<MinorUnits> {
-    if user.currency != currency.code() {
-        return None;
-    }
-    user.income
-        .and_then(|i| currency.to_minor_non_negative(i).ok())
-}
-
 /// Accepts an invitation addressed to the caller: the partnership becomes active and its
 /// document is created.
 #[utoipa::path(post, path = "/api/partnerships/accept/{id}", tag = "partnerships", security(("bearer" = [])),
@@ -354,13 +344,13 @@ pub async fn accept(
             NewMember {
                 user_id: UserId(inviter.id),
                 name: inviter.name.clone(),
-                income: member_income(&inviter, currency),
+                income: crate::routes::server_doc::member_income(&inviter, currency),
                 slot: 1,
             },
             NewMember {
                 user_id: UserId(me.id),
                 name: me.name.clone(),
-                income: member_income(&me, currency),
+                income: crate::routes::server_doc::member_income(&me, currency),
                 slot: 2,
             },
         ],
