@@ -50,6 +50,7 @@ pub mod protocol;
 pub mod read;
 pub mod schema;
 pub mod split;
+pub mod split_doc;
 pub mod time;
 pub mod touched;
 pub mod validate;

@@ -19,6 +19,7 @@ use splitsave_sync_core::ids::EntityId;
 use splitsave_sync_core::materialize::ContributionRow;
 use splitsave_sync_core::ops::{self, Outcome};
 use splitsave_sync_core::split::Month;
+use splitsave_sync_core::split_doc;
 use splitsave_sync_core::time::Millis;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -157,7 +158,7 @@ pub async fn current(
     let p = partnership_of(&state, &user).await?;
     let month = this_month();
     server_doc::run(&state, p.id, user.user_id, move |tx| {
-        server_doc::ensure_month(tx, month)
+        split_doc::server_ensure_month(tx, month)
     })
     .await?;
     Ok(Json(load_month(&state, &p, month).await?))
@@ -179,7 +180,7 @@ pub async fn mark_paid(
     let p = partnership_of(&state, &user).await?;
     let month = this_month();
     documents::apply(&state, &user, move |tx, ctx| {
-        server_doc::ensure_month(tx, month)?;
+        split_doc::server_ensure_month(tx, month)?;
         ops::mark_paid(tx, ctx, month)?;
         Ok(Outcome::Applied {
             id: EntityId(Uuid::nil()),

@@ -33,6 +33,7 @@ use splitsave_sync_core::ops::{self, NewExpense, Outcome};
 use splitsave_sync_core::read;
 use splitsave_sync_core::schema::{Approval, ExpenseFields};
 use splitsave_sync_core::split::SplitBasis;
+use splitsave_sync_core::split_doc;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -429,7 +430,7 @@ pub struct SplitView {
 }
 
 impl SplitView {
-    fn of(s: server_doc::DocSplit) -> Self {
+    fn of(s: split_doc::DocSplit) -> Self {
         let c = s.currency;
         let partners = s
             .members
@@ -673,7 +674,10 @@ pub async fn split_calculation(
     user: AuthUser,
 ) -> Result<Json<SplitView>, ApiError> {
     let p = partnership_of(&state, &user).await?;
-    let split = server_doc::run(&state, p.id, user.user_id, |tx| server_doc::split_in(tx)).await?;
+    let split = server_doc::run(&state, p.id, user.user_id, |tx| {
+        split_doc::document_split(tx)
+    })
+    .await?;
     Ok(Json(SplitView::of(split)))
 }
 

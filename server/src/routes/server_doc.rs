@@ -9,17 +9,15 @@
 //! Unlike [`crate::routes::documents::apply`], these calls also run on a paused partnership:
 //! the server keeps its own fields up to date whatever the couple's state.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use automerge::transaction::Transaction;
-use splitsave_sync_core::enums::{ItemStatus, PartnershipStatus as DocStatus};
+use splitsave_sync_core::enums::PartnershipStatus as DocStatus;
 use splitsave_sync_core::ids::{EntityId, PartnershipId, UserId};
 use splitsave_sync_core::money::{Currency, MinorUnits};
 use splitsave_sync_core::ops::{self, OpError, Outcome};
 use splitsave_sync_core::read;
-use splitsave_sync_core::schema::{Collection, Member, MonthContribution};
-use splitsave_sync_core::split::{self, Month, Split, SplitExpense, SplitInput};
+use splitsave_sync_core::schema::Member;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -64,105 +62,6 @@ where
         .map_err(api_error)?;
     let value = slot.lock().ok().and_then(|mut guard| guard.take());
     value.ok_or_else(|| ApiError::internal("the document operation returned nothing"))
-}
-
-/// The split as the document has it now: its active expenses and its members' incomes.
-#[derive(Clone, Debug)]
-pub struct DocSplit {
-    /// The partnership currency.
-    pub currency: Currency,
-    /// The two members, slot 1 first (fewer while the document lacks one).
-    pub members: Vec<Member>,
-    /// The result of `split::calculate`.
-    pub split: Split,
-    /// How many active expenses it counts.
-    pub active_expenses: usize,
-}
-
-/// Computes the split from the document in a transaction (active expenses, members' incomes
-/// by slot).
-pub fn split_in(tx: &Transaction<'_>) -> Result<DocSplit, OpError> {
-    let info = read::read_partnership(tx)?;
-    let mut members = read::read_members(tx)?;
-    members.sort_by_key(|m| m.slot);
-    let mut expenses = Vec::new();
-    for (key, obj) in read::collection_entries(tx, Collection::Expenses) {
-        let Some(obj) = obj else { continue };
-        let path = format!("expenses.{key}");
-        // An entity that does not read (a faulty client's) is not counted, as in materializing.
-        if let Ok(e) = read::expense_in(tx, &key, &obj, path) {
-            if e.status == ItemStatus::Active {
-                expenses.push(SplitExpense {
-                    amount: e.amount,
-                    frequency: e.frequency,
-                });
-            }
-        }
-    }
-    let income = |slot: u8| {
-        members
-            .iter()
-            .find(|m| m.slot == slot)
-            .and_then(|m| m.income)
-    };
-    let input = SplitInput {
-        income_1: income(1),
-        income_2: income(2),
-        expenses,
-    };
-    let split = split::calculate(&input).map_err(|e| {
-        OpError::Shape(read::ShapeError {
-            path: "expenses".into(),
-            reason: match e {
-                split::SplitError::Overflow => "the split overflows",
-                _ => "the split cannot be computed",
-            },
-        })
-    })?;
-    Ok(DocSplit {
-        currency: info.currency,
-        active_expenses: input.expenses.len(),
-        members,
-        split,
-    })
-}
-
-/// Makes sure `month` exists in the document: written from the current split when absent, and
-/// its amounts kept in step with the split until a partner marks their share paid (from then
-/// on the month is fixed, so nobody's paid amount changes under them).
-pub fn ensure_month(tx: &mut Transaction<'_>, month: Month) -> Result<(), OpError> {
-    let existing = read::read_month(tx, &month.to_string())?;
-    if existing
-        .as_ref()
-        .is_some_and(|m| m.paid.values().any(Option::is_some))
-    {
-        return Ok(());
-    }
-    let DocSplit { members, split, .. } = split_in(tx)?;
-    let due = split::monthly_contribution(month, &split);
-    let mut amounts = BTreeMap::new();
-    let mut paid = BTreeMap::new();
-    for m in &members {
-        let amount = if m.slot == 1 {
-            due.amount_1
-        } else {
-            due.amount_2
-        };
-        amounts.insert(m.user_id, amount);
-        paid.insert(m.user_id, None);
-    }
-    let wanted = MonthContribution {
-        month,
-        total_required: due.total_required,
-        amounts,
-        paid,
-    };
-    if let Some(existing) = existing {
-        if existing.total_required == wanted.total_required && existing.amounts == wanted.amounts {
-            return Ok(());
-        }
-    }
-    ops::server_set_month(tx, &wanted)
 }
 
 /// The income a member brings into the document: their income when it is in the partnership
