@@ -202,3 +202,27 @@ fn rest_tour_ends_with_the_split_goal_and_month_its_inputs_imply() {
     assert!(run.stdout.contains("<- 202 Accepted"));
     assert!(!run.stdout.contains("correct horse battery staple"));
 }
+
+/// The offline couple's inputs (see `examples/offline_couple.rs`): Ann earns 4000, Bob 2000;
+/// offline, Ann adds a 900.00 rent (over the 100.00 threshold, so it waits for Bob) and Bob a
+/// 60.00 groceries bill (applied); both put money into an approved 3000.00 goal, 150.00 and
+/// 75.00, at the same time.
+#[test]
+fn offline_couple_converges_with_the_rent_pending_and_both_contributions_counted() {
+    let run = run_example("offline_couple");
+
+    assert_eq!(run.value("converged"), "true");
+    // Only the applied expense is in the split; the rent waits for approval.
+    let total = dec("60.00");
+    let share_ann = (total * dec("4000") / dec("6000")).round_dp(2);
+    assert_eq!(run.amount("split.monthly_total"), total);
+    assert_eq!(run.amount("split.share_ann"), share_ann);
+    assert_eq!(run.amount("split.share_bob"), total - share_ann);
+    assert_eq!(run.value("split.ratio_ann"), "67");
+    assert_eq!(run.value("split.ratio_bob"), "33");
+    assert_eq!(run.value("pending_approvals"), "1");
+    assert_eq!(run.value("pending_for"), "Rent");
+    // Concurrent offline contributions add up instead of one overwriting the other.
+    assert_eq!(run.amount("goal_saved"), dec("150.00") + dec("75.00"));
+    assert_eq!(run.amount("goal_target"), dec("3000.00"));
+}

@@ -409,18 +409,41 @@ impl DocSync {
         conn.send(&message).await
     }
 
+    /// Our next sync message for `conn`, if automerge has one, and whether it carries changes.
+    /// For callers that keep the document behind a lock: generate under the lock, send after
+    /// releasing it. The message must be sent (the sync state already counts it as sent).
+    pub fn next_message(
+        &mut self,
+        conn: &SyncConnection,
+        doc: &Automerge,
+    ) -> Option<(WireMessage, bool)> {
+        let message = doc.generate_sync_message(&mut self.state)?;
+        let carries_changes = !message.changes.is_empty();
+        let wire = self.wire_message(conn, message.encode());
+        self.requested = true;
+        Some((wire, carries_changes))
+    }
+
+    /// Applies one message received for this document (see [`SyncConnection::recv_for_document`]):
+    /// sync data goes into `doc`, ephemeral payloads into `self.ephemeral`, `doc-unavailable` is
+    /// [`ConnectionError::DocUnavailable`].
+    pub fn receive(
+        &mut self,
+        doc: &mut Automerge,
+        message: WireMessage,
+    ) -> Result<(), ConnectionError> {
+        self.apply(doc, message)
+    }
+
     /// Sends our next sync message, if automerge has one. Returns whether it carried changes.
     async fn send_pending(
         &mut self,
         conn: &mut SyncConnection,
         doc: &Automerge,
     ) -> Result<bool, ConnectionError> {
-        let Some(message) = doc.generate_sync_message(&mut self.state) else {
+        let Some((wire, carries_changes)) = self.next_message(conn, doc) else {
             return Ok(false);
         };
-        let carries_changes = !message.changes.is_empty();
-        let wire = self.wire_message(conn, message.encode());
-        self.requested = true;
         conn.send(&wire).await?;
         Ok(carries_changes)
     }

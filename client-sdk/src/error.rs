@@ -49,6 +49,10 @@ pub enum ClientError {
     /// The partnership document has not been received from the server yet: sync once online.
     #[error("the partnership document has not been synced yet")]
     NotSyncedYet,
+    /// This month is not open in the document yet and the server, which opens it, cannot be
+    /// reached.
+    #[error("the month {0} is not open yet; it opens once the server is reachable")]
+    MonthNotOpen(String),
     /// The client was shut down.
     #[error("the client is shut down")]
     Closed,

@@ -76,8 +76,13 @@ impl RealServer {
     /// Spawns the binary on a free port and waits until `/healthz` answers. A port taken between
     /// choosing and binding makes the child exit: then another port is tried.
     async fn launch(&mut self) {
+        self.launch_on(None).await;
+    }
+
+    /// Like [`Self::launch`], on `port` when given (a restart that clients must find again).
+    async fn launch_on(&mut self, fixed_port: Option<u16>) {
         for _ in 0..3 {
-            let port = free_port();
+            let port = fixed_port.unwrap_or_else(free_port);
             self.starts += 1;
             let log = self.log_path();
             let out = File::create(&log).expect("server log file");
@@ -156,6 +161,13 @@ impl RealServer {
     pub async fn restart(&mut self) {
         self.kill();
         self.launch().await;
+    }
+
+    /// Starts the binary again on the same port, data directory and database (clients that
+    /// reconnect by themselves find it where it was).
+    pub async fn restart_on_same_port(&mut self) {
+        self.kill();
+        self.launch_on(Some(self.port)).await;
     }
 
     /// The child's process id.
