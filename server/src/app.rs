@@ -28,6 +28,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::auth::cache::AuthCache;
 use crate::auth::passwords::PasswordHasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
@@ -54,6 +55,9 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     /// The live partnership documents (one actor each) behind `/sync` and REST writes.
     pub sync: Arc<Registry>,
+    /// Token versions and live partnerships read by recent requests (see
+    /// [`crate::auth::cache`] for how stale they may be).
+    pub auth_cache: Arc<AuthCache>,
 }
 
 /// Why the application could not be assembled at start-up.
@@ -95,6 +99,7 @@ impl AppState {
     ) -> Result<AppState, StartupError> {
         Ok(AppState {
             sync: Registry::new(store.clone(), config.sync.clone()),
+            auth_cache: Arc::new(AuthCache::default()),
             tokens: Arc::new(TokenKeys::new(&config)),
             passwords: Arc::new(PasswordHasher::new(&config)?),
             limits: Arc::new(RateLimits::new(&config)),

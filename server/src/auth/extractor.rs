@@ -41,21 +41,29 @@ where
 }
 
 /// Checks an access token completely: signature, algorithm, expiry, and that the user still
-/// exists with the token's version. Shared by the extractor and the WebSocket handshake, which
+/// exists with the token's version (remembered for up to a second, see `auth::cache`). Shared by the extractor and the WebSocket handshake, which
 /// may carry the token elsewhere than in a header.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, AuthError> {
     let claims = state.tokens.verify_access_token(token)?;
-    let user = state
-        .store
-        .user_by_id(claims.sub)
-        .await?
-        .ok_or(AuthError::InvalidAccessToken)?;
-    if user.token_version != claims.ver {
-        tracing::debug!(user_id = %user.id, "access token from before a password change refused");
-        return Err(AuthError::InvalidAccessToken);
+    // The version as read within the last second on this process (see `auth::cache`);
+    // otherwise, and for any other version, the database decides.
+    if !state.auth_cache.version_is_current(claims.sub, claims.ver) {
+        let generation = state.auth_cache.generation();
+        let user = state
+            .store
+            .user_by_id(claims.sub)
+            .await?
+            .ok_or(AuthError::InvalidAccessToken)?;
+        state
+            .auth_cache
+            .put_version(user.id, user.token_version, generation);
+        if user.token_version != claims.ver {
+            tracing::debug!(user_id = %user.id, "access token from before a password change refused");
+            return Err(AuthError::InvalidAccessToken);
+        }
     }
     Ok(AuthUser {
-        user_id: user.id,
+        user_id: claims.sub,
         partnership_id: claims.pid,
         token_version: claims.ver,
     })

@@ -3,6 +3,7 @@
 //!
 //! * [`tokens`]: HS256 access tokens (15 minutes) and opaque refresh/reset tokens stored hashed.
 //! * [`passwords`]: argon2id off the async runtime, with bounded concurrency.
+//! * [`cache`]: a per-process, one-second memory of token versions and live partnerships.
 //! * [`extractor`]: [`extractor::AuthUser`], what protected handlers take to know the caller.
 //! * [`routes`]: the `/api/auth/*` handlers.
 //!
@@ -15,6 +16,7 @@
 //! | 400    | `invalid_reset_token`   | unknown, used or expired password-reset token            |
 //! | 401    | `unauthorized`          | missing, expired, tampered or outdated access token      |
 
+pub mod cache;
 pub mod extractor;
 pub mod passwords;
 pub mod routes;

@@ -501,8 +501,9 @@ pub async fn reset_password(
             &password_hash,
             Utc::now(),
         )
-        .await?
-        .ok_or(AuthError::InvalidResetToken)?;
+        .await;
+    state.auth_cache.forget_all();
+    let user_id = user_id?.ok_or(AuthError::InvalidResetToken)?;
     tracing::info!(%user_id, "password reset; every session ended");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -556,7 +557,9 @@ pub async fn change_password(
     }
     state.limits.record_login_success(&email, ip).await?;
     let password_hash = state.passwords.hash(&new).await?;
-    let token_version = state.store.set_password(user.id, &password_hash).await?;
+    let token_version = state.store.set_password(user.id, &password_hash).await;
+    state.auth_cache.forget_all();
+    let token_version = token_version?;
     tracing::info!(user_id = %user.id, "password changed; other sessions ended");
     let user = UserRecord {
         password_hash,

@@ -14,22 +14,30 @@ use crate::store::{PartnershipRecord, PartnershipStatus};
 use crate::sync::SyncError;
 
 /// The caller's partnership when it has a document (active or paused). Anyone else gets 404:
-/// there is nothing of theirs to read or write.
+/// there is nothing of theirs to read or write. Remembered for up to a second (see
+/// `auth::cache`); a change of partnership made here is seen at once.
 pub async fn partnership_of(
     state: &AppState,
     user: &AuthUser,
 ) -> Result<PartnershipRecord, ApiError> {
-    match state.store.current_partnership(user.user_id).await? {
-        Some(p)
-            if matches!(
+    if let Some(cached) = state.auth_cache.partnership(user.user_id) {
+        return cached.ok_or(ApiError::NotFound);
+    }
+    let generation = state.auth_cache.generation();
+    let live = state
+        .store
+        .current_partnership(user.user_id)
+        .await?
+        .filter(|p| {
+            matches!(
                 p.status,
                 PartnershipStatus::Active | PartnershipStatus::Paused
-            ) =>
-        {
-            Ok(p)
-        }
-        _ => Err(ApiError::NotFound),
-    }
+            )
+        });
+    state
+        .auth_cache
+        .put_partnership(user.user_id, live.clone(), generation);
+    live.ok_or(ApiError::NotFound)
 }
 
 /// Runs `op` on the caller's partnership document as the caller, commits it (changes and
@@ -40,6 +48,19 @@ where
     F: Fn(&mut Transaction<'_>, &Ctx) -> Result<Outcome, OpError> + Send + Sync + 'static,
 {
     let partnership = partnership_of(state, user).await?;
+    apply_in(state, &partnership, user, op).await
+}
+
+/// [`apply`] on the partnership the handler already looked up with [`partnership_of`].
+pub async fn apply_in<F>(
+    state: &AppState,
+    partnership: &PartnershipRecord,
+    user: &AuthUser,
+    op: F,
+) -> Result<Outcome, ApiError>
+where
+    F: Fn(&mut Transaction<'_>, &Ctx) -> Result<Outcome, OpError> + Send + Sync + 'static,
+{
     if partnership.status == PartnershipStatus::Paused {
         return Err(ApiError::Conflict("partnership_paused"));
     }

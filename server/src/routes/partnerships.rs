@@ -253,7 +253,9 @@ pub async fn invite(
             approval_threshold: threshold,
             now: Utc::now(),
         })
-        .await?;
+        .await;
+    state.auth_cache.forget_all();
+    let record = record?;
     tracing::info!(partnership_id = %record.id, user_id = %inviter.id, "invitation sent");
     send_invitation_mail(&state, &inviter, &email).await;
     let view = invitation_view(InvitationRecord {
@@ -371,7 +373,9 @@ pub async fn accept(
             snapshot,
             now,
         })
-        .await?;
+        .await;
+    state.auth_cache.forget_all();
+    let record = record?;
     tracing::info!(partnership_id = %id, user_id = %me.id, "invitation accepted");
     Ok(Json(partnership_view(&state, record, me.id).await?))
 }
@@ -390,7 +394,9 @@ pub async fn decline(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let me = load_user(&state, &user).await?;
-    state.store.decline_invitation(id, me.id, &me.email).await?;
+    let declined = state.store.decline_invitation(id, me.id, &me.email).await;
+    state.auth_cache.forget_all();
+    declined?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -452,7 +458,9 @@ pub async fn set_status(
     let updated = state
         .store
         .set_partnership_status(p.id, user.user_id, status)
-        .await?;
+        .await;
+    state.auth_cache.forget_all();
+    let updated = updated?;
     crate::routes::server_doc::sync_status(&state, &updated, user.user_id).await?;
     tracing::info!(partnership_id = %p.id, user_id = %user.user_id, status = %status, "partnership status changed");
     Ok(Json(partnership_view(&state, updated, user.user_id).await?))

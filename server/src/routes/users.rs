@@ -271,7 +271,9 @@ pub async fn delete_account(
         return Err(ApiError::Forbidden("the password is not correct"));
     }
     state.limits.record_login_success(&email, peer.ip()).await?;
-    state.store.delete_user(user.user_id).await?;
+    let deleted = state.store.delete_user(user.user_id).await;
+    state.auth_cache.forget_all();
+    deleted?;
     tracing::info!(user_id = %user.user_id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }
