@@ -32,6 +32,7 @@ on_both_backends!(
     bad_input_is_refused_and_nothing_is_written,
     pausing_reaches_the_document_and_blocks_writes,
     list_filters_and_pages,
+    concurrent_adds_are_each_committed_and_counted_by_the_split,
 );
 
 struct Couple {
@@ -1067,4 +1068,36 @@ async fn openapi_describes_expenses_and_contributions() {
     for field in ["name", "amount", "category", "frequency"] {
         assert!(required.contains(&field), "{field} not required: {create}");
     }
+}
+
+/// Many adds at once on one couple (the document actor commits queued writes together): each
+/// is answered 201 with its own expense, each is stored, and the split read before them is not
+/// served again afterwards.
+async fn concurrent_adds_are_each_committed_and_counted_by_the_split(backend: Backend) {
+    let Some(c) = couple(backend).await else {
+        return;
+    };
+    assert_eq!(split(&c, &c.ben).await["active_expenses"], 0);
+    let adds = (0..24).map(|i| {
+        let who = if i % 2 == 0 { &c.ann } else { &c.ben };
+        add(&c, who, expense(&format!("Bill {i}"), json!("1.25")))
+    });
+    let answers = futures::future::join_all(adds).await;
+    let mut ids = std::collections::HashSet::new();
+    for (status, created) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{created}");
+        assert_eq!(created["amount"], "1.25");
+        ids.insert(created["id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(ids.len(), 24, "every add has its own expense");
+    for (_, created) in &answers {
+        let id = created["id"].as_str().expect("id");
+        let (status, seen) = get_expense(&c, &c.ben, id).await;
+        assert_eq!(status, StatusCode::OK, "{seen}");
+        assert_eq!(&seen, created);
+    }
+    assert_eq!(expense_count(&c).await, 24);
+    let after = split(&c, &c.ben).await;
+    assert_eq!(after["active_expenses"], 24);
+    assert_eq!(after["monthly_total"], "30.00");
 }

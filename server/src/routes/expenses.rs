@@ -17,6 +17,7 @@
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
+use automerge::transaction::Transaction;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -26,14 +27,16 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use splitsave_sync_core::enums::{Category, Frequency, ItemStatus};
-use splitsave_sync_core::ids::EntityId;
-use splitsave_sync_core::materialize::{request_data_json, ExpenseRow};
+use splitsave_sync_core::ids::{EntityId, PartnershipId};
+use splitsave_sync_core::materialize::{self, request_data_json, ExpenseRow, Row, RowChange};
 use splitsave_sync_core::money::{Currency, MinorUnits};
 use splitsave_sync_core::ops::{self, NewExpense, Outcome};
 use splitsave_sync_core::read;
+use splitsave_sync_core::schema::Collection;
 use splitsave_sync_core::schema::{Approval, ExpenseFields};
 use splitsave_sync_core::split::SplitBasis;
 use splitsave_sync_core::split_doc;
+use splitsave_sync_core::touched::Touched;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -41,7 +44,6 @@ use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, FieldErrors};
 use crate::routes::documents::{self, partnership_of, rfc3339, PageParams, Paged};
-use crate::routes::server_doc;
 use crate::store::PartnershipRecord;
 
 /// The `/api/expenses` routes.
@@ -430,7 +432,7 @@ pub struct SplitView {
 }
 
 impl SplitView {
-    fn of(s: split_doc::DocSplit) -> Self {
+    fn of(s: &split_doc::DocSplit) -> Self {
         let c = s.currency;
         let partners = s
             .members
@@ -592,16 +594,28 @@ pub async fn create(
     let currency = currency_of(&p)?;
     let input = body.validate(currency)?;
     let request: Arc<Mutex<Option<Approval>>> = Arc::default();
+    let added: Arc<Mutex<Option<ExpenseRow>>> = Arc::default();
     let filed = request.clone();
-    let outcome = documents::apply(&state, &user, move |tx, ctx| {
+    let row = added.clone();
+    let outcome = documents::apply_in(&state, &p, &user, move |tx, ctx| {
         let outcome = ops::add_expense(tx, ctx, &input)?;
-        if let Outcome::ApprovalRequested { request_id, .. } = outcome {
-            remember(&filed, read::read_approval(tx, &request_id.to_string())?);
+        match outcome {
+            Outcome::ApprovalRequested { request_id, .. } => {
+                remember(&filed, read::read_approval(tx, &request_id.to_string())?);
+            }
+            // The row as it is materialized in this same commit: no read-back needed.
+            Outcome::Applied { id } => remember(&row, expense_row_in(tx, id)),
         }
         Ok(outcome)
     })
     .await?;
-    respond(&state, &p, currency, outcome, &request, StatusCode::CREATED).await
+    let added = added.lock().ok().and_then(|mut g| g.take());
+    match (outcome, added) {
+        (Outcome::Applied { .. }, Some(row)) => {
+            Ok((StatusCode::CREATED, Json(ExpenseView::from(row))).into_response())
+        }
+        (outcome, _) => respond(&state, &p, currency, outcome, &request, StatusCode::CREATED).await,
+    }
 }
 
 /// Proposes an edit of an expense: `202` with the `expense_edit` request; the values change
@@ -674,17 +688,29 @@ pub async fn split_calculation(
     user: AuthUser,
 ) -> Result<Json<SplitView>, ApiError> {
     let p = partnership_of(&state, &user).await?;
-    let split = server_doc::run(&state, p.id, user.user_id, |tx| {
-        split_doc::document_split(tx)
-    })
-    .await?;
-    Ok(Json(SplitView::of(split)))
+    let split = state
+        .sync
+        .split(PartnershipId(p.id))
+        .await
+        .map_err(documents::api_error)?;
+    Ok(Json(SplitView::of(&split)))
 }
 
-fn remember(slot: &Mutex<Option<Approval>>, approval: Option<Approval>) {
+fn remember<T>(slot: &Mutex<Option<T>>, value: Option<T>) {
     if let Ok(mut guard) = slot.lock() {
-        *guard = approval;
+        *guard = value;
     }
+}
+
+/// The `expenses` row of an expense of the document, as the commit materializes it.
+fn expense_row_in(tx: &Transaction<'_>, id: EntityId) -> Option<ExpenseRow> {
+    let mut touched = Touched::default();
+    touched.add(Collection::Expenses, id.to_string());
+    let rows = materialize::rows_for(tx, &touched).ok()?;
+    rows.changes.into_iter().find_map(|change| match change {
+        RowChange::Upsert(Row::Expense(row)) => Some(row),
+        _ => None,
+    })
 }
 
 /// `applied` with the expense, or `202` with the filed request.

@@ -28,6 +28,7 @@ use splitsave_sync_core::enforce::{self, check, compensate, Before};
 use splitsave_sync_core::ids::{PartnershipId, UserId};
 use splitsave_sync_core::materialize;
 use splitsave_sync_core::ops::{OpError, Outcome};
+use splitsave_sync_core::split_doc::{self, DocSplit};
 use splitsave_sync_core::time::Millis;
 use splitsave_sync_core::touched::{touched_after_apply, touched_before_apply, Touched};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -108,6 +109,12 @@ pub enum Command {
         /// The operation's outcome once committed and fanned out.
         reply: oneshot::Sender<Result<Outcome, SyncError>>,
     },
+    /// Compute the split of the document (or reuse the one computed at the same heads) and
+    /// publish it in the registry for reads that follow.
+    Split {
+        /// The split.
+        reply: oneshot::Sender<Result<Arc<DocSplit>, SyncError>>,
+    },
     /// Close every connection of `user` (their access ended).
     DropUser {
         /// The user.
@@ -145,7 +152,18 @@ pub struct DocActor {
     compaction: Option<tokio::task::JoinHandle<()>>,
     /// Where committed merges and presence are published.
     events: broadcast::Sender<Arc<DocEvent>>,
+    /// The heads at which the split published in the registry was computed, if one is.
+    split_heads: Option<Vec<ChangeHash>>,
+    /// A command taken from the mailbox while gathering a batch of REST operations, to handle
+    /// next.
+    deferred: Option<Command>,
 }
+
+/// Most REST operations committed in one transaction (see [`DocActor::apply_batch`]).
+const MAX_APPLY_BATCH: usize = 64;
+
+/// A REST operation waiting in a batch: who runs it, what, and where its answer goes.
+type PendingOp = (UserId, DocOp, oneshot::Sender<Result<Outcome, SyncError>>);
 
 impl DocActor {
     /// Loads the document from storage and starts the actor's task. The returned sender is the
@@ -173,7 +191,12 @@ impl DocActor {
             bindings: HashMap::new(),
             uncompacted,
             compaction: None,
+            split_heads: None,
+            deferred: None,
         };
+        // A split published by an earlier actor of this document (one that stopped without
+        // being evicted) would not be cleared when this one changes the document.
+        me.registry.clear_split(pid);
         tokio::spawn(me.run(rx));
         Ok(tx)
     }
@@ -181,7 +204,9 @@ impl DocActor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         loop {
             let idle = self.limits.idle_eviction;
-            let cmd = if self.peers.is_empty() {
+            let cmd = if let Some(cmd) = self.deferred.take() {
+                Some(cmd)
+            } else if self.peers.is_empty() {
                 match tokio::time::timeout(idle, rx.recv()).await {
                     Ok(cmd) => cmd,
                     Err(_) => {
@@ -201,6 +226,11 @@ impl DocActor {
                 rx.recv().await
             };
             let Some(cmd) = cmd else { return };
+            if let Command::Apply { user, op, reply } = cmd {
+                let batch = self.gather_batch((user, op, reply), &mut rx);
+                self.apply_batch(batch).await;
+                continue;
+            }
             self.handle(cmd).await;
         }
     }
@@ -227,13 +257,14 @@ impl DocActor {
                 reply,
             } => {
                 let r = self.receive(conn, message).await;
+                self.drop_stale_split();
                 let _ = reply.send(r);
             }
             Command::Ephemeral { conn, data } => self.forward_ephemeral(conn, data),
             Command::Detach { conn } => self.detach(conn).await,
-            Command::Apply { user, op, reply } => {
-                let r = self.apply_op(user, op).await;
-                let _ = reply.send(r);
+            Command::Apply { user, op, reply } => self.apply_batch(vec![(user, op, reply)]).await,
+            Command::Split { reply } => {
+                let _ = reply.send(self.split());
             }
             Command::DropUser { user } => {
                 let conns: Vec<ConnId> = self
@@ -247,6 +278,30 @@ impl DocActor {
                     // (it closes), and tells the partner the user went offline.
                     self.detach(c).await;
                 }
+            }
+        }
+        // Whatever the command, a split computed at other heads is not served again.
+        self.drop_stale_split();
+    }
+
+    /// The split of the document as it is now, published in the registry for the reads that
+    /// follow until the document changes.
+    fn split(&mut self) -> Result<Arc<DocSplit>, SyncError> {
+        let heads = self.doc.get_heads();
+        let split = Arc::new(split_doc::document_split(&self.doc).map_err(SyncError::Op)?);
+        self.registry.publish_split(self.pid, split.clone());
+        self.split_heads = Some(heads);
+        Ok(split)
+    }
+
+    /// Withdraws the published split when the document no longer has the heads it was
+    /// computed at. Runs before any answer about a change is sent, so a read that follows an
+    /// acknowledged write never sees the split from before it.
+    fn drop_stale_split(&mut self) {
+        if let Some(heads) = &self.split_heads {
+            if *heads != self.doc.get_heads() {
+                self.registry.clear_split(self.pid);
+                self.split_heads = None;
             }
         }
     }
@@ -625,35 +680,93 @@ impl DocActor {
         }
     }
 
-    /// Runs a REST operation as `user`, commits it, fans it out.
-    async fn apply_op(&mut self, user: UserId, op: DocOp) -> Result<Outcome, SyncError> {
-        let now = Millis::now();
-        let heads = self.doc.get_heads();
-        let result = self.doc.transact_with(
-            |_| {
-                CommitOptions::default()
-                    .with_message(format!("splitsave: operation by {user}"))
-                    .with_time(now.0 / 1000)
-            },
-            |tx| op(tx),
-        );
-        let outcome = match result {
-            Ok(success) => success.result,
-            Err(failure) => return Err(SyncError::Op(failure.error)),
-        };
-        let new = self.doc.get_changes(&heads);
-        if new.is_empty() {
-            return Ok(outcome);
+    /// The operation just received plus the REST operations queued right behind it (up to
+    /// [`MAX_APPLY_BATCH`]); the first other command met is kept for next.
+    fn gather_batch(
+        &mut self,
+        first: PendingOp,
+        rx: &mut mpsc::Receiver<Command>,
+    ) -> Vec<PendingOp> {
+        let mut batch = vec![first];
+        while batch.len() < MAX_APPLY_BATCH {
+            match rx.try_recv() {
+                Ok(Command::Apply { user, op, reply }) => batch.push((user, op, reply)),
+                Ok(other) => {
+                    self.deferred = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
         }
-        let touched: Touched = touched_after_apply(&self.doc, &new);
-        let rows = materialize::rows_for(&self.doc, &touched)
-            .map(|m| m.changes)
-            .unwrap_or_default();
-        let changes = new.iter().map(|c| stored_change(c, Some(user.0))).collect();
-        self.persist(changes, Vec::new(), rows, user).await?;
-        self.publish(&new, user);
-        self.fan_out();
-        Ok(outcome)
+        batch
+    }
+
+    /// Runs REST operations in order, each as its user in its own Automerge change, then commits
+    /// every change they wrote, with the rows they touch, in one database transaction (one WAL
+    /// flush for the batch: group commit), fans out, and only then answers each. When the
+    /// commit fails the document is reloaded from storage and every operation of the batch is
+    /// answered with an error: none of them is acknowledged without being durable, and none
+    /// answers from a state that was not committed.
+    async fn apply_batch(&mut self, batch: Vec<PendingOp>) {
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut written: Vec<(UserId, Vec<Change>)> = Vec::new();
+        for (user, op, reply) in batch {
+            let now = Millis::now();
+            let heads = self.doc.get_heads();
+            let result = self.doc.transact_with(
+                |_| {
+                    CommitOptions::default()
+                        .with_message(format!("splitsave: operation by {user}"))
+                        .with_time(now.0 / 1000)
+                },
+                |tx| op(tx),
+            );
+            let answer = match result {
+                Ok(success) => {
+                    let new = self.doc.get_changes(&heads);
+                    if !new.is_empty() {
+                        written.push((user, new));
+                    }
+                    Ok(success.result)
+                }
+                Err(failure) => Err(SyncError::Op(failure.error)),
+            };
+            answers.push((reply, answer));
+        }
+        if !written.is_empty() {
+            let all: Vec<Change> = written
+                .iter()
+                .flat_map(|(_, c)| c.iter().cloned())
+                .collect();
+            let touched: Touched = touched_after_apply(&self.doc, &all);
+            let rows = materialize::rows_for(&self.doc, &touched)
+                .map(|m| m.changes)
+                .unwrap_or_default();
+            let changes = written
+                .iter()
+                .flat_map(|(user, new)| new.iter().map(|c| stored_change(c, Some(user.0))))
+                .collect();
+            let first_user = written[0].0;
+            match self.persist(changes, Vec::new(), rows, first_user).await {
+                Ok(()) => {
+                    for (user, new) in &written {
+                        self.publish(new, *user);
+                    }
+                    self.fan_out();
+                }
+                Err(err) => {
+                    let mut err = Some(err);
+                    for (_, answer) in answers.iter_mut().filter(|(_, a)| a.is_ok()) {
+                        // The cause goes to the first; the rest learn the write did not happen.
+                        *answer = Err(err.take().unwrap_or(SyncError::Unavailable));
+                    }
+                }
+            }
+        }
+        self.drop_stale_split();
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
+        }
     }
 
     /// Publishes the typed events of committed changes to subscribers.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use splitsave_sync_core::ids::{PartnershipId, UserId};
+use splitsave_sync_core::split_doc::DocSplit;
 use tokio::sync::{broadcast, mpsc, oneshot, OnceCell};
 
 use super::doc_actor::{Command, DocActor};
@@ -25,6 +26,10 @@ pub struct Registry {
     /// Per partnership, the channel its actor publishes events on (kept apart from the actors
     /// so subscribing never loads a document).
     events: std::sync::Mutex<HashMap<PartnershipId, broadcast::Sender<Arc<DocEvent>>>>,
+    /// Per partnership, the split its actor last computed, while the document is unchanged
+    /// (the actor removes it before answering anything that changed the document), so reads
+    /// of the split need no trip through the actor's mailbox.
+    splits: std::sync::Mutex<HashMap<PartnershipId, Arc<DocSplit>>>,
     store: Arc<dyn Store>,
     limits: SyncLimits,
     /// Random per process: makes this process's server actor id unique.
@@ -38,6 +43,7 @@ impl Registry {
         Arc::new(Self {
             docs: std::sync::Mutex::new(HashMap::new()),
             events: std::sync::Mutex::new(HashMap::new()),
+            splits: std::sync::Mutex::new(HashMap::new()),
             store,
             limits,
             node,
@@ -127,7 +133,41 @@ impl Registry {
             return false;
         }
         docs.remove(&pid);
+        self.clear_split(pid);
         true
+    }
+
+    fn splits(&self) -> std::sync::MutexGuard<'_, HashMap<PartnershipId, Arc<DocSplit>>> {
+        self.splits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The split of the partnership's document as it is now, if its actor has one computed.
+    pub fn cached_split(&self, pid: PartnershipId) -> Option<Arc<DocSplit>> {
+        self.splits().get(&pid).cloned()
+    }
+
+    /// Called by the actor: the split of its document as it is now.
+    pub(crate) fn publish_split(&self, pid: PartnershipId, split: Arc<DocSplit>) {
+        self.splits().insert(pid, split);
+    }
+
+    /// Called by the actor when its document changed (or a new actor starts): the published
+    /// split no longer holds.
+    pub(crate) fn clear_split(&self, pid: PartnershipId) {
+        self.splits().remove(&pid);
+    }
+
+    /// The split of the partnership's document: the published one, or computed by its actor
+    /// (which publishes it for the next reads).
+    pub async fn split(self: &Arc<Self>, pid: PartnershipId) -> Result<Arc<DocSplit>, SyncError> {
+        if let Some(split) = self.cached_split(pid) {
+            return Ok(split);
+        }
+        self.call(pid, |reply| Command::Split { reply })
+            .await
+            .and_then(|r| r)
     }
 
     /// The event channel of a partnership (created on first use).
