@@ -59,6 +59,7 @@ on_both_backends!(
     compacting_after_every_merge_loses_nothing,
     a_paused_partnership_is_read_only_until_resumed,
     a_change_held_back_for_its_dependency_is_stored_when_applied,
+    the_split_read_over_rest_follows_a_synced_edit,
 );
 
 fn expense(name: &str, minor: i64) -> NewExpense {
@@ -1032,4 +1033,31 @@ async fn a_change_held_back_for_its_dependency_is_stored_when_applied(backend: B
         .filter(|r| matches!(r, RowChange::Upsert(Row::Expense(_))))
         .count();
     assert_eq!(expense_rows, 2, "both expenses are materialized");
+}
+
+/// The REST split is kept per document state: an expense merged over sync counts in the very
+/// next split read once the device has the server's acknowledgement.
+async fn the_split_read_over_rest_follows_a_synced_edit(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (ann, ben, _) = app
+        .register_couple("ann@example.com", "ben@example.com")
+        .await;
+    let mut a = SyncClient::connect(&app, &ann).await;
+    a.settle().await.expect("settles");
+    for expected in 0..3 {
+        let (status, split) = app
+            .get("/api/expenses/split-calculation", Some(&ben.access_token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{split}");
+        assert_eq!(split["active_expenses"], expected);
+        a.edit(|tx, ctx| ops::add_expense(tx, ctx, &expense("Internet", 4_000)));
+        a.settle().await.expect("the server acknowledges the edit");
+    }
+    let (_, split) = app
+        .get("/api/expenses/split-calculation", Some(&ben.access_token))
+        .await;
+    assert_eq!(split["active_expenses"], 3);
+    assert_eq!(split["monthly_total"], "120.00");
 }

@@ -661,6 +661,8 @@ impl DocActor {
             .await
         {
             Ok(_) => {
+                // Before anyone hears of the change (events, sync acknowledgements, answers).
+                self.drop_stale_split();
                 for a in bound {
                     self.bindings.insert(a, user);
                 }
@@ -795,6 +797,7 @@ impl DocActor {
         let (doc, uncompacted) = load(&*self.store, self.pid, &self.actor).await?;
         self.doc = doc;
         self.uncompacted = uncompacted;
+        self.drop_stale_split();
         for p in self.peers.values_mut() {
             p.state = sync::State::new();
         }

@@ -27,7 +27,7 @@ pub struct Registry {
     /// so subscribing never loads a document).
     events: std::sync::Mutex<HashMap<PartnershipId, broadcast::Sender<Arc<DocEvent>>>>,
     /// Per partnership, the split its actor last computed, while the document is unchanged
-    /// (the actor removes it before answering anything that changed the document), so reads
+    /// (the actor removes it before anyone hears of a change to the document), so reads
     /// of the split need no trip through the actor's mailbox.
     splits: std::sync::Mutex<HashMap<PartnershipId, Arc<DocSplit>>>,
     store: Arc<dyn Store>,
