@@ -55,6 +55,13 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// The defaults: reconnect after 250 ms, backing off to 30 s; 10 s to connect.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut config = splitsave_client::ClientConfig::new("https://api.example.com", "/data/splitsave");
+    /// config.reconnect_max = Duration::from_secs(60); // gentler on a metered connection
+    /// assert_eq!(config.reconnect_min, Duration::from_millis(250));
+    /// ```
     pub fn new(server_url: impl Into<String>, store_dir: impl Into<PathBuf>) -> Self {
         Self {
             server_url: server_url.into(),
@@ -64,6 +71,23 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// How [`Client::connect`] signs in.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// Sign in with a password.
+    Login {
+        /// The account's email.
+        email: String,
+        /// Its password.
+        password: String,
+    },
+    /// Create the account, then sign in with it.
+    Register(Registration),
+    /// Use the session kept in the local store (an app starting again); fails with
+    /// [`ClientError::NotSignedIn`] when the store holds none.
+    Stored,
 }
 
 /// The local state behind one lock: the store and the document it persists.
@@ -202,6 +226,46 @@ impl Client {
             }),
             sync: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Opens the local store, signs in (or keeps the stored session) and starts syncing: the
+    /// one call most apps need at start-up. Offline, `Credentials::Stored` still succeeds and
+    /// the client syncs once the server is reachable.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> splitsave_client::Result<()> {
+    /// use splitsave_client::{Client, ClientConfig, Credentials};
+    /// let config = ClientConfig::new("https://api.example.com", "/data/splitsave");
+    /// let client = match Client::connect(config.clone(), Credentials::Stored).await {
+    ///     Ok(client) => client,
+    ///     Err(splitsave_client::ClientError::NotSignedIn) => {
+    ///         let login = Credentials::Login {
+    ///             email: "ann@example.com".into(),
+    ///             password: "correct horse battery".into(),
+    ///         };
+    ///         Client::connect(config, login).await?
+    ///     }
+    ///     Err(other) => return Err(other),
+    /// };
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(config: ClientConfig, credentials: Credentials) -> Result<Client> {
+        let client = Client::open(config)?;
+        match credentials {
+            Credentials::Login { email, password } => {
+                client.login(&email, &password).await?;
+            }
+            Credentials::Register(registration) => {
+                client.register(&registration).await?;
+            }
+            Credentials::Stored => {
+                if !client.is_signed_in() {
+                    return Err(ClientError::NotSignedIn);
+                }
+            }
+        }
+        client.start_sync().await?;
+        Ok(client)
     }
 
     // ---- session --------------------------------------------------------------------------
@@ -396,6 +460,16 @@ impl Client {
 
     /// Waits until `until` holds for the local document (checked now and after every change,
     /// local or remote), or `timeout`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &splitsave_client::Client) -> splitsave_client::Result<()> {
+    /// // Wait for the partner's first expense to arrive.
+    /// let doc = client
+    ///     .wait_until(std::time::Duration::from_secs(30), |d| !d.expenses.is_empty())
+    ///     .await?;
+    /// println!("{} expense(s)", doc.expenses.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_until(
         &self,
         timeout: Duration,
@@ -418,6 +492,27 @@ impl Client {
     }
 
     /// Subscribes to the change feed.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &splitsave_client::Client) {
+    /// use splitsave_client::events::EventKind;
+    /// use splitsave_client::ClientEvent;
+    ///
+    /// let mut feed = client.events();
+    /// while let Some(event) = feed.next().await {
+    ///     match event {
+    ///         ClientEvent::Changed(e) if e.kind == EventKind::ApprovalRequested => {
+    ///             println!("your partner asks for approval: {}", e.key);
+    ///         }
+    ///         ClientEvent::Changed(e) => println!("{} {}", e.kind.name(), e.key),
+    ///         ClientEvent::PartnerOnline { .. } => println!("partner online"),
+    ///         ClientEvent::PartnerOffline { last_seen, .. } => println!("partner seen {last_seen}"),
+    ///         ClientEvent::Status(s) => println!("sync: {:?}", s.status),
+    ///         ClientEvent::SignedOut { reason } => println!("please sign in again ({reason})"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn events(&self) -> Events {
         Events::new(self.inner.events.subscribe())
     }

@@ -575,6 +575,29 @@ mod tests {
         panic!("no settlement in 20 rounds");
     }
 
+    #[tokio::test]
+    async fn wss_urls_are_supported() {
+        // Nothing listens on the port: the attempt must fail at the network, not because TLS
+        // is not built in.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let err = SyncConnection::connect(
+            &format!("wss://127.0.0.1:{port}/sync"),
+            "peer",
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .err()
+        .expect("nothing listens");
+        let text = err.to_string();
+        assert!(
+            matches!(err, ConnectionError::Io(_)) && !text.contains("TLS"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn a_fresh_exchange_is_not_settled_before_the_server_answered() {
         let client = DocSync::new("doc");

@@ -14,6 +14,8 @@
 //! [`session`] (tokens), [`store`] (the on-disk format), [`api`] (REST calls) and [`connection`]
 //! (the automerge-repo wire protocol, also used by the server's tests and load generator).
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod client;
 pub mod connection;
@@ -23,10 +25,15 @@ pub mod session;
 pub mod store;
 pub mod sync;
 
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, Credentials};
 pub use error::{ClientError, Result};
 pub use feed::{ClientEvent, Events, SyncState, SyncStatus};
 
 /// The document's types and operations' inputs, from sync-core (the same crate the server
 /// enforces with), so apps need no second dependency.
 pub use splitsave_sync_core::{enums, events, ids, money, ops, schema, split, split_doc};
+
+/// The crate README's example, compiled as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

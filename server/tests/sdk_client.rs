@@ -23,7 +23,9 @@ use splitsave_client::enums::{
 use splitsave_client::events::EventKind;
 use splitsave_client::money::MinorUnits;
 use splitsave_client::ops::{NewExpense, NewGoal, Outcome};
-use splitsave_client::{Client, ClientConfig, ClientError, ClientEvent, Events, SyncStatus};
+use splitsave_client::{
+    Client, ClientConfig, ClientError, ClientEvent, Credentials, Events, SyncStatus,
+};
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -163,6 +165,7 @@ async fn offline_edits_survive_an_app_restart_and_arrive_exactly_once(backend: B
     client.shutdown().await;
     let ann = Client::open(config(&app.base_url, dir.path())).expect("reopen");
     assert!(ann.is_signed_in());
+    assert_eq!(ann.sync_state().status, SyncStatus::Offline);
     let local: Vec<String> = ann
         .expenses()
         .expect("local")
@@ -178,7 +181,10 @@ async fn offline_edits_survive_an_app_restart_and_arrive_exactly_once(backend: B
     assert_eq!(ann.pending_approvals().expect("pending").len(), 1);
 
     // Back online: everything reaches the server and the partner, each exactly once.
-    ann.start_sync().await.expect("start");
+    drop(ann);
+    let ann = Client::connect(config(&app.base_url, dir.path()), Credentials::Stored)
+        .await
+        .expect("connect with the stored session");
     ann.wait_until_synced(DEADLINE).await.expect("synced");
     let state = bob
         .client
