@@ -51,10 +51,16 @@ pub struct ClientConfig {
     pub reconnect_max: Duration,
     /// How long opening a sync connection (WebSocket and handshake) may take.
     pub connect_timeout: Duration,
+    /// How many sync messages per second the client sends at most (after a burst of twice as
+    /// many). The server closes a connection that sends more than its own limit (50 per second
+    /// after a burst of 100 by default); edits made faster than this are not delayed one by one
+    /// but travel together in the next message.
+    pub max_messages_per_second: u32,
 }
 
 impl ClientConfig {
-    /// The defaults: reconnect after 250 ms, backing off to 30 s; 10 s to connect.
+    /// The defaults: reconnect after 250 ms, backing off to 30 s; 10 s to connect; at most 40
+    /// sync messages a second.
     ///
     /// ```
     /// use std::time::Duration;
@@ -69,6 +75,7 @@ impl ClientConfig {
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            max_messages_per_second: 40,
         }
     }
 }

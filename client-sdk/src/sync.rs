@@ -37,6 +37,46 @@ use std::sync::Arc;
 /// crash costs a slightly longer exchange, never data.
 const SAVE_SYNC_STATE_EVERY: Duration = Duration::from_secs(2);
 
+/// Paces outgoing sync messages below the server's per-connection limit. A message not sent
+/// for want of a token is not generated either, so the changes made meanwhile go out together
+/// in the next one (automerge's sync protocol batches whatever is new).
+struct Pacer {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pacer {
+    fn new(per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        Pacer {
+            per_second,
+            burst: per_second * 2.0,
+            tokens: per_second * 2.0,
+            at: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.at = now;
+    }
+
+    /// Takes a token if there is one; otherwise says when there will be.
+    fn take(&mut self, now: Instant) -> Result<(), Instant> {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - self.tokens) / self.per_second;
+            Err(now + Duration::from_secs_f64(wait))
+        }
+    }
+}
+
 /// The running task and the switch that stops it.
 pub(crate) struct SyncTask {
     stop: watch::Sender<bool>,
@@ -125,9 +165,12 @@ async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 inner.set_status(SyncStatus::Offline, Some(error.to_string()));
                 break;
             }
-            ClientError::Connection(ConnectionError::Refused(_)) => {
+            ClientError::Connection(ConnectionError::Refused(reason))
+                if reason.to_ascii_lowercase().contains("token") =>
+            {
                 // The server refused the token before its time (revoked, version changed):
-                // the next attempt refreshes it, and a refused refresh ends the session.
+                // the next attempt refreshes it, and a refused refresh ends the session. Other
+                // refusals (a rate limit, access re-checked) just reconnect later.
                 force_refresh = true;
             }
             ClientError::Connection(ConnectionError::DocUnavailable) => {
@@ -210,17 +253,40 @@ async fn connection(
     let mut reached_sync = false;
     let mut last_saved: Option<Instant> = None;
     let mut dirty_state = false;
+    let mut pacer = Pacer::new(inner.config.max_messages_per_second);
+    // When the pacer holds a message back: the time to try again.
+    let mut held_until: Option<Instant> = None;
     let outcome = loop {
-        // Send what we have, then see whether both sides hold the same document.
+        // Send what we have (when the pacer allows), then see whether both sides hold the same
+        // document.
+        let may_send = match pacer.take(Instant::now()) {
+            Ok(()) => {
+                held_until = None;
+                true
+            }
+            Err(at) => {
+                held_until = Some(at);
+                false
+            }
+        };
         let next = {
             let local = inner.lock_local();
-            let message = exchange.next_message(&conn, &local.doc);
+            let message = if may_send {
+                exchange.next_message(&conn, &local.doc)
+            } else {
+                None
+            };
+            if may_send && message.is_none() {
+                // The token was not needed.
+                pacer.tokens += 1.0;
+            }
             let sent_changes = message.as_ref().is_some_and(|(_, changes)| *changes);
-            let settled = !sent_changes && exchange.heads_settled(&local.doc);
+            let settled = may_send && !sent_changes && exchange.heads_settled(&local.doc);
             (message, settled)
         };
         let (message, settled) = next;
-        if let Some((wire, _)) = message {
+        if let Some((wire, carries)) = message {
+            tracing::trace!(peer = conn.peer_id(), changes = carries, "sync: sending");
             if let Err(err) = conn.send(&wire).await {
                 break fail(reached_sync, err.into());
             }
@@ -249,6 +315,7 @@ async fn connection(
                 }
                 dirty_state = true;
             }
+            () = sleep_until_some(held_until) => {}
             () = tokio::time::sleep_until(renew_at) => break Ok(Ended::TokenExpiring),
             _ = stop.changed() => break Ok(Ended::Stopped),
         }
@@ -258,6 +325,14 @@ async fn connection(
     }
     conn.close().await;
     outcome
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn fail(reached_sync: bool, err: ClientError) -> Result<Ended> {
@@ -274,6 +349,7 @@ fn apply(
     exchange: &mut DocSync,
     message: splitsave_sync_core::protocol::WireMessage,
 ) -> Result<()> {
+    tracing::trace!(kind = message.message_type(), "sync: received");
     let mut local = inner.lock_local();
     let before = local.doc.get_heads();
     exchange.receive(&mut local.doc, message)?;
@@ -325,6 +401,25 @@ fn save_sync_state(inner: &Inner, exchange: &DocSync) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pacer_allows_a_burst_then_the_steady_rate() {
+        let start = Instant::now();
+        let mut p = Pacer::new(10);
+        for _ in 0..20 {
+            assert!(p.take(start).is_ok(), "the burst is twice the rate");
+        }
+        let next = p.take(start).expect_err("the burst is spent");
+        assert_eq!(next - start, Duration::from_millis(100));
+        assert!(p.take(start + Duration::from_millis(100)).is_ok());
+        assert!(p.take(start + Duration::from_millis(150)).is_err());
+        // A long pause refills up to the burst, not beyond.
+        let later = start + Duration::from_secs(60);
+        for _ in 0..20 {
+            assert!(p.take(later).is_ok());
+        }
+        assert!(p.take(later).is_err());
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter_within_half() {
