@@ -254,21 +254,11 @@ async fn connection(
     let mut last_saved: Option<Instant> = None;
     let mut dirty_state = false;
     let mut pacer = Pacer::new(inner.config.max_messages_per_second);
-    // When the pacer holds a message back: the time to try again.
-    let mut held_until: Option<Instant> = None;
     let outcome = loop {
         // Send what we have (when the pacer allows), then see whether both sides hold the same
-        // document.
-        let may_send = match pacer.take(Instant::now()) {
-            Ok(()) => {
-                held_until = None;
-                true
-            }
-            Err(at) => {
-                held_until = Some(at);
-                false
-            }
-        };
+        // document. When the pacer holds the message back, `held_until` is the time to retry.
+        let held_until = pacer.take(Instant::now()).err();
+        let may_send = held_until.is_none();
         let next = {
             let local = inner.lock_local();
             let message = if may_send {
