@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use automerge::transaction::Transaction;
-use automerge::{ActorId, Automerge};
+use automerge::Automerge;
 use chrono::{DateTime, TimeZone, Utc};
 use splitsave_sync_core::document::{read_document, DocumentState};
 use splitsave_sync_core::enums::ApprovalStatus;
@@ -209,9 +209,11 @@ impl Client {
     pub fn open(config: ClientConfig) -> Result<Client> {
         let api = Api::new(&config.server_url)?;
         let store = LocalStore::open(&config.store_dir)?;
-        let actor = actor_of(&store)?;
-        let mut doc = store.load_document()?.unwrap_or_default();
-        doc.set_actor(actor);
+        // A stored document already carries the device's actor; a new one gets it here.
+        let doc = match store.load_document()? {
+            Some(doc) => doc,
+            None => Automerge::new().with_actor(store.actor()?),
+        };
         let last_synced_at = store.meta().last_synced_at_ms.and_then(from_millis);
         let (status, _) = watch::channel(SyncState {
             status: SyncStatus::Offline,
@@ -299,8 +301,7 @@ impl Client {
                 m.partnership_id = None;
                 m.last_synced_at_ms = None;
             })?;
-            let actor = actor_of(&local.store)?;
-            local.doc = Automerge::new().with_actor(actor);
+            local.doc = Automerge::new().with_actor(local.store.actor()?);
             self.inner.version.send_modify(|v| *v += 1);
         }
         let tokens = StoredTokens {
@@ -734,42 +735,6 @@ impl Drop for Client {
     }
 }
 
-/// The device's actor id from the store, so every change this device ever writes carries the
-/// same actor (the server binds it to the user on first use).
-fn actor_of(store: &LocalStore) -> Result<ActorId> {
-    let hex = &store.meta().actor_id;
-    let bytes = decode_hex(hex).ok_or_else(|| {
-        ClientError::Store(crate::store::StoreError::Corrupt {
-            path: store.dir().join("meta.json"),
-            reason: format!("actor id {hex:?} is not hex"),
-        })
-    })?;
-    Ok(ActorId::from(bytes))
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 pub(crate) fn from_millis(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn actor_ids_decode_from_hex() {
-        assert_eq!(decode_hex("00ff10"), Some(vec![0, 255, 16]));
-        assert_eq!(decode_hex(""), None);
-        assert_eq!(decode_hex("abc"), None);
-        assert_eq!(decode_hex("zz"), None);
-    }
 }

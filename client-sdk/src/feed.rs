@@ -7,7 +7,6 @@
 //! already knows what it just did, and reads show it at once.
 
 use chrono::{DateTime, Utc};
-use ciborium::value::Value;
 use splitsave_sync_core::events::Event;
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -99,23 +98,21 @@ impl Events {
     }
 }
 
-/// Decodes the server's presence payload (an `ephemeral` message's CBOR map
-/// `{type, user_id, last_seen}`); anything else is not presence and is ignored.
+/// The change-feed event of the server's presence payload (an `ephemeral` message decoded by
+/// sync-core); anything else is not presence and is ignored.
 pub(crate) fn presence(bytes: &[u8]) -> Option<ClientEvent> {
-    let value: Value = ciborium::from_reader(bytes).ok()?;
-    let map = value.into_map().ok()?;
-    let text = |k: &str| {
-        map.iter()
-            .find(|(key, _)| key.as_text() == Some(k))
-            .and_then(|(_, v)| v.as_text())
-    };
-    let user_id = text("user_id")?.parse().ok()?;
-    let last_seen = DateTime::parse_from_rfc3339(text("last_seen")?)
+    let p = splitsave_sync_core::presence::decode(bytes)?;
+    let user_id = p.user_id.parse().ok()?;
+    let last_seen = DateTime::parse_from_rfc3339(&p.last_seen)
         .ok()?
         .with_timezone(&Utc);
-    match text("type")? {
-        "partner:online" => Some(ClientEvent::PartnerOnline { user_id, last_seen }),
-        "partner:offline" => Some(ClientEvent::PartnerOffline { user_id, last_seen }),
+    match p.kind.as_str() {
+        splitsave_sync_core::presence::ONLINE => {
+            Some(ClientEvent::PartnerOnline { user_id, last_seen })
+        }
+        splitsave_sync_core::presence::OFFLINE => {
+            Some(ClientEvent::PartnerOffline { user_id, last_seen })
+        }
         _ => None,
     }
 }
@@ -123,6 +120,7 @@ pub(crate) fn presence(bytes: &[u8]) -> Option<ClientEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ciborium::value::Value;
 
     fn encode(kind: &str, user: &str, at: &str) -> Vec<u8> {
         let value = Value::Map(vec![

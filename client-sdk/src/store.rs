@@ -434,7 +434,10 @@ impl LocalStore {
         self.disk.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn actor(&self) -> Result<ActorId, StoreError> {
+    /// This device's automerge actor id, so every change the device ever writes carries the
+    /// same actor (the server binds it to the user on first use) and a document started before
+    /// anything was stored gets it too.
+    pub fn actor(&self) -> Result<ActorId, StoreError> {
         parse_actor(&self.meta.actor_id).map_err(|reason| StoreError::Corrupt {
             path: self.path(META_FILE),
             reason,

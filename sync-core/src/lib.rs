@@ -46,6 +46,7 @@ pub mod materialize;
 pub mod money;
 pub mod ops;
 pub mod policy;
+pub mod presence;
 pub mod protocol;
 pub mod read;
 pub mod schema;
