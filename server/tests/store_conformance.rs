@@ -282,6 +282,13 @@ async fn last_seen_is_recorded(store: Arc<dyn Store>) {
         .expect("found");
     let seen = read.last_seen.expect("last seen");
     assert!((seen - now).num_milliseconds().abs() < 1, "{seen} vs {now}");
+    // A write that finished late, with an earlier time, does not move it back.
+    store
+        .touch_last_seen(created.id, now - chrono::Duration::seconds(5))
+        .await
+        .expect("touch");
+    let read = store.user_by_id(created.id).await.expect("read");
+    assert_eq!(read.expect("found").last_seen, Some(seen));
 }
 
 async fn set_password_bumps_version_and_revokes_refresh_tokens(store: Arc<dyn Store>) {

@@ -60,6 +60,8 @@ on_both_stores!(
     binding_a_non_member_rolls_back_the_whole_commit,
     rebuilt_tables_equal_what_the_document_materializes,
     two_couples_may_use_the_same_entity_id,
+    merges_of_several_couples_commit_together_or_not_at_all,
+    the_committer_answers_each_merge_of_a_failed_batch_on_its_own,
     a_peer_sync_state_is_kept_per_user_and_peer,
     the_server_storage_id_is_created_once_and_shared,
 );
@@ -665,6 +667,111 @@ async fn two_couples_may_use_the_same_entity_id(db: &TestDb) {
         store.materialized_rows(first.id).await.expect("ours"),
         in_store_order(&ours)
     );
+}
+
+async fn merges_of_several_couples_commit_together_or_not_at_all(db: &TestDb) {
+    let store = db.store().await;
+    let (ann, ben, first) = couple(&store, "USD").await;
+    let (cat, dan, second) = couple(&store, "USD").await;
+    let their_rows = sample_rows(cat.id, dan.id, 2);
+    let ours = MergeCommit {
+        changes: vec![change("h1", "aa01", Some(ann.id))],
+        bindings: vec![("aa01".into(), ann.id)],
+        rows: upserts(&sample_rows(ann.id, ben.id, 2)),
+    };
+    let theirs = MergeCommit {
+        changes: vec![
+            change("h1", "cc03", Some(cat.id)),
+            change("h2", "cc03", Some(cat.id)),
+        ],
+        bindings: vec![("cc03".into(), cat.id)],
+        rows: upserts(&their_rows),
+    };
+    let counts = store
+        .commit_merges(
+            &[(first.id, ours.clone()), (second.id, theirs.clone())],
+            Utc::now(),
+        )
+        .await
+        .expect("batch");
+    assert_eq!(counts, vec![1, 2]);
+    assert_eq!(store.document_change_count(first.id).await.expect("n"), 1);
+    assert_eq!(store.document_change_count(second.id).await.expect("n"), 2);
+    assert_eq!(
+        store.materialized_rows(second.id).await.expect("theirs"),
+        in_store_order(&their_rows)
+    );
+    assert_eq!(
+        store.actor_owner(second.id, "cc03").await.expect("owner"),
+        Some(cat.id)
+    );
+
+    // A batch where one merge claims a device bound to someone else writes nothing at all.
+    let mut more = ours;
+    more.changes.push(change("h9", "aa01", Some(ann.id)));
+    let forged = MergeCommit {
+        changes: vec![change("h8", "cc03", Some(dan.id))],
+        bindings: vec![("cc03".into(), dan.id)],
+        rows: vec![],
+    };
+    assert!(is_conflict(
+        store
+            .commit_merges(&[(first.id, more), (second.id, forged)], Utc::now())
+            .await,
+        "actor_bound"
+    ));
+    assert_eq!(store.document_change_count(first.id).await.expect("n"), 1);
+    assert_eq!(store.document_change_count(second.id).await.expect("n"), 2);
+}
+
+async fn the_committer_answers_each_merge_of_a_failed_batch_on_its_own(db: &TestDb) {
+    use splitsave_server::sync::committer::Committer;
+    let store = db.store().await;
+    let committer = Arc::new(Committer::new(store.clone()));
+    let mut couples = Vec::new();
+    for _ in 0..6 {
+        couples.push(couple(&store, "USD").await);
+    }
+    // Bound to the first partner of the first couple; the forged merge below claims it for the
+    // second partner.
+    store
+        .bind_actor(couples[0].2.id, "ab01", couples[0].0.id, Utc::now())
+        .await
+        .expect("bind");
+    // All at once, so they queue together and the batch holding the forged one fails.
+    let rows: Vec<Vec<Row>> = couples
+        .iter()
+        .map(|(a, b, _)| sample_rows(a.id, b.id, 2))
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, (a, b, p)) in couples.iter().enumerate() {
+        let forged = i == 0;
+        let merge = MergeCommit {
+            changes: vec![change(&format!("h{i}"), "ab01", Some(a.id))],
+            bindings: vec![("ab01".into(), if forged { b.id } else { a.id })],
+            rows: if forged { vec![] } else { upserts(&rows[i]) },
+        };
+        let (committer, pid) = (committer.clone(), p.id);
+        tasks.push(tokio::spawn(
+            async move { committer.commit(pid, merge).await },
+        ));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.expect("task");
+        let pid = couples[i].2.id;
+        if i == 0 {
+            let shown = format!("{result:?}");
+            assert!(is_conflict(result, "actor_bound"), "{shown}");
+            assert_eq!(store.document_change_count(pid).await.expect("n"), 0);
+        } else {
+            assert_eq!(result.expect("committed"), 1, "couple {i}");
+            assert_eq!(store.document_change_count(pid).await.expect("n"), 1);
+            assert_eq!(
+                store.materialized_rows(pid).await.expect("rows"),
+                in_store_order(&rows[i])
+            );
+        }
+    }
 }
 
 async fn a_peer_sync_state_is_kept_per_user_and_peer(db: &TestDb) {

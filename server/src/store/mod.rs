@@ -54,6 +54,9 @@ pub enum StoreError {
     /// A stored value could not be decoded (corrupt row).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The component that writes to the store is shutting down; nothing was written.
+    #[error("storage unavailable")]
+    Unavailable,
 }
 
 /// Result alias of the storage layer.
@@ -361,7 +364,8 @@ pub trait Store: Send + Sync + 'static {
         user_id: Uuid,
         income: Option<Decimal>,
     ) -> StoreResult<UserRecord>;
-    /// Records authenticated activity.
+    /// Records authenticated activity. Only moves forward: a time before the stored one (a
+    /// write that finished late) changes nothing.
     async fn touch_last_seen(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
     /// Deletes the account and its personal data, and ends every partnership the user is in
     /// (pending, active or paused): each is deleted with its document and materialized rows, so
@@ -504,6 +508,14 @@ pub trait Store: Send + Sync + 'static {
         commit: MergeCommit,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
+    /// Makes several merges (of different partnerships) durable in one transaction, each with
+    /// the meaning of [`Store::commit_merge`]; one flush for all of them (group commit). Any
+    /// failure writes nothing of any merge; returns how many changes of each were new.
+    async fn commit_merges(
+        &self,
+        merges: &[(Uuid, MergeCommit)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<u64>>;
     /// Rebuilds the derived tables from a document, in one transaction: deletes every
     /// materialized row of the partnership and writes the given upserts (deletes are moot).
     async fn replace_materialized(

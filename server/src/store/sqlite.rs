@@ -333,7 +333,9 @@ impl Store for SqliteStore {
     }
 
     async fn touch_last_seen(&self, user_id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET last_seen = $2 WHERE id = $1")
+        sqlx::query(
+            "UPDATE users SET last_seen = $2 WHERE id = $1 AND (last_seen IS NULL OR last_seen < $2)",
+        )
             .bind(user_id)
             .bind(now)
             .execute(&self.pool)
@@ -916,6 +918,14 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         super::sync_sqlite::commit_merge(&self.pool, partnership_id, commit, now).await
+    }
+
+    async fn commit_merges(
+        &self,
+        merges: &[(Uuid, MergeCommit)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<u64>> {
+        super::sync_sqlite::commit_merges(&self.pool, merges, now).await
     }
 
     async fn replace_materialized(

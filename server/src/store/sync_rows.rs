@@ -64,7 +64,7 @@ pub(super) fn write_error(err: sqlx::Error) -> StoreError {
 }
 
 /// Generates the sync storage functions of one backend (see the module documentation):
-/// `commit_merge`, `replace_materialized`, `materialized_rows`, `save_sync_state`,
+/// `commit_merge`, `commit_merges`, `replace_materialized`, `materialized_rows`, `save_sync_state`,
 /// `load_sync_state`, `server_storage_id` and `document_change_count`, each taking the pool.
 ///
 /// - `db`: the sqlx database type;
@@ -106,17 +106,43 @@ macro_rules! sync_backend {
             now: DateTime<Utc>,
         ) -> StoreResult<u64> {
             let mut tx = $begin_write(pool).await?;
+            let inserted = write_merge(&mut tx, partnership_id, &commit, now).await?;
+            tx.commit().await?;
+            Ok(inserted)
+        }
+
+        /// See `Store::commit_merges`.
+        pub(super) async fn commit_merges(
+            pool: &Pool,
+            merges: &[(Uuid, MergeCommit)],
+            now: DateTime<Utc>,
+        ) -> StoreResult<Vec<u64>> {
+            let mut tx = $begin_write(pool).await?;
+            let mut counts = Vec::with_capacity(merges.len());
+            for (partnership_id, commit) in merges {
+                counts.push(write_merge(&mut tx, *partnership_id, commit, now).await?);
+            }
+            tx.commit().await?;
+            Ok(counts)
+        }
+
+        /// One merge's writes inside the caller's transaction; how many changes were new.
+        async fn write_merge(
+            tx: &mut Tx,
+            partnership_id: Uuid,
+            commit: &MergeCommit,
+            now: DateTime<Utc>,
+        ) -> StoreResult<u64> {
             for (actor, user_id) in &commit.bindings {
-                bind_actor(&mut tx, partnership_id, actor, *user_id, now).await?;
+                bind_actor(tx, partnership_id, actor, *user_id, now).await?;
             }
             let mut inserted = 0;
             for change in &commit.changes {
-                inserted += insert_change(&mut tx, partnership_id, change, now).await?;
+                inserted += insert_change(tx, partnership_id, change, now).await?;
             }
             for row in &commit.rows {
-                apply_row(&mut tx, partnership_id, row, now).await?;
+                apply_row(tx, partnership_id, row, now).await?;
             }
-            tx.commit().await?;
             Ok(inserted)
         }
 

@@ -365,12 +365,18 @@ impl DocActor {
     }
 
     /// Sends `partner:online`/`partner:offline` about `user` to the partner's connections, and
-    /// keeps `users.last_seen` current.
+    /// keeps `users.last_seen` current. The write runs beside the actor: it is a durable commit,
+    /// and waiting for it held up the new connection's first sync message (and every other
+    /// message of the document) by a WAL flush; the stored time only ever moves forward, so
+    /// writes finishing out of order keep the latest.
     async fn announce_presence(&mut self, user: UserId, online: bool) {
         let now = Utc::now();
-        if let Err(err) = self.store.touch_last_seen(user.0, now).await {
-            tracing::warn!(error = %err, "cannot record last seen");
-        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store.touch_last_seen(user.0, now).await {
+                tracing::warn!(error = %err, "cannot record last seen");
+            }
+        });
         let _ = self.events.send(Arc::new(DocEvent::Presence {
             user,
             online,
@@ -655,11 +661,7 @@ impl DocActor {
             bindings,
             rows,
         };
-        match self
-            .store
-            .commit_merge(self.pid.0, commit, Utc::now())
-            .await
-        {
+        match self.registry.committer().commit(self.pid.0, commit).await {
             Ok(_) => {
                 // Before anyone hears of the change (events, sync acknowledgements, answers).
                 self.drop_stale_split();

@@ -1,6 +1,7 @@
 //! `GET /sync`: the automerge-repo WebSocket protocol, one [`doc_actor::DocActor`] per live
 //! partnership document, presence, and the limits that keep one client from hurting the rest.
 
+pub mod committer;
 pub mod connection;
 pub mod doc_actor;
 pub mod presence;

@@ -8,6 +8,7 @@ use splitsave_sync_core::ids::{PartnershipId, UserId};
 use splitsave_sync_core::split_doc::DocSplit;
 use tokio::sync::{broadcast, mpsc, oneshot, OnceCell};
 
+use super::committer::Committer;
 use super::doc_actor::{Command, DocActor};
 use super::{DocEvent, SyncError, SyncLimits};
 use crate::store::Store;
@@ -31,6 +32,8 @@ pub struct Registry {
     /// of the split need no trip through the actor's mailbox.
     splits: std::sync::Mutex<HashMap<PartnershipId, Arc<DocSplit>>>,
     store: Arc<dyn Store>,
+    /// Commits the actors' merges, several documents' in one transaction.
+    committer: Committer,
     limits: SyncLimits,
     /// Random per process: makes this process's server actor id unique.
     node: [u8; 8],
@@ -44,10 +47,16 @@ impl Registry {
             docs: std::sync::Mutex::new(HashMap::new()),
             events: std::sync::Mutex::new(HashMap::new()),
             splits: std::sync::Mutex::new(HashMap::new()),
+            committer: Committer::new(store.clone()),
             store,
             limits,
             node,
         })
+    }
+
+    /// Where the actors make their merges durable.
+    pub(crate) fn committer(&self) -> &Committer {
+        &self.committer
     }
 
     /// The limits the actors run with.
