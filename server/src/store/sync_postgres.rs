@@ -37,3 +37,18 @@ sync_backend! {
     begin_write: begin_write,
     begin_read: begin_read,
 }
+
+/// `Store::commit_merges` on a connection the caller holds (see `PgStore::merge_connection`).
+pub(super) async fn commit_merges_on(
+    conn: &mut sqlx::PgConnection,
+    merges: &[(uuid::Uuid, super::MergeCommit)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> super::StoreResult<Vec<u64>> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let mut counts = Vec::with_capacity(merges.len());
+    for (partnership_id, commit) in merges {
+        counts.push(write_merge(&mut tx, *partnership_id, commit, now).await?);
+    }
+    tx.commit().await?;
+    Ok(counts)
+}

@@ -64,7 +64,8 @@ pub(super) fn write_error(err: sqlx::Error) -> StoreError {
 }
 
 /// Generates the sync storage functions of one backend (see the module documentation):
-/// `commit_merge`, `commit_merges`, `replace_materialized`, `materialized_rows`, `save_sync_state`,
+/// `write_merge` (one merge's writes in the caller's transaction: each backend runs merge
+/// commits its own way), and `replace_materialized`, `materialized_rows`, `save_sync_state`,
 /// `load_sync_state`, `server_storage_id` and `document_change_count`, each taking the pool.
 ///
 /// - `db`: the sqlx database type;
@@ -95,40 +96,12 @@ macro_rules! sync_backend {
         };
         use $crate::store::{MergeCommit, NewChange, StoreError, StoreResult};
 
-        type Tx = Transaction<'static, $db>;
+        type Tx<'c> = Transaction<'c, $db>;
         type Pool = sqlx::Pool<$db>;
 
-        /// See `Store::commit_merge`.
-        pub(super) async fn commit_merge(
-            pool: &Pool,
-            partnership_id: Uuid,
-            commit: MergeCommit,
-            now: DateTime<Utc>,
-        ) -> StoreResult<u64> {
-            let mut tx = $begin_write(pool).await?;
-            let inserted = write_merge(&mut tx, partnership_id, &commit, now).await?;
-            tx.commit().await?;
-            Ok(inserted)
-        }
-
-        /// See `Store::commit_merges`.
-        pub(super) async fn commit_merges(
-            pool: &Pool,
-            merges: &[(Uuid, MergeCommit)],
-            now: DateTime<Utc>,
-        ) -> StoreResult<Vec<u64>> {
-            let mut tx = $begin_write(pool).await?;
-            let mut counts = Vec::with_capacity(merges.len());
-            for (partnership_id, commit) in merges {
-                counts.push(write_merge(&mut tx, *partnership_id, commit, now).await?);
-            }
-            tx.commit().await?;
-            Ok(counts)
-        }
-
         /// One merge's writes inside the caller's transaction; how many changes were new.
-        async fn write_merge(
-            tx: &mut Tx,
+        pub(super) async fn write_merge(
+            tx: &mut Tx<'_>,
             partnership_id: Uuid,
             commit: &MergeCommit,
             now: DateTime<Utc>,
@@ -275,7 +248,7 @@ macro_rules! sync_backend {
         /// Binds an actor to a member inside the merge's transaction (the rules of
         /// `Store::bind_actor`).
         async fn bind_actor(
-            tx: &mut Tx,
+            tx: &mut Tx<'_>,
             partnership_id: Uuid,
             actor: &str,
             user_id: Uuid,
@@ -310,7 +283,7 @@ macro_rules! sync_backend {
 
         /// Stores one change unless its hash is already stored; 1 when it was new.
         async fn insert_change(
-            tx: &mut Tx,
+            tx: &mut Tx<'_>,
             partnership_id: Uuid,
             change: &NewChange,
             now: DateTime<Utc>,
@@ -335,7 +308,7 @@ macro_rules! sync_backend {
         /// Applies one row change; `now` stamps a month's `updated_at` (the document keeps no
         /// such time).
         async fn apply_row(
-            tx: &mut Tx,
+            tx: &mut Tx<'_>,
             pid: Uuid,
             change: &RowChange,
             now: DateTime<Utc>,
@@ -507,7 +480,7 @@ macro_rules! sync_backend {
 
         /// Deletes one row if present. A key that is not an id names no row: nothing to do.
         async fn delete_row(
-            tx: &mut Tx,
+            tx: &mut Tx<'_>,
             pid: Uuid,
             collection: Collection,
             key: &str,
@@ -558,7 +531,7 @@ macro_rules! sync_backend {
         }
 
         async fn read_expenses(
-            tx: &mut Tx,
+            tx: &mut Tx<'_>,
             pid: Uuid,
             scale: Option<u32>,
             out: &mut Vec<Row>,
@@ -587,7 +560,7 @@ macro_rules! sync_backend {
         }
 
         async fn read_goals(
-            tx: &mut Tx,
+            tx: &mut Tx<'_>,
             pid: Uuid,
             scale: Option<u32>,
             out: &mut Vec<Row>,
@@ -617,7 +590,7 @@ macro_rules! sync_backend {
         }
 
         async fn read_goal_contributions(
-            tx: &mut Tx,
+            tx: &mut Tx<'_>,
             pid: Uuid,
             scale: Option<u32>,
             out: &mut Vec<Row>,
@@ -641,7 +614,7 @@ macro_rules! sync_backend {
             Ok(())
         }
 
-        async fn read_approvals(tx: &mut Tx, pid: Uuid, out: &mut Vec<Row>) -> StoreResult<()> {
+        async fn read_approvals(tx: &mut Tx<'_>, pid: Uuid, out: &mut Vec<Row>) -> StoreResult<()> {
             let rows = sqlx::query(
                 "SELECT id, requested_by, request_type, target_id, request_data, message, status, \
                  responded_by, responded_at, created_at FROM approval_requests \
@@ -668,7 +641,7 @@ macro_rules! sync_backend {
             Ok(())
         }
 
-        async fn read_messages(tx: &mut Tx, pid: Uuid, out: &mut Vec<Row>) -> StoreResult<()> {
+        async fn read_messages(tx: &mut Tx<'_>, pid: Uuid, out: &mut Vec<Row>) -> StoreResult<()> {
             let rows = sqlx::query(
                 "SELECT id, sender_id, text, message_type, read_by_recipient, created_at \
                  FROM messages WHERE partnership_id = $1 ORDER BY id",
@@ -690,7 +663,7 @@ macro_rules! sync_backend {
         }
 
         async fn read_contributions(
-            tx: &mut Tx,
+            tx: &mut Tx<'_>,
             pid: Uuid,
             scale: Option<u32>,
             out: &mut Vec<Row>,

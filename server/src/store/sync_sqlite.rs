@@ -38,3 +38,29 @@ sync_backend! {
     begin_write: begin_write,
     begin_read: begin_read,
 }
+
+/// See `Store::commit_merge`.
+pub(super) async fn commit_merge(
+    pool: &SqlitePool,
+    partnership_id: uuid::Uuid,
+    commit: super::MergeCommit,
+    now: chrono::DateTime<chrono::Utc>,
+) -> super::StoreResult<u64> {
+    let counts = commit_merges(pool, &[(partnership_id, commit)], now).await?;
+    Ok(counts.into_iter().sum())
+}
+
+/// See `Store::commit_merges`.
+pub(super) async fn commit_merges(
+    pool: &SqlitePool,
+    merges: &[(uuid::Uuid, super::MergeCommit)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> super::StoreResult<Vec<u64>> {
+    let mut tx = begin_write(pool).await?;
+    let mut counts = Vec::with_capacity(merges.len());
+    for (partnership_id, commit) in merges {
+        counts.push(write_merge(&mut tx, *partnership_id, commit, now).await?);
+    }
+    tx.commit().await?;
+    Ok(counts)
+}
