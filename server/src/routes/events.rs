@@ -17,7 +17,6 @@
 //! periodic re-check (`SyncLimits::revalidate_every`) finds the user may no longer read the
 //! partnership: it ended, or the token version changed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -34,7 +33,6 @@ use serde_json::{json, Value};
 use splitsave_sync_core::events::{Event, EventKind};
 use splitsave_sync_core::ids::{PartnershipId, UserId};
 use splitsave_sync_core::materialize::Row;
-use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::AppState;
@@ -47,6 +45,7 @@ use crate::routes::goals::GoalView;
 use crate::routes::messages::MessageView;
 use crate::store::{PartnershipStatus, StoreError};
 use crate::sync::connection::{bearer, origin_allowed};
+use crate::sync::registry::EventSubscription;
 use crate::sync::DocEvent;
 
 /// Close code sent when the access token expires: reconnect with a fresh token.
@@ -168,12 +167,7 @@ struct Subscription {
     expires_at: tokio::time::Instant,
 }
 
-async fn run(
-    state: AppState,
-    sub: Subscription,
-    mut events: broadcast::Receiver<Arc<DocEvent>>,
-    socket: WebSocket,
-) {
+async fn run(state: AppState, sub: Subscription, mut events: EventSubscription, socket: WebSocket) {
     let (mut sink, mut incoming) = socket.split();
     let me = UserId(sub.user.user_id);
     let expiry = tokio::time::sleep_until(sub.expires_at);
@@ -185,7 +179,7 @@ async fn run(
             received = events.recv() => match received {
                 Ok(event) => frames_for(&event, me, Utc::now()),
                 Err(RecvError::Lagged(missed)) => vec![resync(missed, Utc::now())],
-                // The channel lives in the registry for the process's life; gone means shutdown.
+                // The channel lives in the registry while subscribed; gone means shutdown.
                 Err(RecvError::Closed) => break Some((1001, "server shutting down")),
             },
             message = incoming.next() => match message {
@@ -348,6 +342,8 @@ mod tests {
     use splitsave_sync_core::materialize::ExpenseRow;
     use splitsave_sync_core::schema::Collection;
     use splitsave_sync_core::time::Millis;
+    use std::sync::Arc;
+    use tokio::sync::broadcast;
 
     fn expense(by: UserId) -> Event {
         Event {

@@ -31,7 +31,7 @@ use splitsave_sync_core::ops::{OpError, Outcome};
 use splitsave_sync_core::split_doc::{self, DocSplit};
 use splitsave_sync_core::time::Millis;
 use splitsave_sync_core::touched::{touched_after_apply, touched_before_apply, Touched};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::registry::Registry;
@@ -150,8 +150,6 @@ pub struct DocActor {
     /// commit out of order, and the older snapshot would then replace the newer one after the
     /// newer one had deleted the changes the older one lacks.
     compaction: Option<tokio::task::JoinHandle<()>>,
-    /// Where committed merges and presence are published.
-    events: broadcast::Sender<Arc<DocEvent>>,
     /// The heads at which the split published in the registry was computed, if one is.
     split_heads: Option<Vec<ChangeHash>>,
     /// A command taken from the mailbox while gathering a batch of REST operations, to handle
@@ -178,9 +176,7 @@ impl DocActor {
         let actor = server_actor(node);
         let (doc, uncompacted) = load(&*store, pid, &actor).await?;
         let (tx, rx) = mpsc::channel(limits.actor_mailbox);
-        let events = registry.event_sender(pid);
         let me = DocActor {
-            events,
             pid,
             store,
             registry,
@@ -377,11 +373,13 @@ impl DocActor {
                 tracing::warn!(error = %err, "cannot record last seen");
             }
         });
-        let _ = self.events.send(Arc::new(DocEvent::Presence {
-            user,
-            online,
-            at: now,
-        }));
+        if let Some(events) = self.registry.publisher(self.pid) {
+            let _ = events.send(Arc::new(DocEvent::Presence {
+                user,
+                online,
+                at: now,
+            }));
+        }
         let data = presence::encode(user, online, now);
         let targets: Vec<ConnId> = self
             .peers
@@ -775,12 +773,12 @@ impl DocActor {
 
     /// Publishes the typed events of committed changes to subscribers.
     fn publish(&self, changes: &[Change], by: UserId) {
-        if self.events.receiver_count() == 0 {
+        let Some(channel) = self.registry.publisher(self.pid) else {
             return;
-        }
+        };
         let events = splitsave_sync_core::events::events(&self.doc, changes);
         if !events.is_empty() {
-            let _ = self.events.send(Arc::new(DocEvent::Merge { events, by }));
+            let _ = channel.send(Arc::new(DocEvent::Merge { events, by }));
         }
     }
 

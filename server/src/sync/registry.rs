@@ -24,8 +24,8 @@ type Slot = Arc<OnceCell<mpsc::Sender<Command>>>;
 /// Live document actors by partnership.
 pub struct Registry {
     docs: std::sync::Mutex<HashMap<PartnershipId, Slot>>,
-    /// Per partnership, the channel its actor publishes events on (kept apart from the actors
-    /// so subscribing never loads a document).
+    /// Per partnership with subscribers, the channel its actor publishes events on (kept apart
+    /// from the actors so subscribing never loads a document).
     events: std::sync::Mutex<HashMap<PartnershipId, broadcast::Sender<Arc<DocEvent>>>>,
     /// Per partnership, the split its actor last computed, while the document is unchanged
     /// (the actor removes it before anyone hears of a change to the document), so reads
@@ -179,24 +179,129 @@ impl Registry {
             .and_then(|r| r)
     }
 
-    /// The event channel of a partnership (created on first use).
-    pub fn event_sender(&self, pid: PartnershipId) -> broadcast::Sender<Arc<DocEvent>> {
-        let mut map = self
-            .events
+    fn events(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<PartnershipId, broadcast::Sender<Arc<DocEvent>>>> {
+        self.events
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(pid)
-            .or_insert_with(|| broadcast::channel(EVENT_BUFFER).0)
-            .clone()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Subscribes to a partnership's events (merges over sync or REST, presence).
-    pub fn subscribe(&self, pid: PartnershipId) -> broadcast::Receiver<Arc<DocEvent>> {
-        self.event_sender(pid).subscribe()
+    /// Where the partnership's actor publishes events, if anyone listens. Channels exist only
+    /// while subscribed: a document nobody follows on `/api/events` carries no event buffer
+    /// (about 10 KiB each), and the map does not grow with every partnership ever loaded.
+    pub(crate) fn publisher(&self, pid: PartnershipId) -> Option<broadcast::Sender<Arc<DocEvent>>> {
+        self.events()
+            .get(&pid)
+            .filter(|tx| tx.receiver_count() > 0)
+            .cloned()
+    }
+
+    /// Subscribes to a partnership's events (merges over sync or REST, presence). The channel is
+    /// forgotten when its last subscription is dropped.
+    pub fn subscribe(self: &Arc<Self>, pid: PartnershipId) -> EventSubscription {
+        let rx = self
+            .events()
+            .entry(pid)
+            .or_insert_with(|| broadcast::channel(EVENT_BUFFER).0)
+            .subscribe();
+        EventSubscription {
+            rx: Some(rx),
+            registry: self.clone(),
+            pid,
+        }
+    }
+
+    /// Removes the partnership's channel once nobody is subscribed.
+    fn forget_events_if_unused(&self, pid: PartnershipId) {
+        let mut events = self.events();
+        if events.get(&pid).is_some_and(|tx| tx.receiver_count() == 0) {
+            events.remove(&pid);
+        }
     }
 
     /// How many documents are live (metrics, tests).
     pub async fn live_documents(&self) -> usize {
         self.docs().len()
+    }
+}
+
+/// A subscription to one partnership's events ([`Registry::subscribe`]).
+pub struct EventSubscription {
+    /// Always `Some` until dropped.
+    rx: Option<broadcast::Receiver<Arc<DocEvent>>>,
+    registry: Arc<Registry>,
+    pid: PartnershipId,
+}
+
+impl EventSubscription {
+    /// The next event; `Lagged` when this subscriber fell more than the buffer behind.
+    pub async fn recv(&mut self) -> Result<Arc<DocEvent>, broadcast::error::RecvError> {
+        match self.rx.as_mut() {
+            Some(rx) => rx.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
+    }
+}
+
+impl Drop for EventSubscription {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        self.registry.forget_events_if_unused(self.pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn registry() -> (Arc<Registry>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("registry.db").display());
+        let store = crate::store::connect(&url).await.expect("store");
+        (Registry::new(store, SyncLimits::default()), dir)
+    }
+
+    fn presence() -> Arc<DocEvent> {
+        Arc::new(DocEvent::Presence {
+            user: UserId(uuid::Uuid::now_v7()),
+            online: true,
+            at: chrono::Utc::now(),
+        })
+    }
+
+    #[tokio::test]
+    async fn an_event_channel_exists_only_while_someone_is_subscribed() {
+        let (registry, _dir) = registry().await;
+        let pid = PartnershipId(uuid::Uuid::now_v7());
+        assert!(registry.publisher(pid).is_none(), "nobody listens yet");
+
+        let mut first = registry.subscribe(pid);
+        let mut second = registry.subscribe(pid);
+        let sent = registry.publisher(pid).expect("subscribed");
+        sent.send(presence()).expect("delivered");
+        assert!(matches!(
+            *first.recv().await.expect("first"),
+            DocEvent::Presence { .. }
+        ));
+        assert!(matches!(
+            *second.recv().await.expect("second"),
+            DocEvent::Presence { .. }
+        ));
+
+        drop(first);
+        assert!(registry.publisher(pid).is_some(), "one subscriber left");
+        drop(second);
+        assert!(registry.publisher(pid).is_none(), "nobody listens any more");
+        assert!(registry.events().is_empty(), "the channel is forgotten");
+
+        // A later subscriber gets a fresh channel that the actor finds again.
+        let mut again = registry.subscribe(pid);
+        registry
+            .publisher(pid)
+            .expect("subscribed again")
+            .send(presence())
+            .expect("delivered");
+        assert!(again.recv().await.is_ok());
     }
 }
