@@ -61,6 +61,7 @@ on_both_stores!(
     rebuilt_tables_equal_what_the_document_materializes,
     two_couples_may_use_the_same_entity_id,
     merges_of_several_couples_commit_together_or_not_at_all,
+    merges_of_changes_and_expenses_only_are_stored_the_same,
     the_committer_answers_each_merge_of_a_failed_batch_on_its_own,
     a_peer_sync_state_is_kept_per_user_and_peer,
     the_server_storage_id_is_created_once_and_shared,
@@ -722,6 +723,107 @@ async fn merges_of_several_couples_commit_together_or_not_at_all(db: &TestDb) {
     ));
     assert_eq!(store.document_change_count(first.id).await.expect("n"), 1);
     assert_eq!(store.document_change_count(second.id).await.expect("n"), 2);
+}
+
+/// Changes plus expense rows and no new device: the shape of nearly every synced edit, which
+/// PostgreSQL writes as one statement. Stored, counted, updated and refused like any merge.
+async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
+    let store = db.store().await;
+    let (ann, ben, first) = couple(&store, "USD").await;
+    let (cat, _dan, second) = couple(&store, "USD").await;
+    store
+        .bind_actor(first.id, "aa01", ann.id, Utc::now())
+        .await
+        .expect("bind");
+    store
+        .bind_actor(second.id, "cc03", cat.id, Utc::now())
+        .await
+        .expect("bind");
+    let expense = |by: Uuid, name: &str, cents: i64| ExpenseRow {
+        id: EntityId::new_v7(),
+        name: name.into(),
+        amount: Decimal::new(cents, 2),
+        category: "groceries".into(),
+        frequency: "monthly".into(),
+        added_by: UserId(by),
+        status: "active".into(),
+        created_at: Millis(T0),
+        updated_at: Millis(T0 + 1),
+    };
+    let (mut milk, bread, rent) = (
+        expense(ann.id, "Milk", 199),
+        expense(ben.id, "Bread", 350),
+        expense(cat.id, "Rent", 90_000),
+    );
+    let ours = MergeCommit {
+        changes: vec![
+            change("h1", "aa01", Some(ann.id)),
+            change("h2", "aa01", Some(ann.id)),
+        ],
+        bindings: vec![],
+        rows: upserts(&[Row::Expense(milk.clone()), Row::Expense(bread.clone())]),
+    };
+    let theirs = MergeCommit {
+        changes: vec![change("h1", "cc03", Some(cat.id))],
+        bindings: vec![],
+        rows: upserts(&[Row::Expense(rent.clone())]),
+    };
+    let counts = store
+        .commit_merges(&[(first.id, ours.clone()), (second.id, theirs)], Utc::now())
+        .await
+        .expect("batch");
+    assert_eq!(counts, vec![2, 1]);
+    let ours_read = store.materialized_rows(first.id).await.expect("ours");
+    assert_eq!(
+        ours_read,
+        in_store_order(&[Row::Expense(milk.clone()), Row::Expense(bread.clone())])
+    );
+    assert_eq!(
+        store.materialized_rows(second.id).await.expect("theirs"),
+        in_store_order(&[Row::Expense(rent)])
+    );
+
+    // Resent with one more change and an edit: only the new change counts, the row is updated.
+    milk.name = "Oat milk".into();
+    milk.amount = Decimal::new(249, 2);
+    let mut again = ours;
+    again.changes.push(change("h3", "aa01", Some(ann.id)));
+    again.rows = upserts(&[Row::Expense(milk.clone())]);
+    assert_eq!(
+        store
+            .commit_merge(first.id, again, Utc::now())
+            .await
+            .expect("again"),
+        1
+    );
+    assert_eq!(
+        store.materialized_rows(first.id).await.expect("ours"),
+        in_store_order(&[Row::Expense(milk.clone()), Row::Expense(bread.clone())])
+    );
+    assert_eq!(store.document_change_count(first.id).await.expect("n"), 3);
+
+    // A batch with a merge for a partnership that no longer exists leaves nothing behind.
+    let more = MergeCommit {
+        changes: vec![change("h4", "aa01", Some(ann.id))],
+        bindings: vec![],
+        rows: upserts(&[Row::Expense(expense(ann.id, "Tea", 300))]),
+    };
+    let orphan = MergeCommit {
+        changes: vec![change("h9", "ee09", None)],
+        bindings: vec![],
+        rows: vec![],
+    };
+    assert!(matches!(
+        store
+            .commit_merges(&[(first.id, more), (Uuid::now_v7(), orphan)], Utc::now())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.document_change_count(first.id).await.expect("n"), 3);
+    assert_eq!(
+        store.materialized_rows(first.id).await.expect("ours"),
+        in_store_order(&[Row::Expense(milk), Row::Expense(bread)])
+    );
 }
 
 async fn the_committer_answers_each_merge_of_a_failed_batch_on_its_own(db: &TestDb) {

@@ -936,7 +936,11 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<u64>> {
         let mut conn = self.merge_connection().await?;
-        let counts = super::sync_postgres::commit_merges_on(&mut conn, merges, now).await?;
+        let counts = if super::sync_postgres::fits_one_statement(merges) {
+            super::sync_postgres::commit_merges_in_one_statement(&mut conn, merges, now).await?
+        } else {
+            super::sync_postgres::commit_merges_on(&mut conn, merges, now).await?
+        };
         self.keep_merge_connection(conn);
         Ok(counts)
     }
