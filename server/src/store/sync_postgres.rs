@@ -104,7 +104,9 @@ pub(super) async fn commit_merges_in_one_statement(
             }
         }
     }
-    let e = expenses.iter();
+    let rows: Vec<(Uuid, &ExpenseRow)> = expenses.into_iter().map(|((p, _), r)| (p, r)).collect();
+    let column =
+        |f: &dyn Fn(&(Uuid, &ExpenseRow)) -> String| rows.iter().map(f).collect::<Vec<_>>();
     let counted: Vec<(Uuid, i64)> = sqlx::query_as(
         "WITH new_changes AS ( \
            INSERT INTO doc_changes (partnership_id, hash, actor, seq, user_id, bytes, received_at) \
@@ -133,35 +135,20 @@ pub(super) async fn commit_merges_in_one_statement(
     .bind(&changes.4)
     .bind(&changes.5)
     .bind(now)
-    .bind(e.clone().map(|((p, _), _)| *p).collect::<Vec<_>>())
-    .bind(e.clone().map(|((_, id), _)| *id).collect::<Vec<_>>())
-    .bind(e.clone().map(|(_, r)| r.name.as_str()).collect::<Vec<_>>())
-    .bind(e.clone().map(|(_, r)| money(r.amount)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, r)| r.id.0).collect::<Vec<_>>())
+    .bind(column(&|(_, r)| r.name.clone()))
     .bind(
-        e.clone()
-            .map(|(_, r)| r.category.as_str())
+        rows.iter()
+            .map(|(_, r)| money(r.amount))
             .collect::<Vec<_>>(),
     )
-    .bind(
-        e.clone()
-            .map(|(_, r)| r.frequency.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(e.clone().map(|(_, r)| r.added_by.0).collect::<Vec<_>>())
-    .bind(
-        e.clone()
-            .map(|(_, r)| r.status.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        e.clone()
-            .map(|(_, r)| super::sync_rows::time_of(r.created_at))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        e.map(|(_, r)| super::sync_rows::time_of(r.updated_at))
-            .collect::<Vec<_>>(),
-    )
+    .bind(column(&|(_, r)| r.category.clone()))
+    .bind(column(&|(_, r)| r.frequency.clone()))
+    .bind(rows.iter().map(|(_, r)| r.added_by.0).collect::<Vec<_>>())
+    .bind(column(&|(_, r)| r.status.clone()))
+    .bind(times(&rows, |r| r.created_at))
+    .bind(times(&rows, |r| r.updated_at))
     .fetch_all(conn)
     .await
     .map_err(super::sync_rows::write_error)?;
@@ -174,4 +161,14 @@ pub(super) async fn commit_merges_in_one_statement(
                 .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
         })
         .collect())
+}
+
+/// A time column of expense rows, as bound.
+fn times(
+    rows: &[(uuid::Uuid, &splitsave_sync_core::materialize::ExpenseRow)],
+    at: impl Fn(&splitsave_sync_core::materialize::ExpenseRow) -> splitsave_sync_core::time::Millis,
+) -> Vec<chrono::DateTime<chrono::Utc>> {
+    rows.iter()
+        .map(|(_, r)| super::sync_rows::time_of(at(r)))
+        .collect()
 }
