@@ -59,6 +59,21 @@ fn log_len(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// A closed store whose change log holds three records (keys "one", "two", "three"), the log's
+/// path and the document that wrote them, for the tests that damage the log.
+fn store_with_three_records() -> (tempfile::TempDir, std::path::PathBuf, Automerge) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = LocalStore::open(tmp.path()).unwrap();
+    let mut doc = Automerge::new();
+    for key in ["one", "two", "three"] {
+        put(&mut doc, key, key);
+        store.append_changes(&mut doc).unwrap();
+    }
+    drop(store);
+    let log_path = tmp.path().join("changes.log");
+    (tmp, log_path, doc)
+}
+
 #[test]
 fn a_fresh_store_gets_ids_that_stay_the_same_across_reopen() {
     let tmp = tempfile::tempdir().unwrap();
@@ -236,15 +251,7 @@ fn more_than_a_thousand_appends_are_compacted_without_losing_changes() {
 
 #[test]
 fn a_torn_last_record_loses_only_that_record_and_the_next_append_works() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut store = LocalStore::open(tmp.path()).unwrap();
-    let mut doc = Automerge::new();
-    for key in ["one", "two", "three"] {
-        put(&mut doc, key, key);
-        store.append_changes(&mut doc).unwrap();
-    }
-    drop(store);
-    let log_path = tmp.path().join("changes.log");
+    let (tmp, log_path, _) = store_with_three_records();
     let full = fs::read(&log_path).unwrap();
     let third = record_offsets(&full)[2];
     // A crash in the middle of writing the third record.
@@ -277,15 +284,7 @@ fn a_torn_last_record_loses_only_that_record_and_the_next_append_works() {
 
 #[test]
 fn a_flipped_byte_in_a_middle_record_is_reported_as_corrupt_naming_the_log() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut store = LocalStore::open(tmp.path()).unwrap();
-    let mut doc = Automerge::new();
-    for key in ["one", "two", "three"] {
-        put(&mut doc, key, key);
-        store.append_changes(&mut doc).unwrap();
-    }
-    drop(store);
-    let log_path = tmp.path().join("changes.log");
+    let (tmp, log_path, mut doc) = store_with_three_records();
     let mut log = fs::read(&log_path).unwrap();
     let offsets = record_offsets(&log);
     log[offsets[1] + RECORD_HEADER_LEN + 5] ^= 0x40;

@@ -24,7 +24,7 @@ use splitsave_client::events::EventKind;
 use splitsave_client::money::MinorUnits;
 use splitsave_client::ops::{NewExpense, NewGoal, Outcome};
 use splitsave_client::{
-    Client, ClientConfig, ClientError, ClientEvent, Credentials, Events, SyncStatus,
+    Client, ClientConfig, ClientError, ClientEvent, Credentials, Events, SyncState, SyncStatus,
 };
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -122,6 +122,17 @@ async fn next_matching<T>(events: &mut Events, pick: impl Fn(&ClientEvent) -> Op
     })
     .await
     .expect("the event within the deadline")
+}
+
+/// Waits until the watched sync status is Offline; panics at the deadline with `what`.
+async fn until_offline(status: &mut tokio::sync::watch::Receiver<SyncState>, what: &str) {
+    tokio::time::timeout(
+        DEADLINE,
+        status.wait_for(|s| s.status == SyncStatus::Offline),
+    )
+    .await
+    .expect(what)
+    .expect("status");
 }
 
 async fn rest_get(base_url: &str, token: &str, path: &str) -> (StatusCode, Value) {
@@ -351,13 +362,7 @@ async fn a_password_change_elsewhere_ends_the_synced_session(backend: Backend) {
     })
     .await;
     let mut status = ann.client.watch_sync_state();
-    tokio::time::timeout(
-        DEADLINE,
-        status.wait_for(|s| s.status == SyncStatus::Offline),
-    )
-    .await
-    .expect("offline in time")
-    .expect("status");
+    until_offline(&mut status, "offline in time").await;
     assert!(!ann.client.is_signed_in());
     assert!(ann.client.document().is_ok(), "the document is kept");
     ann.client.shutdown().await;
@@ -482,13 +487,7 @@ async fn the_client_reconnects_by_itself_after_a_server_restart() {
     let mut status = ann.client.watch_sync_state();
 
     server.kill();
-    tokio::time::timeout(
-        DEADLINE,
-        status.wait_for(|s| s.status == SyncStatus::Offline),
-    )
-    .await
-    .expect("offline after the kill")
-    .expect("status");
+    until_offline(&mut status, "offline after the kill").await;
     // Edits while the server is down are kept and sent after it is back.
     ann.client
         .add_expense(expense("During the outage", 900))

@@ -77,6 +77,7 @@ pub(super) async fn commit_merges_in_one_statement(
     now: chrono::DateTime<chrono::Utc>,
 ) -> super::StoreResult<Vec<u64>> {
     use splitsave_sync_core::materialize::{ExpenseRow, Row, RowChange};
+    use splitsave_sync_core::time::Millis;
     use uuid::Uuid;
 
     let mut changes = (
@@ -105,8 +106,12 @@ pub(super) async fn commit_merges_in_one_statement(
         }
     }
     let rows: Vec<(Uuid, &ExpenseRow)> = expenses.into_iter().map(|((p, _), r)| (p, r)).collect();
-    let column =
-        |f: &dyn Fn(&(Uuid, &ExpenseRow)) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    let column = |f: fn(&ExpenseRow) -> &str| rows.iter().map(|(_, r)| f(r)).collect::<Vec<_>>();
+    let time = |f: fn(&ExpenseRow) -> Millis| {
+        rows.iter()
+            .map(|(_, r)| super::sync_rows::time_of(f(r)))
+            .collect::<Vec<_>>()
+    };
     let counted: Vec<(Uuid, i64)> = sqlx::query_as(
         "WITH new_changes AS ( \
            INSERT INTO doc_changes (partnership_id, hash, actor, seq, user_id, bytes, received_at) \
@@ -137,18 +142,18 @@ pub(super) async fn commit_merges_in_one_statement(
     .bind(now)
     .bind(rows.iter().map(|(p, _)| *p).collect::<Vec<_>>())
     .bind(rows.iter().map(|(_, r)| r.id.0).collect::<Vec<_>>())
-    .bind(column(&|(_, r)| r.name.clone()))
+    .bind(column(|r| &r.name))
     .bind(
         rows.iter()
             .map(|(_, r)| money(r.amount))
             .collect::<Vec<_>>(),
     )
-    .bind(column(&|(_, r)| r.category.clone()))
-    .bind(column(&|(_, r)| r.frequency.clone()))
+    .bind(column(|r| &r.category))
+    .bind(column(|r| &r.frequency))
     .bind(rows.iter().map(|(_, r)| r.added_by.0).collect::<Vec<_>>())
-    .bind(column(&|(_, r)| r.status.clone()))
-    .bind(times(&rows, |r| r.created_at))
-    .bind(times(&rows, |r| r.updated_at))
+    .bind(column(|r| &r.status))
+    .bind(time(|r| r.created_at))
+    .bind(time(|r| r.updated_at))
     .fetch_all(conn)
     .await
     .map_err(super::sync_rows::write_error)?;
@@ -161,14 +166,4 @@ pub(super) async fn commit_merges_in_one_statement(
                 .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
         })
         .collect())
-}
-
-/// A time column of expense rows, as bound.
-fn times(
-    rows: &[(uuid::Uuid, &splitsave_sync_core::materialize::ExpenseRow)],
-    at: impl Fn(&splitsave_sync_core::materialize::ExpenseRow) -> splitsave_sync_core::time::Millis,
-) -> Vec<chrono::DateTime<chrono::Utc>> {
-    rows.iter()
-        .map(|(_, r)| super::sync_rows::time_of(at(r)))
-        .collect()
 }

@@ -106,12 +106,6 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>) {
 
 async fn write(store: &dyn Store, batch: Vec<Job>) {
     let now = Utc::now();
-    if batch.len() == 1 {
-        let job = batch.into_iter().next().expect("one job");
-        let result = store.commit_merge(job.partnership, job.commit, now).await;
-        let _ = job.reply.send(result);
-        return;
-    }
     let (commits, replies): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .map(|j| ((j.partnership, j.commit), j.reply))
@@ -120,6 +114,12 @@ async fn write(store: &dyn Store, batch: Vec<Job>) {
         Ok(counts) => {
             for (reply, count) in replies.into_iter().zip(counts) {
                 let _ = reply.send(Ok(count));
+            }
+        }
+        // Alone, the merge's own error is the answer.
+        Err(err) if commits.len() == 1 => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(err));
             }
         }
         Err(err) => {
