@@ -128,6 +128,11 @@ struct Peer {
     peer_id: String,
     storage_id: Option<String>,
     state: sync::State,
+    /// The document's heads when automerge last answered this peer, if neither the document
+    /// nor the peer's state changed since: automerge would then answer nothing (it has
+    /// answered, or is waiting for an acknowledgement), but it would rebuild the bloom filter
+    /// and the list of changes to send to find that out. Cleared whenever the state changes.
+    answered_at: Option<Vec<ChangeHash>>,
     /// Paused partnership: the peer's changes are not applied.
     read_only: bool,
     out: mpsc::Sender<Outbound>,
@@ -329,6 +334,7 @@ impl DocActor {
                 peer_id,
                 storage_id,
                 state,
+                answered_at: None,
                 read_only,
                 out,
             },
@@ -446,21 +452,29 @@ impl DocActor {
         }
     }
 
-    /// Sends every connection whatever sync message its state calls for.
+    /// Sends every connection whatever sync message its state calls for. A peer whose state
+    /// and document are as they were when it was last answered is skipped (see
+    /// [`Peer::answered_at`]): after a message without changes, only its sender is asked.
     fn fan_out(&mut self) {
+        let heads = self.doc.get_heads();
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for c in conns {
             let msg = match self.peers.get_mut(&c) {
-                Some(p) => self.doc.generate_sync_message(&mut p.state).map(|mut m| {
-                    // No flags means no version-2 support: peers then send their changes one by
-                    // one, which are bounded before applying, never a whole-document chunk
-                    // (refused: see `parse_changes`). Read-only peers keep the flags, whose
-                    // READ_ONLY bit tells them to keep their changes (which are dropped here).
-                    if !p.read_only {
-                        m.flags = None;
-                    }
-                    m
-                }),
+                Some(p) if p.answered_at.as_ref() == Some(&heads) => None,
+                Some(p) => {
+                    p.answered_at = Some(heads.clone());
+                    self.doc.generate_sync_message(&mut p.state).map(|mut m| {
+                        // No flags means no version-2 support: peers then send their changes
+                        // one by one, which are bounded before applying, never a whole-document
+                        // chunk (refused: see `parse_changes`). Read-only peers keep the flags,
+                        // whose READ_ONLY bit tells them to keep their changes (which are
+                        // dropped here).
+                        if !p.read_only {
+                            m.flags = None;
+                        }
+                        m
+                    })
+                }
                 None => None,
             };
             if let Some(m) = msg {
@@ -496,6 +510,7 @@ impl DocActor {
             Some(Before::capture(&self.doc, touched))
         };
         let peer = self.peers.get_mut(&conn).ok_or(SyncError::NotAttached)?;
+        peer.answered_at = None;
         let applied = catch_unwind(AssertUnwindSafe(|| {
             self.doc.receive_sync_message(&mut peer.state, message)
         }));
@@ -540,6 +555,7 @@ impl DocActor {
             Err(_) => {
                 if let Some(p) = self.peers.get_mut(&conn) {
                     p.state = sync::State::new();
+                    p.answered_at = None;
                 }
                 return Ok(());
             }
@@ -560,6 +576,7 @@ impl DocActor {
         }
         if let Some(p) = self.peers.get_mut(&conn) {
             p.state = state;
+            p.answered_at = None;
         }
         self.fan_out();
         Ok(())
@@ -787,6 +804,7 @@ impl DocActor {
         self.reload().await?;
         if let Some(p) = self.peers.get_mut(&conn) {
             p.state = sync::State::new();
+            p.answered_at = None;
         }
         Ok(())
     }
@@ -800,6 +818,7 @@ impl DocActor {
         self.drop_stale_split();
         for p in self.peers.values_mut() {
             p.state = sync::State::new();
+            p.answered_at = None;
         }
         Ok(())
     }
