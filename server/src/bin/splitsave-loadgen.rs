@@ -213,6 +213,10 @@ struct Args {
     /// Keep the database (and the server log) instead of dropping them.
     #[arg(long)]
     keep: bool,
+    /// After the memory figures, keep their connections open this long (seconds), so the
+    /// server's memory can be inspected with other tools while the documents are hot.
+    #[arg(long, default_value_t = 0)]
+    hold_seconds: u64,
 }
 
 /// Amounts in the generated expenses: well under the default approval threshold (100.00), so
@@ -1718,6 +1722,14 @@ async fn memory(
             bytes.len() as f64 / 1024.0
         );
         drop(doc);
+    }
+    if args.hold_seconds > 0 {
+        println!(
+            "memory: holding the connections open for {} s (server pid {})",
+            args.hold_seconds,
+            fmt_opt(env.server_pid.map(u64::from))
+        );
+        tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
     }
     for (_, _, mut c) in idle.into_iter().chain(hot_conns) {
         let _ = c.sink.send(Message::Close(None)).await;
