@@ -8,15 +8,14 @@
 use std::time::Duration;
 
 use automerge::{Automerge, Change};
+mod common;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use splitsave_sync_core::document::{
-    new_partnership_document, server_actor, NewMember, NewPartnership,
-};
 use splitsave_sync_core::enforce::{check, compensate, enforce, new_changes, Before};
 use splitsave_sync_core::enums::{Category, Frequency};
-use splitsave_sync_core::ids::{EntityId, PartnershipId, UserId};
+use splitsave_sync_core::ids::{EntityId, UserId};
 use splitsave_sync_core::materialize::all_rows;
-use splitsave_sync_core::money::{Currency, MinorUnits};
+use splitsave_sync_core::money::MinorUnits;
 use splitsave_sync_core::ops::{self, Ctx, NewExpense};
 use splitsave_sync_core::read;
 use splitsave_sync_core::schema::Collection;
@@ -33,34 +32,11 @@ struct Fixture {
 }
 
 fn build() -> Fixture {
-    let a = UserId::new_v7();
-    let b = UserId::new_v7();
-    let doc = new_partnership_document(&NewPartnership {
-        id: PartnershipId::new_v7(),
-        currency: Currency::USD,
-        approval_threshold: MinorUnits(10_000),
-        members: [
-            NewMember {
-                user_id: a,
-                name: "A".into(),
-                income: Some(MinorUnits(400_000)),
-                slot: 1,
-            },
-            NewMember {
-                user_id: b,
-                name: "B".into(),
-                income: Some(MinorUnits(500_000)),
-                slot: 2,
-            },
-        ],
-        created_at: Millis(1_764_000_000_000),
-    })
-    .expect("document");
-    let mut server = doc.with_actor(server_actor([7; 8]));
+    let (mut server, a, _) = common::couple();
     let mut client = server.fork();
     let ctx = Ctx {
         user: a,
-        now: Millis(1_764_000_000_000),
+        now: common::CREATED,
     };
     let mut ids = Vec::with_capacity(EXPENSES);
     for i in 0..EXPENSES {

@@ -20,15 +20,14 @@ use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::Automerge;
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
-use splitsave_sync_core::document::{
-    new_partnership_document, server_actor, NewMember, NewPartnership,
-};
 use splitsave_sync_core::enforce::{check, compensate, Before};
 use splitsave_sync_core::enums::{Category, Frequency};
-use splitsave_sync_core::ids::{PartnershipId, UserId};
+use splitsave_sync_core::ids::UserId;
 use splitsave_sync_core::materialize::rows_for;
-use splitsave_sync_core::money::{Currency, MinorUnits};
+use splitsave_sync_core::money::MinorUnits;
 use splitsave_sync_core::ops::{self, Ctx, NewExpense};
 use splitsave_sync_core::time::Millis;
 use splitsave_sync_core::touched::touched_before_apply;
@@ -98,34 +97,11 @@ fn settle(
 }
 
 fn build() -> Replicas {
-    let user_a = UserId::new_v7();
-    let user_b = UserId::new_v7();
-    let doc = new_partnership_document(&NewPartnership {
-        id: PartnershipId::new_v7(),
-        currency: Currency::USD,
-        approval_threshold: MinorUnits(10_000),
-        members: [
-            NewMember {
-                user_id: user_a,
-                name: "A".into(),
-                income: Some(MinorUnits(400_000)),
-                slot: 1,
-            },
-            NewMember {
-                user_id: user_b,
-                name: "B".into(),
-                income: Some(MinorUnits(500_000)),
-                slot: 2,
-            },
-        ],
-        created_at: Millis(1_764_000_000_000),
-    })
-    .expect("document");
-    let mut server = doc.with_actor(server_actor([7; 8]));
+    let (mut server, user_a, user_b) = common::couple();
     let mut a = server.fork();
     let ctx = Ctx {
         user: user_a,
-        now: Millis(1_764_000_000_000),
+        now: common::CREATED,
     };
     // One change per expense, as an app adds them.
     for i in 0..ITEMS {
