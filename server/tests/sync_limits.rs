@@ -363,7 +363,14 @@ async fn ten_thousand_tiny_changes_as_automerge_sends_them_are_refused_before_ap
     // The server advertises no version-2 support, so automerge sends the changes themselves
     // (each checked before applying) rather than its whole document.
     assert_eq!(message.version, MessageVersion::V1);
-    assert_eq!(message.changes.len(), 10_000);
+    // Automerge leaves out a change that the bloom filter of the server's last message claims
+    // the server has; in this chain only changes at its start can be left out that way (every
+    // change after a sent one is sent as its dependent): about one run in a hundred sends 9,999.
+    assert!(
+        message.changes.len() >= 9_990,
+        "automerge sent {} of the 10,000 changes",
+        message.changes.len()
+    );
     let frame = sync_envelope(&conn, &couple, message.encode());
 
     let measured = send_and_measure(&server, &mut conn, frame).await;
