@@ -237,9 +237,9 @@ impl DocActor {
         }
     }
 
-    /// Compacts and leaves the registry if nothing arrived meanwhile; true once evicted.
-    /// Compacts, and finishes, while still registered: an actor started for this document
-    /// after the eviction never compacts alongside this one.
+    /// Compacts (and waits for it) while still registered, then leaves the registry if nothing
+    /// arrived meanwhile; true once evicted. Compacting first means an actor started for this
+    /// document after the eviction never compacts alongside this one.
     async fn evict_if_idle(&mut self, rx: &mpsc::Receiver<Command>) -> bool {
         self.finish_compaction().await;
         self.compact_if_due(0).await;
