@@ -16,6 +16,7 @@
 //!
 //! Run with `cargo bench -p splitsave-sync-core --bench sync_cycle`.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
@@ -34,6 +35,8 @@ use splitsave_sync_core::touched::touched_before_apply;
 
 /// Expenses in the document before the measured edits (the load generator's hot document).
 const ITEMS: usize = 200;
+/// When the measured edits are made.
+const EDITED: Millis = Millis(1_764_000_100_000);
 /// Cycles run on one copy of the fixture before starting again from a fresh copy, so the
 /// document stays near `ITEMS` however many iterations criterion asks for.
 const CHUNK: u64 = 50;
@@ -73,23 +76,30 @@ fn expense(n: usize) -> NewExpense {
     }
 }
 
-/// Runs the exchange between a client and the server until neither has anything to send.
+/// Runs the exchange between a client and the server until neither has anything to send;
+/// returns the size of the largest message the server sent.
 fn settle(
     server: &mut Automerge,
     ss: &mut sync::State,
     client: &mut Automerge,
     cs: &mut sync::State,
-) {
+) -> usize {
+    let mut largest = 0;
     for _ in 0..20 {
         let to_server = client.generate_sync_message(cs);
         let to_client = server.generate_sync_message(ss);
         if to_server.is_none() && to_client.is_none() {
-            return;
+            return largest;
         }
         if let Some(m) = to_server {
-            server.receive_sync_message(ss, m).expect("server receives");
+            server
+                .receive_sync_message(ss, wire(m))
+                .expect("server receives");
         }
         if let Some(m) = to_client {
+            let bytes = m.encode();
+            largest = largest.max(bytes.len());
+            let m = sync::Message::decode(&bytes).expect("decode");
             client.receive_sync_message(cs, m).expect("client receives");
         }
     }
@@ -142,7 +152,7 @@ fn server_receives(
     m: sync::Message,
     spent: &mut Spent,
 ) -> [Option<sync::Message>; 2] {
-    let now = Millis(1_764_000_100_000);
+    let now = EDITED;
     let user = if from == 0 { r.user_a } else { r.user_b };
     let heads = r.server.get_heads();
     let t = Instant::now();
@@ -192,56 +202,56 @@ fn server_receives(
     out
 }
 
+/// A sync message on its way: to the server from a client, or to a client (0 = A, 1 = B).
+enum Hop {
+    ToServer(usize, sync::Message),
+    ToClient(usize, sync::Message),
+}
+
 /// One synced edit by A (see the module documentation), timing each role into `spent`: the
-/// exchange runs until nobody has anything to send.
+/// messages are delivered in the order they were sent until nobody has anything to send.
 fn cycle(r: &mut Replicas, spent: &mut Spent) {
     r.edits += 1;
     let t = Instant::now();
     let ctx = Ctx {
         user: r.user_a,
-        now: Millis(1_764_000_100_000),
+        now: EDITED,
     };
     let input = expense(r.edits);
     r.a.transact(|tx| ops::add_expense(tx, &ctx, &input))
         .expect("edit");
-    let mut to_server = [r.a.generate_sync_message(&mut r.a_server).map(wire), None];
+    let first = r.a.generate_sync_message(&mut r.a_server).map(wire);
     spent.clients += t.elapsed();
-    for _ in 0..20 {
-        if to_server.iter().all(Option::is_none) {
-            debug_assert_eq!(r.a.get_heads(), r.server.get_heads());
-            debug_assert_eq!(r.b.get_heads(), r.server.get_heads());
-            spent.cycles += 1;
-            return;
-        }
-        let mut to_clients: [Option<sync::Message>; 2] = [None, None];
-        for (from, m) in to_server.iter_mut().enumerate() {
-            if let Some(m) = m.take() {
-                spent.messages += 1;
-                for (slot, answer) in to_clients
-                    .iter_mut()
-                    .zip(server_receives(r, from, m, spent))
-                {
-                    if answer.is_some() {
-                        *slot = answer;
-                    }
+    let mut queue: VecDeque<Hop> = first.map(|m| Hop::ToServer(0, m)).into_iter().collect();
+    let mut delivered = 0;
+    while let Some(hop) = queue.pop_front() {
+        delivered += 1;
+        assert!(delivered <= 40, "the exchange did not settle");
+        match hop {
+            Hop::ToServer(from, m) => {
+                let answers = server_receives(r, from, m, spent);
+                for (to, answer) in answers.into_iter().enumerate() {
+                    queue.extend(answer.map(|a| Hop::ToClient(to, a)));
                 }
             }
-        }
-        let t = Instant::now();
-        let clients = [(&mut r.a, &mut r.a_server), (&mut r.b, &mut r.b_server)];
-        for ((doc, state), (m, reply)) in clients
-            .into_iter()
-            .zip(to_clients.into_iter().zip(to_server.iter_mut()))
-        {
-            if let Some(m) = m {
-                spent.messages += 1;
+            Hop::ToClient(to, m) => {
+                let t = Instant::now();
+                let (doc, state) = if to == 0 {
+                    (&mut r.a, &mut r.a_server)
+                } else {
+                    (&mut r.b, &mut r.b_server)
+                };
                 doc.receive_sync_message(state, m).expect("client receives");
-                *reply = doc.generate_sync_message(state).map(wire);
+                let reply = doc.generate_sync_message(state).map(wire);
+                spent.clients += t.elapsed();
+                queue.extend(reply.map(|m| Hop::ToServer(to, m)));
             }
         }
-        spent.clients += t.elapsed();
     }
-    panic!("the exchange did not settle");
+    debug_assert_eq!(r.a.get_heads(), r.server.get_heads());
+    debug_assert_eq!(r.b.get_heads(), r.server.get_heads());
+    spent.messages += delivered;
+    spent.cycles += 1;
 }
 
 /// Runs `iters` cycles in chunks on fresh copies and returns what `pick` says was spent.
@@ -277,27 +287,7 @@ fn bench(c: &mut Criterion) {
     // What a newly installed app receives: the server's largest message to an empty replica.
     let (mut server, mut fresh) = (fixture.server.clone(), Automerge::new());
     let (mut ss, mut cs) = (sync::State::new(), sync::State::new());
-    let mut largest = 0;
-    for _ in 0..20 {
-        let up = fresh.generate_sync_message(&mut cs);
-        let down = server.generate_sync_message(&mut ss);
-        if up.is_none() && down.is_none() {
-            break;
-        }
-        if let Some(m) = up {
-            server
-                .receive_sync_message(&mut ss, m)
-                .expect("server receives");
-        }
-        if let Some(m) = down {
-            let bytes = m.encode();
-            largest = largest.max(bytes.len());
-            let m = sync::Message::decode(&bytes).expect("decode");
-            fresh
-                .receive_sync_message(&mut cs, m)
-                .expect("app receives");
-        }
-    }
+    let largest = settle(&mut server, &mut ss, &mut fresh, &mut cs);
     assert_eq!(
         fresh.get_heads(),
         server.get_heads(),
