@@ -260,6 +260,7 @@ pub fn check(
         fixes: Vec::new(),
         sanctioned: BTreeMap::new(),
         new_requests: Vec::new(),
+        add_notes: BTreeMap::new(),
     };
     e.check_root(&info);
     for key in touched
@@ -340,6 +341,34 @@ struct Enforcer<'a> {
     sanctioned: BTreeMap<EntityId, Approval>,
     /// Requests created validly in this merge (after fixes).
     new_requests: Vec<Approval>,
+    /// Notes of add requests a client filed under an id other than the derived one, by target:
+    /// the server's request that replaces them carries the note.
+    add_notes: BTreeMap<EntityId, Option<String>>,
+}
+
+/// A pending item as its add request must describe it.
+struct AddedItem {
+    id: EntityId,
+    added_by: UserId,
+    data: RequestData,
+}
+
+impl AddedItem {
+    fn expense(e: &Expense) -> Self {
+        Self {
+            id: e.id,
+            added_by: e.added_by,
+            data: ops::expense_add_data(e),
+        }
+    }
+
+    fn goal(g: &Goal) -> Self {
+        Self {
+            id: g.id,
+            added_by: g.added_by,
+            data: ops::goal_add_data(g),
+        }
+    }
 }
 
 /// Reads an entity leniently: malformed counts as absent-but-present (`Err`).
@@ -430,26 +459,56 @@ impl Enforcer<'_> {
 
     fn check_new_approval(&mut self, a: Approval) {
         let key = a.id.to_string();
+        let is_add = matches!(
+            a.request_type,
+            RequestType::ExpenseAdd | RequestType::GoalAdd
+        );
+        // An add request lives at the id derived from its target, so there is exactly one per
+        // item and its content can always be checked against the item (below, when the item is
+        // checked). One filed under any other id is replaced by the server's own, which keeps
+        // its note.
+        if is_add && a.requested_by == self.author && a.id != add_request_id(a.target_id) {
+            if a.message.is_some() && validate::note(a.message.as_deref()).is_ok() {
+                self.add_notes.insert(a.target_id, a.message.clone());
+            }
+            return self.remove(Collection::Approvals, &key);
+        }
         if a.requested_by != self.author || !self.target_exists(&a) || !self.request_data_valid(&a)
         {
             return self.remove(Collection::Approvals, &key);
         }
-        if a.status != ApprovalStatus::Pending
-            || a.responded_by.is_some()
-            || a.responded_at.is_some()
-        {
-            // Answering one's own new request is self-approval: it stays pending.
-            let fixed = Approval {
-                status: ApprovalStatus::Pending,
-                responded_by: None,
-                responded_at: None,
-                ..a
-            };
-            self.fixes.push(Fix::PutApproval(fixed.clone()));
-            self.new_requests.push(fixed);
-            return;
+        if !is_add && !self.edit_would_change_target(&a) {
+            // Approving it would change nothing (the target is archived, or the proposal
+            // equals what it holds), so it would tell the partner something untrue.
+            return self.remove(Collection::Approvals, &key);
         }
-        self.new_requests.push(a);
+        // Answering one's own new request is self-approval: it stays pending.
+        let fixed = Approval {
+            status: ApprovalStatus::Pending,
+            responded_by: None,
+            responded_at: None,
+            created_at: self.bounded(a.created_at),
+            ..a.clone()
+        };
+        if fixed != a {
+            self.fixes.push(Fix::PutApproval(fixed.clone()));
+        }
+        self.new_requests.push(fixed);
+    }
+
+    /// Whether approving the edit request `a` would change its target (as the merge leaves it).
+    fn edit_would_change_target(&self, a: &Approval) -> bool {
+        let key = a.target_id.to_string();
+        match &a.request_data {
+            RequestData::Expense(f) => match read::read_expense(self.after, &key) {
+                Ok(Some(t)) => t.status != ItemStatus::Archived && f.apply_to(&t) != t,
+                _ => false,
+            },
+            RequestData::Goal(f) => match read::read_goal(self.after, &key) {
+                Ok(Some(t)) => t.status != ItemStatus::Archived && f.apply_to(&t) != t,
+                _ => false,
+            },
+        }
     }
 
     fn check_existing_approval(&mut self, b: Approval, a: Approval) {
@@ -467,7 +526,7 @@ impl Enforcer<'_> {
         if answering && may_answer {
             let answered = Approval {
                 responded_by: Some(self.author),
-                responded_at: a.responded_at.or(Some(self.now)),
+                responded_at: Some(a.responded_at.map_or(self.now, |t| self.bounded(t))),
                 status: a.status,
                 ..b.clone()
             };
@@ -493,13 +552,64 @@ impl Enforcer<'_> {
             .collect()
     }
 
-    fn has_pending_add_request(&self, target: EntityId, rt: RequestType) -> bool {
-        let derived = add_request_id(target);
-        let is_match = |a: &Approval| {
-            a.target_id == target && a.request_type == rt && a.status == ApprovalStatus::Pending
-        };
-        self.new_requests.iter().any(is_match)
-            || matches!(read::read_approval(self.after, &derived.to_string()), Ok(Some(a)) if is_match(&a))
+    /// The request `id` as this merge leaves it so far: filed or corrected in it, removed by
+    /// it, or as the document holds it.
+    fn request_now(&self, id: EntityId) -> Option<Approval> {
+        if let Some(a) = self.new_requests.iter().rev().find(|a| a.id == id) {
+            return Some(a.clone());
+        }
+        let key = id.to_string();
+        for fix in self.fixes.iter().rev() {
+            match fix {
+                Fix::PutApproval(a) if a.id == id => return Some(a.clone()),
+                Fix::Remove {
+                    collection: Collection::Approvals,
+                    key: k,
+                } if *k == key => return None,
+                _ => {}
+            }
+        }
+        read::read_approval(self.after, &key).ok().flatten()
+    }
+
+    /// A pending item has exactly one pending add request, at the id derived from it, and that
+    /// request describes the item exactly as approving it will make it active: filed when
+    /// missing, corrected when a client wrote other values into it (or an approved edit changed
+    /// the pending item since).
+    fn ensure_add_request(&mut self, rt: RequestType, item: &AddedItem) {
+        let id = add_request_id(item.id);
+        match self.request_now(id) {
+            Some(r) if r.status != ApprovalStatus::Pending => {}
+            Some(r) => {
+                let fixed = Approval {
+                    requested_by: item.added_by,
+                    request_type: rt,
+                    target_id: item.id,
+                    request_data: item.data.clone(),
+                    ..r.clone()
+                };
+                if fixed != r {
+                    self.fixes.push(Fix::PutApproval(fixed.clone()));
+                    self.new_requests.push(fixed);
+                }
+            }
+            None => {
+                let approval = Approval {
+                    id,
+                    requested_by: item.added_by,
+                    request_type: rt,
+                    target_id: item.id,
+                    request_data: item.data.clone(),
+                    message: self.add_notes.get(&item.id).cloned().flatten(),
+                    status: ApprovalStatus::Pending,
+                    responded_by: None,
+                    responded_at: None,
+                    created_at: self.now,
+                };
+                self.new_requests.push(approval.clone());
+                self.fixes.push(Fix::PutApproval(approval));
+            }
+        }
     }
 
     fn file_request(&mut self, rt: RequestType, target: EntityId, data: RequestData, id: EntityId) {
@@ -517,6 +627,12 @@ impl Enforcer<'_> {
         };
         self.new_requests.push(approval.clone());
         self.fixes.push(Fix::PutApproval(approval));
+    }
+
+    /// A client-written time, bounded by the server's receive time plus the clock skew allowed
+    /// ([`crate::time::MAX_CLOCK_SKEW`]): a later one is replaced by the receive time.
+    fn bounded(&self, t: Millis) -> Millis {
+        t.at_most(self.now)
     }
 
     // ---- expenses -----------------------------------------------------------------------
@@ -539,6 +655,12 @@ impl Enforcer<'_> {
                     .answers_for(b.id)
                     .iter()
                     .fold(b, |e, ans| expense_after_answer(&e, ans));
+                if restored.status == ItemStatus::PendingApproval {
+                    self.ensure_add_request(
+                        RequestType::ExpenseAdd,
+                        &AddedItem::expense(&restored),
+                    );
+                }
                 self.fixes.push(Fix::PutExpense(restored));
             }
             (_, Ok(None)) => {}
@@ -550,6 +672,8 @@ impl Enforcer<'_> {
     fn check_new_expense(&mut self, a: Expense) {
         let mut fixed = a.clone();
         fixed.added_by = self.author;
+        fixed.created_at = self.bounded(a.created_at);
+        fixed.updated_at = self.bounded(a.updated_at);
         let over = self.policy.expense_add_needs_approval(a.amount);
         if a.status == ItemStatus::Active && over {
             fixed.status = ItemStatus::PendingApproval;
@@ -557,21 +681,8 @@ impl Enforcer<'_> {
         if fixed != a {
             self.fixes.push(Fix::PutExpense(fixed.clone()));
         }
-        if fixed.status == ItemStatus::PendingApproval
-            && !self.has_pending_add_request(fixed.id, RequestType::ExpenseAdd)
-        {
-            let data = RequestData::Expense(ExpenseFields {
-                name: Some(fixed.name.clone()),
-                amount: Some(fixed.amount),
-                category: Some(fixed.category),
-                frequency: Some(fixed.frequency),
-            });
-            self.file_request(
-                RequestType::ExpenseAdd,
-                fixed.id,
-                data,
-                add_request_id(fixed.id),
-            );
+        if fixed.status == ItemStatus::PendingApproval {
+            self.ensure_add_request(RequestType::ExpenseAdd, &AddedItem::expense(&fixed));
         }
     }
 
@@ -584,6 +695,9 @@ impl Enforcer<'_> {
         let mut fixed = a.clone();
         fixed.added_by = b.added_by;
         fixed.created_at = b.created_at;
+        if a.updated_at != b.updated_at {
+            fixed.updated_at = self.bounded(a.updated_at);
+        }
         // Status: only archiving is free; anything else must match the baseline.
         let free_archive = a.status == ItemStatus::Archived;
         if !free_archive {
@@ -616,6 +730,9 @@ impl Enforcer<'_> {
                 RequestData::Expense(unapproved),
                 id,
             );
+        }
+        if fixed.status == ItemStatus::PendingApproval {
+            self.ensure_add_request(RequestType::ExpenseAdd, &AddedItem::expense(&fixed));
         }
         if fixed != a {
             self.fixes.push(Fix::PutExpense(fixed));
@@ -666,11 +783,13 @@ impl Enforcer<'_> {
                     self.remove(Collection::GoalContributions, key);
                     return Some((goal_key, 0));
                 }
-                if a.user_id != self.author {
-                    self.fixes.push(Fix::PutGoalContribution(GoalContribution {
-                        user_id: self.author,
-                        ..a.clone()
-                    }));
+                let fixed = GoalContribution {
+                    user_id: self.author,
+                    created_at: self.bounded(a.created_at),
+                    ..a.clone()
+                };
+                if fixed != a {
+                    self.fixes.push(Fix::PutGoalContribution(fixed));
                 }
                 Some((goal_key, a.amount.0))
             }
@@ -691,6 +810,9 @@ impl Enforcer<'_> {
                     .answers_for(b.id)
                     .iter()
                     .fold(b, |g, ans| goal_after_answer(&g, ans));
+                if restored.status == ItemStatus::PendingApproval {
+                    self.ensure_add_request(RequestType::GoalAdd, &AddedItem::goal(&restored));
+                }
                 self.fixes.push(Fix::PutGoal(restored.clone()));
                 self.fix_saved(&restored, None, restored.saved_amount.0 + contributed);
             }
@@ -721,6 +843,8 @@ impl Enforcer<'_> {
     fn check_new_goal(&mut self, a: Goal, contributed: i64) {
         let mut fixed = a.clone();
         fixed.added_by = self.author;
+        fixed.created_at = self.bounded(a.created_at);
+        fixed.updated_at = self.bounded(a.updated_at);
         if a.status == ItemStatus::Active {
             fixed.status = ItemStatus::PendingApproval;
         }
@@ -730,21 +854,8 @@ impl Enforcer<'_> {
             self.fixes.push(Fix::PutGoal(fixed.clone()));
         }
         self.fix_saved(&fixed, Some(&a), contributed);
-        if fixed.status == ItemStatus::PendingApproval
-            && !self.has_pending_add_request(fixed.id, RequestType::GoalAdd)
-        {
-            let data = RequestData::Goal(GoalFields {
-                name: Some(fixed.name.clone()),
-                target_amount: Some(fixed.target_amount),
-                goal_type: Some(fixed.goal_type),
-                priority: Some(fixed.priority),
-            });
-            self.file_request(
-                RequestType::GoalAdd,
-                fixed.id,
-                data,
-                add_request_id(fixed.id),
-            );
+        if fixed.status == ItemStatus::PendingApproval {
+            self.ensure_add_request(RequestType::GoalAdd, &AddedItem::goal(&fixed));
         }
     }
 
@@ -756,6 +867,9 @@ impl Enforcer<'_> {
         let mut fixed = a.clone();
         fixed.added_by = b.added_by;
         fixed.created_at = b.created_at;
+        if a.updated_at != b.updated_at {
+            fixed.updated_at = self.bounded(a.updated_at);
+        }
         if a.status != ItemStatus::Archived {
             fixed.status = baseline.status;
         }
@@ -787,6 +901,9 @@ impl Enforcer<'_> {
                 RequestData::Goal(unapproved),
                 id,
             );
+        }
+        if fixed.status == ItemStatus::PendingApproval {
+            self.ensure_add_request(RequestType::GoalAdd, &AddedItem::goal(&fixed));
         }
         let mut comparable = fixed.clone();
         comparable.saved_amount = a.saved_amount;
@@ -824,11 +941,13 @@ impl Enforcer<'_> {
             (_, Ok(Some(a)))
                 if a.sender_id == self.author && validate::message_text(&a.text).is_ok() =>
             {
-                if a.read_by_recipient {
-                    self.fixes.push(Fix::PutMessage(Message {
-                        read_by_recipient: false,
-                        ..a
-                    }));
+                let fixed = Message {
+                    read_by_recipient: false,
+                    created_at: self.bounded(a.created_at),
+                    ..a.clone()
+                };
+                if fixed != a {
+                    self.fixes.push(Fix::PutMessage(fixed));
                 }
             }
             (_, _) => self.remove(Collection::Messages, key),
@@ -852,7 +971,7 @@ impl Enforcer<'_> {
                         || self.partner.is_some_and(|p| b.amounts.contains_key(&p));
                     if own_was_unpaid && is_member {
                         if let Some(at) = own_now {
-                            expected.paid.insert(self.author, Some(at));
+                            expected.paid.insert(self.author, Some(self.bounded(at)));
                         }
                     }
                 }
@@ -1051,6 +1170,37 @@ fn put_changed_expense<T: Transactable>(
         tx.put(obj, "updated_at", e.updated_at.0)?;
     }
     Ok(())
+}
+
+/// What the server wrote to settle one merge.
+#[derive(Clone, Debug, Default)]
+pub struct Settled {
+    /// The verdict on the merge.
+    pub enforcement: Enforcement,
+    /// The server's own changes, in the order written: the rescue of writes into replaced
+    /// objects, then the compensation; either may be absent.
+    pub server_changes: Vec<ChangeHash>,
+}
+
+/// The server's side of a merge already applied to `doc` (`before` captured just before it,
+/// `changes` what it added, authored by `author`): writes that landed in replaced objects are
+/// carried to the current ones ([`crate::rescue`]), the merge is checked, and the
+/// compensations are written. On an error `doc` may hold part of this: reload it.
+pub fn settle(
+    doc: &mut Automerge,
+    before: &Before,
+    changes: &[Change],
+    author: UserId,
+    now: Millis,
+) -> Result<Settled, EnforceError> {
+    let mut server_changes = Vec::new();
+    server_changes.extend(crate::rescue::rescue_orphaned_writes(doc, changes, now)?);
+    let enforcement = check(before, doc, author, now)?;
+    server_changes.extend(compensate(doc, &enforcement, now)?);
+    Ok(Settled {
+        enforcement,
+        server_changes,
+    })
 }
 
 /// Writes the compensations of `enforcement` into `doc` as one change by `doc`'s actor (the

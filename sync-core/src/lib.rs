@@ -49,6 +49,7 @@ pub mod policy;
 pub mod presence;
 pub mod protocol;
 pub mod read;
+pub mod rescue;
 pub mod schema;
 pub mod split;
 pub mod split_doc;

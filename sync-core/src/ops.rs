@@ -217,12 +217,7 @@ pub fn add_expense_with_id<T: Transactable>(
         return Ok(Outcome::Applied { id });
     }
     let request_id = add_request_id(id);
-    let data = RequestData::Expense(ExpenseFields {
-        name: Some(expense.name.clone()),
-        amount: Some(amount),
-        category: Some(expense.category),
-        frequency: Some(expense.frequency),
-    });
+    let data = expense_add_data(&expense);
     write::put_approval(
         tx,
         &request(ctx, request_id, RequestType::ExpenseAdd, id, data, None),
@@ -314,12 +309,7 @@ pub fn add_goal_with_id<T: Transactable>(
     };
     write::put_goal(tx, &goal)?;
     let request_id = add_request_id(id);
-    let data = RequestData::Goal(GoalFields {
-        name: Some(goal.name.clone()),
-        target_amount: Some(target),
-        goal_type: Some(goal.goal_type),
-        priority: Some(goal.priority),
-    });
+    let data = goal_add_data(&goal);
     write::put_approval(
         tx,
         &request(ctx, request_id, RequestType::GoalAdd, id, data, None),
@@ -501,6 +491,9 @@ pub fn apply_answer<T: Transactable>(tx: &mut T, approval: &Approval, now: Milli
                         .ok_or(OpError::NotFound)?;
                     write_expense_edit(tx, &obj, &current, &next)?;
                     tx.put(&obj, "updated_at", now.0)?;
+                    if current.status == ItemStatus::PendingApproval {
+                        describe_pending_addition(tx, approval.target_id, expense_add_data(&next))?;
+                    }
                 }
             }
         }
@@ -512,6 +505,9 @@ pub fn apply_answer<T: Transactable>(tx: &mut T, approval: &Approval, now: Milli
                         .ok_or(OpError::NotFound)?;
                     write_goal_edit(tx, &obj, &current, &next)?;
                     tx.put(&obj, "updated_at", now.0)?;
+                    if current.status == ItemStatus::PendingApproval {
+                        describe_pending_addition(tx, approval.target_id, goal_add_data(&next))?;
+                    }
                 }
             }
         }
@@ -523,6 +519,52 @@ pub fn apply_answer<T: Transactable>(tx: &mut T, approval: &Approval, now: Milli
         }
     }
     Ok(())
+}
+
+/// After an approved edit of an item still waiting for its own approval: its add request is
+/// rewritten to describe the item as it now stands, so the partner never approves an addition
+/// whose request shows other values than approving makes active.
+fn describe_pending_addition<T: Transactable>(
+    tx: &mut T,
+    target: EntityId,
+    data: RequestData,
+) -> OpResult<()> {
+    let key = add_request_id(target).to_string();
+    if let Some(request) = read::read_approval(tx, &key)? {
+        if request.status == ApprovalStatus::Pending && request.request_data != data {
+            let obj =
+                read::entity_obj(tx, Collection::Approvals, &key)?.ok_or(OpError::NotFound)?;
+            write::put_approval_fields(
+                tx,
+                &obj,
+                &Approval {
+                    request_data: data,
+                    ..request
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The request data of an `expense_add` request: every field of the expense.
+pub fn expense_add_data(e: &Expense) -> RequestData {
+    RequestData::Expense(ExpenseFields {
+        name: Some(e.name.clone()),
+        amount: Some(e.amount),
+        category: Some(e.category),
+        frequency: Some(e.frequency),
+    })
+}
+
+/// The request data of a `goal_add` request: every field of the goal.
+pub fn goal_add_data(g: &Goal) -> RequestData {
+    RequestData::Goal(GoalFields {
+        name: Some(g.name.clone()),
+        target_amount: Some(g.target_amount),
+        goal_type: Some(g.goal_type),
+        priority: Some(g.priority),
+    })
 }
 
 /// Writes only the editable expense fields that differ between `from` and `to`.

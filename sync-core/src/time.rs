@@ -18,3 +18,20 @@ impl Millis {
         Self(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 }
+
+/// How far ahead of the server's clock a client-written time may be. Phones keep their clocks
+/// within seconds of true time (network time); five minutes tolerates a badly set one while a
+/// time written ahead on purpose can no longer keep an item at the top of a newest-first list:
+/// enforcement replaces any later time with the server's receive time.
+pub const MAX_CLOCK_SKEW: Millis = Millis(5 * 60 * 1000);
+
+impl Millis {
+    /// This time, or `now` when this time is more than [`MAX_CLOCK_SKEW`] after `now`.
+    pub fn at_most(self, now: Millis) -> Millis {
+        if self.0 > now.0.saturating_add(MAX_CLOCK_SKEW.0) {
+            now
+        } else {
+            self
+        }
+    }
+}

@@ -94,6 +94,20 @@ enum Action {
         collection: usize,
         pick: usize,
     },
+    /// Replaces a whole collection map with a new empty one (while the partner may be editing
+    /// inside the old one offline).
+    RawReplaceCollection {
+        collection: usize,
+    },
+    /// Replaces the month's `paid` map with a new empty one.
+    RawReplacePaid,
+    /// A pending expense with its own add request whose data shows other values.
+    RawLyingRequest {
+        cents: i64,
+        derived_id: bool,
+    },
+    /// A new expense dated a century ahead.
+    RawFutureExpense,
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +158,11 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (pick(), small()).prop_map(|(pick, cents)| Action::RawSavedIncrement { pick, cents }),
         1 => Just(Action::RawMarkPartnerPaid),
         1 => (0..5usize, pick()).prop_map(|(collection, pick)| Action::RawDelete { collection, pick }),
+        1 => (0..Collection::ALL.len()).prop_map(|collection| Action::RawReplaceCollection { collection }),
+        1 => Just(Action::RawReplacePaid),
+        1 => (over(), any::<bool>())
+            .prop_map(|(cents, derived_id)| Action::RawLyingRequest { cents, derived_id }),
+        1 => Just(Action::RawFutureExpense),
     ]
 }
 
@@ -167,6 +186,9 @@ struct World {
     server: Automerge,
     replica_a: Automerge,
     replica_b: Automerge,
+    /// Expenses and goals a partner added through the operations: a valid edit, never lost,
+    /// whatever the other partner wrote meanwhile.
+    added: Vec<(Collection, String)>,
 }
 
 fn user(n: u128) -> UserId {
@@ -244,6 +266,7 @@ impl World {
             server,
             replica_a,
             replica_b,
+            added: Vec::new(),
         }
     }
 
@@ -265,7 +288,25 @@ impl World {
         let me = self.user(w);
         let partner = self.user(other(w));
         let month = self.month;
+        let had: Vec<(Collection, String)> = self.added.clone();
         perform(self.replica(w), me, partner, month, action, n);
+        // A partner who deletes their own addition before the server ever saw it withdrew it:
+        // nobody else's write lost it.
+        for (c, key) in had {
+            let gone = !read::collection_keys(self.replica(w), c).contains(&key);
+            if gone && !read::collection_keys(&self.server, c).contains(&key) {
+                self.added.retain(|(ac, ak)| !(*ac == c && *ak == key));
+            }
+        }
+        let (c, kind) = match action {
+            Action::AddExpense { .. } => (Collection::Expenses, "expense"),
+            Action::AddGoal { .. } => (Collection::Goals, "goal"),
+            _ => return,
+        };
+        let id = EntityId::derived(&["convergence", kind, &me.to_string(), &n.to_string()]);
+        if read::collection_keys(self.replica(w), c).contains(&id.to_string()) {
+            self.added.push((c, id.to_string()));
+        }
     }
 
     /// Server merge with enforcement, then the partner pulls. Returns the number of fixes.
@@ -524,6 +565,65 @@ fn perform(
                 raw_write(doc, |tx| write::delete_entity(tx, c, &key));
             }
         }
+        Action::RawReplaceCollection { collection } => {
+            let c = Collection::ALL[collection % Collection::ALL.len()];
+            raw_write(doc, |tx| {
+                tx.put_object(automerge::ROOT, c.key(), automerge::ObjType::Map)
+                    .map(|_| ())
+            });
+        }
+        Action::RawReplacePaid => raw_write(doc, |tx| {
+            if let Ok(Some(o)) = read::entity_obj(tx, Collection::Contributions, &month.to_string())
+            {
+                tx.put_object(&o, "paid", automerge::ObjType::Map)?;
+            }
+            Ok(())
+        }),
+        Action::RawLyingRequest { cents, derived_id } => {
+            let id = new_id("lying-expense");
+            let request = if derived_id {
+                add_request_id(id)
+            } else {
+                new_id("lying-request")
+            };
+            raw_write(doc, |tx| {
+                let e = write::new_entity(tx, Collection::Expenses, &id.to_string())?;
+                tx.put(&e, "name", "Designer bag")?;
+                tx.put(&e, "amount", cents)?;
+                tx.put(&e, "category", "other")?;
+                tx.put(&e, "frequency", "yearly")?;
+                tx.put(&e, "added_by", me.to_string())?;
+                tx.put(&e, "status", "pending_approval")?;
+                tx.put(&e, "created_at", now.0)?;
+                tx.put(&e, "updated_at", now.0)?;
+                let r = write::new_entity(tx, Collection::Approvals, &request.to_string())?;
+                tx.put(&r, "requested_by", me.to_string())?;
+                tx.put(&r, "request_type", "expense_add")?;
+                tx.put(&r, "target_id", id.to_string())?;
+                let data = tx.put_object(&r, "request_data", automerge::ObjType::Map)?;
+                tx.put(&data, "name", "Coffee")?;
+                tx.put(&data, "amount", 100)?;
+                tx.put(&r, "status", "pending")?;
+                tx.put(&r, "created_at", now.0)?;
+                Ok(())
+            });
+        }
+        Action::RawFutureExpense => {
+            let id = new_id("future-expense");
+            let century = 100 * 365 * 24 * 3_600_000;
+            raw_write(doc, |tx| {
+                let e = write::new_entity(tx, Collection::Expenses, &id.to_string())?;
+                tx.put(&e, "name", "From the future")?;
+                tx.put(&e, "amount", 500)?;
+                tx.put(&e, "category", "other")?;
+                tx.put(&e, "frequency", "monthly")?;
+                tx.put(&e, "added_by", me.to_string())?;
+                tx.put(&e, "status", "active")?;
+                tx.put(&e, "created_at", now.0 + century)?;
+                tx.put(&e, "updated_at", now.0 + century)?;
+                Ok(())
+            });
+        }
     }
 }
 
@@ -552,6 +652,14 @@ fn assert_converged(w: &mut World) -> Result<(), TestCaseError> {
     }
     let violations = invariant_violations(&w.server, &[w.a, w.b]);
     prop_assert!(violations.is_empty(), "invariants: {:?}", violations);
+    for (c, key) in &w.added {
+        prop_assert!(
+            read::collection_keys(&w.server, *c).contains(key),
+            "{:?} {} added through the operations was lost",
+            c,
+            key
+        );
+    }
     // Stable: merging either replica once more compensates nothing and writes nothing.
     let before = heads(&w.server);
     for who in [Who::A, Who::B] {
@@ -700,4 +808,31 @@ fn a_contribution_to_a_goal_deleted_in_the_same_merge_counts_in_the_restored_goa
         (Who::A, Action::AddExpense { cents: 1 }),
     ];
     run_two_servers(&steps).unwrap();
+}
+
+/// Found by the property: the partner replaced the expenses map, then approved an edit of a
+/// pending expense (which their replica could no longer apply); the server restored the
+/// expense with the approved edit, and its add request must show the edited values.
+#[test]
+fn an_edit_approved_after_the_collection_was_replaced_is_shown_by_the_add_request() {
+    let steps = [
+        Step::Act(Who::A, Action::RawActiveOverThreshold { cents: 10_001 }),
+        Step::Sync(Who::A),
+        Step::Act(Who::B, Action::AddExpense { cents: 1 }),
+        Step::Act(Who::A, Action::RawActiveOverThreshold { cents: 10_001 }),
+        Step::Act(
+            Who::A,
+            Action::EditExpense {
+                pick: 4,
+                cents: 1,
+                rename: false,
+            },
+        ),
+        Step::Sync(Who::A),
+        Step::Sync(Who::B),
+        Step::Act(Who::B, Action::Approve { pick: 4 }),
+        Step::Act(Who::B, Action::RawReplaceCollection { collection: 0 }),
+        Step::Act(Who::B, Action::Approve { pick: 2 }),
+    ];
+    run_interleaving(&steps).unwrap();
 }

@@ -24,7 +24,7 @@ use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
 use chrono::Utc;
 use splitsave_sync_core::document::{is_server_actor, server_actor};
-use splitsave_sync_core::enforce::{self, check, compensate, Before};
+use splitsave_sync_core::enforce::{self, settle, Before};
 use splitsave_sync_core::ids::{PartnershipId, UserId};
 use splitsave_sync_core::materialize;
 use splitsave_sync_core::ops::{OpError, Outcome};
@@ -644,23 +644,21 @@ impl DocActor {
         bindings: Vec<(String, Uuid)>,
     ) -> Result<(), SyncError> {
         let now = Millis::now();
-        let enforcement = match check(before, &self.doc, user, now) {
-            Ok(e) => e,
+        let settled = match settle(&mut self.doc, before, &new, user, now) {
+            Ok(s) => s,
             Err(err) => {
                 tracing::error!(error = %err, "enforcement failed");
                 self.reload().await?;
                 return Err(SyncError::Internal);
             }
         };
-        let compensation = compensate(&mut self.doc, &enforcement, now).map_err(|err| {
-            tracing::error!(error = %err, "compensation failed");
-            SyncError::Internal
-        })?;
+        let enforcement = settled.enforcement;
         let mut changes: Vec<NewChange> =
             new.iter().map(|c| stored_change(c, Some(user.0))).collect();
-        // The client's changes and the compensation together make the merge's events.
+        // The client's changes and the server's (rescue, compensation) together make the
+        // merge's events.
         let mut merged = new;
-        if let Some(hash) = compensation {
+        for hash in settled.server_changes {
             if let Some(c) = self.doc.get_change_by_hash(&hash) {
                 changes.push(stored_change(&c, None));
                 merged.push(c);

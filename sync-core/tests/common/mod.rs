@@ -9,15 +9,17 @@ use automerge::{ActorId, Automerge, ReadDoc};
 use splitsave_sync_core::document::{
     new_partnership_document, read_document, server_actor, DocumentState, NewMember, NewPartnership,
 };
-use splitsave_sync_core::enforce::{compensate, enforce, new_changes, Enforcement};
+use splitsave_sync_core::enforce::{new_changes, settle, Before, Enforcement};
 use splitsave_sync_core::enums::*;
 use splitsave_sync_core::ids::{EntityId, PartnershipId, UserId};
 use splitsave_sync_core::money::{Currency, MinorUnits};
 use splitsave_sync_core::ops::{self, Ctx, NewExpense, NewGoal, Outcome};
+use splitsave_sync_core::policy::add_request_id;
 use splitsave_sync_core::read;
 use splitsave_sync_core::schema::*;
 use splitsave_sync_core::split::Month;
-use splitsave_sync_core::time::Millis;
+use splitsave_sync_core::time::{Millis, MAX_CLOCK_SKEW};
+use splitsave_sync_core::touched::touched_by;
 
 /// A fixed clock for deterministic documents.
 pub const T0: Millis = Millis(1_764_000_000_000);
@@ -124,10 +126,10 @@ pub fn merge_into(server: &mut Automerge, client: &Automerge, author: UserId) ->
     let mut candidate = server.clone();
     candidate.merge(&mut client.clone()).expect("merge");
     let changes = new_changes(server, &candidate);
-    let e = enforce(server, &candidate, &changes, author, T0).expect("enforce");
-    compensate(&mut candidate, &e, T0).expect("compensate");
+    let before = Before::capture(server, touched_by(server, &candidate, &changes));
+    let settled = settle(&mut candidate, &before, &changes, author, T0).expect("settle");
     *server = candidate;
-    e
+    settled.enforcement
 }
 
 /// Runs a closure in a transaction on a client replica (a raw write, bypassing operations).
@@ -188,11 +190,19 @@ pub fn invariant_violations(doc: &Automerge, members: &[UserId]) -> Vec<String> 
         v.push(format!("malformed entities: {:?}", s.malformed));
     }
     let is_member = |u: &UserId| members.contains(u);
-    let pending_add = |target: EntityId, rt: RequestType| {
+    // A pending item has its pending add request at the derived id, describing it exactly.
+    let pending_add = |target: EntityId, added_by: UserId, rt: RequestType, data: RequestData| {
         s.approvals.iter().any(|a| {
-            a.target_id == target && a.request_type == rt && a.status == ApprovalStatus::Pending
+            a.id == add_request_id(target)
+                && a.target_id == target
+                && a.request_type == rt
+                && a.status == ApprovalStatus::Pending
+                && a.requested_by == added_by
+                && a.request_data == data
         })
     };
+    let latest = Millis(T0.0 + MAX_CLOCK_SKEW.0 + 3_600_000);
+    let mut times: Vec<(String, Millis)> = Vec::new();
     for e in &s.expenses {
         if !is_member(&e.added_by) {
             v.push(format!("expense {} added by a non-member", e.id));
@@ -200,20 +210,41 @@ pub fn invariant_violations(doc: &Automerge, members: &[UserId]) -> Vec<String> 
         if e.amount.0 <= 0 || e.name.trim().is_empty() {
             v.push(format!("expense {} invalid", e.id));
         }
-        if e.status == ItemStatus::PendingApproval && !pending_add(e.id, RequestType::ExpenseAdd) {
+        if e.status == ItemStatus::PendingApproval
+            && !pending_add(
+                e.id,
+                e.added_by,
+                RequestType::ExpenseAdd,
+                ops::expense_add_data(e),
+            )
+        {
             v.push(format!(
-                "pending expense {} without a pending request",
+                "pending expense {} without a pending request describing it",
                 e.id
             ));
         }
+        times.push((format!("expense {}", e.id), e.created_at));
+        times.push((format!("expense {}", e.id), e.updated_at));
     }
     for g in &s.goals {
         if !is_member(&g.added_by) {
             v.push(format!("goal {} added by a non-member", g.id));
         }
-        if g.status == ItemStatus::PendingApproval && !pending_add(g.id, RequestType::GoalAdd) {
-            v.push(format!("pending goal {} without a pending request", g.id));
+        if g.status == ItemStatus::PendingApproval
+            && !pending_add(
+                g.id,
+                g.added_by,
+                RequestType::GoalAdd,
+                ops::goal_add_data(g),
+            )
+        {
+            v.push(format!(
+                "pending goal {} without a pending request describing it",
+                g.id
+            ));
         }
+        times.push((format!("goal {}", g.id), g.created_at));
+        times.push((format!("goal {}", g.id), g.updated_at));
         let logged: i64 = s
             .goal_contributions
             .iter()
@@ -235,11 +266,24 @@ pub fn invariant_violations(doc: &Automerge, members: &[UserId]) -> Vec<String> 
         if !is_member(&c.user_id) || c.amount.0 <= 0 {
             v.push(format!("contribution {} invalid", c.id));
         }
+        times.push((format!("contribution {}", c.id), c.created_at));
     }
     for a in &s.approvals {
         if !is_member(&a.requested_by) {
             v.push(format!("request {} by a non-member", a.id));
         }
+        let is_add = matches!(
+            a.request_type,
+            RequestType::ExpenseAdd | RequestType::GoalAdd
+        );
+        if is_add && a.id != add_request_id(a.target_id) {
+            v.push(format!(
+                "add request {} not at its target's derived id",
+                a.id
+            ));
+        }
+        times.push((format!("request {}", a.id), a.created_at));
+        times.extend(a.responded_at.map(|t| (format!("request {}", a.id), t)));
         match a.status {
             ApprovalStatus::Pending => {
                 if a.responded_by.is_some() {
@@ -279,12 +323,25 @@ pub fn invariant_violations(doc: &Automerge, members: &[UserId]) -> Vec<String> 
         if !is_member(&m.sender_id) || m.text.trim().is_empty() {
             v.push(format!("message {} invalid", m.id));
         }
+        times.push((format!("message {}", m.id), m.created_at));
     }
     for month in &s.contributions {
         for u in month.paid.keys() {
             if !is_member(u) {
                 v.push(format!("month {} paid by a non-member", month.month));
             }
+        }
+        times.extend(
+            month
+                .paid
+                .values()
+                .flatten()
+                .map(|t| (format!("month {}", month.month), *t)),
+        );
+    }
+    for (what, t) in times {
+        if t > latest {
+            v.push(format!("{what} holds a time from the future: {}", t.0));
         }
     }
     v
