@@ -56,6 +56,9 @@ on_both_backends!(
     compaction_keeps_the_document_and_drops_covered_changes,
     an_operation_through_the_actor_reaches_connected_partners,
     a_user_dropped_by_the_actor_is_disconnected,
+    a_pause_holds_for_the_next_message_of_a_connection_opened_before_it,
+    a_password_change_ends_open_sync_connections_before_it_is_answered,
+    a_deleted_account_ends_the_partners_sync_before_it_is_answered,
     compacting_after_every_merge_loses_nothing,
     a_paused_partnership_is_read_only_until_resumed,
     a_change_held_back_for_its_dependency_is_stored_when_applied,
@@ -824,9 +827,9 @@ async fn a_user_dropped_by_the_actor_is_disconnected(backend: Backend) {
     let mut b = SyncClient::connect(&app, &ben).await;
     settle_all(&app, &mut [&mut a, &mut b]).await;
 
-    app.state.sync.drop_user(b.pid, b.user).await;
+    app.state.sync.revoke(b.pid, Some(b.user)).await;
     let reason = b.expect_refusal(EXCHANGE_TIMEOUT).await;
-    assert!(reason.contains("dropped"), "{reason}");
+    assert!(reason.contains("access to this document ended"), "{reason}");
     let ben_id = ben.user_id.to_string();
     a.wait_until(|c| {
         c.presence()
@@ -1067,4 +1070,123 @@ async fn the_split_read_over_rest_follows_a_synced_edit(backend: Backend) {
         .await;
     assert_eq!(split["active_expenses"], 3);
     assert_eq!(split["monthly_total"], "120.00");
+}
+
+/// No periodic re-check in these tests: what they show must hold without it.
+const NO_REVALIDATION: Duration = Duration::from_secs(3_600);
+
+async fn a_pause_holds_for_the_next_message_of_a_connection_opened_before_it(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_with(backend, |c| c.sync.revalidate_every = NO_REVALIDATION).await
+    else {
+        return;
+    };
+    let (ann, ben, _) = app
+        .register_couple("ann@example.com", "ben@example.com")
+        .await;
+    let mut a = SyncClient::connect(&app, &ann).await;
+    a.settle().await.expect("settles");
+    let before = stored_heads(&app, a.pid).await;
+
+    let (status, body) = app
+        .put(
+            "/api/partnerships/status",
+            Some(&ben.access_token),
+            json!({ "status": "paused" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let paused = stored_heads(&app, a.pid).await;
+    assert_ne!(paused, before, "the pause is written into the document");
+
+    // Ann's connection was opened before the pause. Her app writes anyway, and sends it as a
+    // client that ignores the server's read-only announcement would.
+    let lamp = match a.edit(|tx, ctx| ops::add_expense(tx, ctx, &expense("Lamp", 2_500))) {
+        Outcome::Applied { id } => id,
+        other => panic!("{other:?}"),
+    };
+    a.sync.state.peer_read_only = false;
+    a.sync.state.in_flight = false;
+    assert!(a.send_pending().await.expect("sends"), "the change is sent");
+    a.barrier().await.expect("the server handled it");
+    assert_eq!(stored_heads(&app, a.pid).await, paused, "nothing stored");
+    let (status, list) = app.get("/api/expenses", Some(&ann.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert!(
+        !list.to_string().contains("Lamp"),
+        "not in the REST reads: {list}"
+    );
+
+    // Resumed: the same connection sends it again and it is taken.
+    let (status, body) = app
+        .put(
+            "/api/partnerships/status",
+            Some(&ben.access_token),
+            json!({ "status": "active" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    a.settle().await.expect("settles after the resume");
+    let stored = read_document(&stored_document(&app, a.pid).await).expect("reads");
+    assert!(
+        stored.expenses.iter().any(|e| e.id == lamp),
+        "stored after the resume"
+    );
+}
+
+async fn a_password_change_ends_open_sync_connections_before_it_is_answered(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_with(backend, |c| c.sync.revalidate_every = NO_REVALIDATION).await
+    else {
+        return;
+    };
+    let (ann, _ben, _) = app
+        .register_couple("ann@example.com", "ben@example.com")
+        .await;
+    // Ann's phone syncs; a thief who has her old session changes nothing once she changed her
+    // password (and the other way round).
+    let mut phone = SyncClient::connect(&app, &ann).await;
+    phone.settle().await.expect("settles");
+    let before = stored_heads(&app, phone.pid).await;
+    let (status, body) = app
+        .post(
+            "/api/auth/change-password",
+            Some(&ann.access_token),
+            json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    phone.edit(|tx, ctx| ops::add_expense(tx, ctx, &expense("After", 1_000)));
+    // Whatever the phone still sends is refused, never applied.
+    let _ = phone.send_pending().await;
+    let reason = phone.expect_refusal(EXCHANGE_TIMEOUT).await;
+    assert!(reason.contains("access to this document ended"), "{reason}");
+    assert_eq!(
+        stored_heads(&app, phone.pid).await,
+        before,
+        "nothing stored"
+    );
+}
+
+async fn a_deleted_account_ends_the_partners_sync_before_it_is_answered(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_with(backend, |c| c.sync.revalidate_every = NO_REVALIDATION).await
+    else {
+        return;
+    };
+    let (ann, ben, _) = app
+        .register_couple("ann@example.com", "ben@example.com")
+        .await;
+    let mut a = SyncClient::connect(&app, &ann).await;
+    a.settle().await.expect("settles");
+    let (status, body) = app
+        .delete(
+            "/api/users/account",
+            Some(&ben.access_token),
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let reason = a.expect_refusal(EXCHANGE_TIMEOUT).await;
+    assert!(reason.contains("access to this document ended"), "{reason}");
 }

@@ -23,6 +23,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use splitsave_sync_core::ids::{PartnershipId, UserId};
 use tracing::Instrument as _;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{OpenApi, ToSchema};
@@ -504,6 +505,7 @@ pub async fn reset_password(
         .await;
     state.auth_cache.forget_all();
     let user_id = user_id?.ok_or(AuthError::InvalidResetToken)?;
+    revoke_sync_access(&state, user_id).await?;
     tracing::info!(%user_id, "password reset; every session ended");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -560,6 +562,7 @@ pub async fn change_password(
     let token_version = state.store.set_password(user.id, &password_hash).await;
     state.auth_cache.forget_all();
     let token_version = token_version?;
+    revoke_sync_access(&state, user.id).await?;
     tracing::info!(user_id = %user.id, "password changed; other sessions ended");
     let user = UserRecord {
         password_hash,
@@ -571,6 +574,18 @@ pub async fn change_password(
 }
 
 // ---- the work behind the handlers --------------------------------------------------------------
+
+/// After a password change or reset: the user's open sync connections (opened with tokens that
+/// no longer count) end before the request is answered, and nothing they still send is applied.
+async fn revoke_sync_access(state: &AppState, user: Uuid) -> Result<(), AuthError> {
+    if let Some(p) = state.store.current_partnership(user).await? {
+        state
+            .sync
+            .revoke(PartnershipId(p.id), Some(UserId(user)))
+            .await;
+    }
+    Ok(())
+}
 
 /// Validated registration input.
 struct Registration {

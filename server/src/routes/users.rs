@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
+use splitsave_sync_core::ids::PartnershipId;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -271,9 +272,15 @@ pub async fn delete_account(
         return Err(ApiError::Forbidden("the password is not correct"));
     }
     state.limits.record_login_success(&email, peer.ip()).await?;
+    let partnership = state.store.current_partnership(user.user_id).await?;
     let deleted = state.store.delete_user(user.user_id).await;
     state.auth_cache.forget_all();
     deleted?;
+    // The partnership ended with the account: both partners' open sync connections end now,
+    // and nothing they still send is applied.
+    if let Some(p) = partnership {
+        state.sync.revoke(PartnershipId(p.id), None).await;
+    }
     tracing::info!(user_id = %user.user_id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -321,6 +321,7 @@ async fn run(state: AppState, session: Session, socket: WebSocket) {
                 let Some(out) = out else { break Some("connection dropped".into()) };
                 let Some((_, doc_str, _)) = &conn.attached else { continue };
                 let msg = match out {
+                    Outbound::End(reason) => break Some(reason.into()),
                     Outbound::Sync(data) => WireMessage::Sync {
                         sender_id: SERVER_PEER_ID.into(),
                         target_id: conn.client_peer.clone(),
@@ -392,10 +393,10 @@ async fn handle_message(
         | WireMessage::Sync {
             document_id, data, ..
         } => {
-            let Some((pid, read_only)) = permitted(conn, &document_id) else {
+            let Some((pid, _)) = permitted(conn, &document_id) else {
                 return Ok(Some(unavailable(conn, document_id)));
             };
-            let tx = attach(state, conn, out_tx, pid, read_only, &document_id).await?;
+            let tx = attach(state, conn, out_tx, pid, &document_id).await?;
             let registry = state.sync.clone();
             let conn_id = conn.id;
             let result = registry
@@ -412,7 +413,7 @@ async fn handle_message(
                 Err(SyncError::NotAttached) => {
                     // The actor was evicted and restarted: attach again and retry once.
                     conn.attached = None;
-                    attach(state, conn, out_tx, pid, read_only, &document_id).await?;
+                    attach(state, conn, out_tx, pid, &document_id).await?;
                     registry
                         .call(pid, |reply| Command::Receive {
                             conn: conn_id,
@@ -467,7 +468,6 @@ async fn attach(
     conn: &mut Conn,
     out_tx: &mpsc::WeakSender<Outbound>,
     pid: PartnershipId,
-    read_only: bool,
     document_id: &str,
 ) -> Result<mpsc::Sender<Command>, String> {
     if let Some((p, _, tx)) = &conn.attached {
@@ -475,6 +475,17 @@ async fn attach(
             return Ok(tx.clone());
         }
     }
+    // Access is checked again whenever the connection attaches (its first sync message, or
+    // after the document's actor was restarted), so a loss of access since `join` (an ended
+    // partnership, a changed password) holds even where no actor was there to be told.
+    let read_only = match allowed_document(state, &conn.session).await {
+        Ok(Some((p, now_read_only))) if p == pid => now_read_only,
+        Ok(_) => {
+            conn.allowed = None;
+            return Err(SyncError::AccessEnded.to_string());
+        }
+        Err(err) => return Err(err.to_string()),
+    };
     let out = conn
         .first_out
         .take()

@@ -19,7 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use automerge::sync::{self, SyncDoc};
+use automerge::sync::{self, MessageFlags, SyncDoc};
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
 use chrono::Utc;
@@ -53,6 +53,8 @@ pub enum Outbound {
         /// Opaque CBOR bytes.
         data: Vec<u8>,
     },
+    /// The connection's access ended: close it with this reason.
+    End(&'static str),
 }
 
 /// An operation run on the document as a user (REST writes), inside one transaction. `Fn` and
@@ -115,10 +117,13 @@ pub enum Command {
         /// The split.
         reply: oneshot::Sender<Result<Arc<DocSplit>, SyncError>>,
     },
-    /// Close every connection of `user` (their access ended).
-    DropUser {
-        /// The user.
-        user: UserId,
+    /// End the access of `user`'s connections (everyone's when `None`): close them and refuse
+    /// whatever they still send. Answered once in effect.
+    Revoke {
+        /// The user, or `None` for every connection (the partnership ended).
+        user: Option<UserId>,
+        /// Answered once no message of theirs can be applied any more.
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -160,6 +165,9 @@ pub struct DocActor {
     /// A command taken from the mailbox while gathering a batch of REST operations, to handle
     /// next.
     deferred: Option<Command>,
+    /// Connections whose access was revoked: whatever they still send (or an attempt to attach
+    /// again) is refused.
+    revoked: HashSet<ConnId>,
 }
 
 /// Most REST operations committed in one transaction (see [`DocActor::apply_batch`]).
@@ -194,6 +202,7 @@ impl DocActor {
             compaction: None,
             split_heads: None,
             deferred: None,
+            revoked: HashSet::new(),
         };
         // A split published by an earlier actor of this document (one that stopped without
         // being evicted) would not be cleared when this one changes the document.
@@ -282,18 +291,9 @@ impl DocActor {
             Command::Split { reply } => {
                 let _ = reply.send(self.split());
             }
-            Command::DropUser { user } => {
-                let conns: Vec<ConnId> = self
-                    .peers
-                    .iter()
-                    .filter(|(_, p)| p.user == user)
-                    .map(|(c, _)| *c)
-                    .collect();
-                for c in conns {
-                    // Detaching drops the sender, which ends the connection's outbound stream
-                    // (it closes), and tells the partner the user went offline.
-                    self.detach(c).await;
-                }
+            Command::Revoke { user, reply } => {
+                self.revoke(user).await;
+                let _ = reply.send(());
             }
         }
         // Whatever the command, a split computed at other heads is not served again.
@@ -331,6 +331,12 @@ impl DocActor {
         read_only: bool,
         out: mpsc::Sender<Outbound>,
     ) -> Result<(), SyncError> {
+        if self.revoked.contains(&conn) {
+            return Err(SyncError::AccessEnded);
+        }
+        // The document's own status decides, not the connection's view of it at join: a pause
+        // written since then already holds.
+        let read_only = read_only || self.paused();
         let mut state = sync::State::new();
         if read_only {
             state = sync::State::new_read_only();
@@ -484,7 +490,12 @@ impl DocActor {
                         // chunk (refused: see `parse_changes`). Read-only peers keep the flags,
                         // whose READ_ONLY bit tells them to keep their changes (which are
                         // dropped here).
-                        if !p.read_only {
+                        // A sync reset (the peer was read-write again after a pause) keeps them
+                        // too: the flag asks the peer to send again what it held back.
+                        let reset = m
+                            .flags
+                            .is_some_and(|f| f.contains(MessageFlags::SYNC_RESET));
+                        if !p.read_only && !reset {
                             m.flags = None;
                         }
                         m
@@ -499,6 +510,10 @@ impl DocActor {
     }
 
     async fn receive(&mut self, conn: ConnId, bytes: Vec<u8>) -> Result<(), SyncError> {
+        if self.revoked.contains(&conn) {
+            return Err(SyncError::AccessEnded);
+        }
+        self.follow_status();
         let peer = self.peers.get(&conn).ok_or(SyncError::NotAttached)?;
         let (user, read_only) = (peer.user, peer.read_only);
         let mut message = sync::Message::decode(&bytes).map_err(|_| SyncError::Malformed)?;
@@ -784,6 +799,8 @@ impl DocActor {
                     for (user, new) in &written {
                         self.publish(new, *user);
                     }
+                    // A pause or resume written by this batch holds for the next message.
+                    self.follow_status();
                     self.fan_out();
                 }
                 Err(err) => {
@@ -798,6 +815,50 @@ impl DocActor {
         self.drop_stale_split();
         for (reply, answer) in answers {
             let _ = reply.send(answer);
+        }
+    }
+
+    /// Whether the partnership is paused, as its document says (the server writes the status
+    /// into the document through this actor before a pause is answered, so the next message
+    /// after it sees it).
+    fn paused(&self) -> bool {
+        matches!(
+            splitsave_sync_core::read::read_partnership(&self.doc),
+            Ok(p) if p.status == splitsave_sync_core::enums::PartnershipStatus::Paused
+        )
+    }
+
+    /// Makes every peer read-only while the partnership is paused, and read-write again once it
+    /// is resumed. A peer switched to read-only is told so (its changes wait on its side); one
+    /// switched back is asked to send again what it held back (automerge's sync reset).
+    fn follow_status(&mut self) {
+        let paused = self.paused();
+        for p in self.peers.values_mut() {
+            if p.read_only != paused {
+                p.read_only = paused;
+                p.state.set_read_only(paused);
+                p.answered_at = None;
+            }
+        }
+    }
+
+    /// Ends access for `user`'s connections (every connection when `None`): they are detached
+    /// (their outbound stream ends, so they close) and any message they still send is refused,
+    /// never applied. Called when a partnership ends, an account is deleted or a password
+    /// changes, before the request that caused it is answered.
+    async fn revoke(&mut self, user: Option<UserId>) {
+        let conns: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| user.is_none_or(|u| p.user == u))
+            .map(|(c, _)| *c)
+            .collect();
+        for c in conns {
+            self.revoked.insert(c);
+            self.send(c, Outbound::End("access to this document ended: reconnect"));
+            // Detaching drops the sender, which ends the connection's outbound stream (it
+            // closes), and tells the partner the user went offline.
+            self.detach(c).await;
         }
     }
 

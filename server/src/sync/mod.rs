@@ -108,6 +108,10 @@ pub enum SyncError {
     /// The connection is not attached to the document.
     #[error("not attached to this document")]
     NotAttached,
+    /// The connection's access ended (partnership ended, account deleted, password changed):
+    /// nothing it sends is applied any more.
+    #[error("access to this document ended: reconnect")]
+    AccessEnded,
     /// The partnership has no stored document.
     #[error("document not found")]
     NoDocument,

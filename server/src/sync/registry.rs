@@ -121,17 +121,18 @@ impl Registry {
         Err(SyncError::Unavailable)
     }
 
-    /// Sends a request that needs no answer to a live actor (none is started for it).
-    pub async fn notify(&self, pid: PartnershipId, cmd: Command) {
+    /// Ends the access of `user`'s connections to the partnership's document (everyone's when
+    /// `None`), and returns once the document's actor has done so: from then on nothing those
+    /// connections send is applied. Nothing to do when the document is not loaded (it has no
+    /// connection; new ones check access when they attach).
+    pub async fn revoke(&self, pid: PartnershipId, user: Option<UserId>) {
         let tx = self.docs().get(&pid).and_then(|s| s.get().cloned());
         if let Some(tx) = tx {
-            let _ = tx.send(cmd).await;
+            let (reply, done) = oneshot::channel();
+            if tx.send(Command::Revoke { user, reply }).await.is_ok() {
+                let _ = done.await;
+            }
         }
-    }
-
-    /// Closes `user`'s connections to the partnership's document (their access ended).
-    pub async fn drop_user(&self, pid: PartnershipId, user: UserId) {
-        self.notify(pid, Command::DropUser { user }).await;
     }
 
     /// Called by an idle actor: removes it from the registry when no request is waiting in its
