@@ -41,6 +41,7 @@ on_both_backends!(
     the_event_stream_refuses_bad_tokens_foreign_origins_and_plain_http,
     the_event_stream_closes_when_the_token_expires,
     the_event_stream_closes_when_the_partnership_ends,
+    the_event_stream_closes_at_once_when_the_password_changes,
 );
 
 /// How long one exchange may take on a busy 2-core machine.
@@ -617,6 +618,32 @@ async fn the_event_stream_closes_when_the_partnership_ends(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let (code, reason) = expect_close(&mut stream, revalidate * 25).await;
+    assert_eq!(code, 4003, "{reason}");
+    assert!(reason.contains("ended"), "{reason}");
+}
+
+async fn the_event_stream_closes_at_once_when_the_password_changes(backend: Backend) {
+    // No periodic re-check: the change itself ends the stream.
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.sync.revalidate_every = Duration::from_secs(3_600)
+    })
+    .await
+    else {
+        return;
+    };
+    let (ann, _ben, _) = app
+        .register_couple("ann@example.com", "ben@example.com")
+        .await;
+    let mut stream = events(&app, &ann.access_token).await;
+    let (status, body) = app
+        .post(
+            "/api/auth/change-password",
+            Some(&ann.access_token),
+            json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (code, reason) = expect_close(&mut stream, Duration::from_secs(10)).await;
     assert_eq!(code, 4003, "{reason}");
     assert!(reason.contains("ended"), "{reason}");
 }

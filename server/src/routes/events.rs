@@ -177,7 +177,12 @@ async fn run(state: AppState, sub: Subscription, mut events: EventSubscription, 
     let close: Option<(u16, &'static str)> = loop {
         let frames = tokio::select! {
             received = events.recv() => match received {
-                Ok(event) => frames_for(&event, me, Utc::now()),
+                Ok(event) => match &*event {
+                    DocEvent::AccessEnded { user } if user.is_none_or(|u| u == me) => {
+                        break Some((CLOSE_ACCESS_ENDED, "access to this partnership ended"))
+                    }
+                    _ => frames_for(&event, me, Utc::now()),
+                },
                 Err(RecvError::Lagged(missed)) => vec![resync(missed, Utc::now())],
                 // The channel lives in the registry while subscribed; gone means shutdown.
                 Err(RecvError::Closed) => break Some((1001, "server shutting down")),
@@ -281,7 +286,7 @@ pub fn frames_for(event: &DocEvent, viewer: UserId, at: DateTime<Utc>) -> Vec<Ev
                 at: at_text,
             }]
         }
-        DocEvent::Presence { .. } => Vec::new(),
+        DocEvent::Presence { .. } | DocEvent::AccessEnded { .. } => Vec::new(),
     }
 }
 

@@ -25,6 +25,11 @@ pub enum DocEvent {
         /// Who made the change.
         by: splitsave_sync_core::ids::UserId,
     },
+    /// Access ended for `user` (for everyone when `None`): their event streams close.
+    AccessEnded {
+        /// Whose access ended.
+        user: Option<splitsave_sync_core::ids::UserId>,
+    },
     /// A partner came online or went offline.
     Presence {
         /// Whose presence changed.

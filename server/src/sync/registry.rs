@@ -123,7 +123,7 @@ impl Registry {
 
     /// Ends the access of `user`'s connections to the partnership's document (everyone's when
     /// `None`), and returns once the document's actor has done so: from then on nothing those
-    /// connections send is applied. Nothing to do when the document is not loaded (it has no
+    /// connections send is applied, and their event streams are told to close. Nothing to do when the document is not loaded (it has no
     /// connection; new ones check access when they attach).
     pub async fn revoke(&self, pid: PartnershipId, user: Option<UserId>) {
         let tx = self.docs().get(&pid).and_then(|s| s.get().cloned());
@@ -132,6 +132,10 @@ impl Registry {
             if tx.send(Command::Revoke { user, reply }).await.is_ok() {
                 let _ = done.await;
             }
+        }
+        // Event streams (`/api/events`) of those users close too.
+        if let Some(events) = self.publisher(pid) {
+            let _ = events.send(Arc::new(DocEvent::AccessEnded { user }));
         }
     }
 
