@@ -81,9 +81,11 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// `REQUEST_TIMEOUT_SECS`: longest a REST request may take, default 30 s.
     pub request_timeout: Duration,
-    /// Limits and timings of `/sync`: `SYNC_MAX_MESSAGE_BYTES` (default 1 MiB),
-    /// `SYNC_MAX_CHANGES` (5,000 changes per message), `SYNC_MAX_OPS` (100,000 operations per
-    /// message), `SYNC_MESSAGES_PER_SECOND` (50, bursts of 100), `SYNC_IDLE_EVICTION_SECS` (120),
+    /// Limits and timings of `/sync`: `SYNC_MAX_MESSAGE_BYTES` (default 8 MiB),
+    /// `SYNC_MAX_MESSAGE_CHANGES` (100,000 changes per message), `SYNC_MAX_MESSAGE_OPS`
+    /// (1,000,000 operations per message), `SYNC_MAX_CHANGES` (5,000 changes per merge: a
+    /// larger backlog is taken in several), `SYNC_MAX_OPS` (100,000 operations per merge),
+    /// `SYNC_MAX_VALUE_BYTES` (16 KiB per value), `SYNC_MESSAGES_PER_SECOND` (50, bursts of 100), `SYNC_IDLE_EVICTION_SECS` (120),
     /// `SYNC_COMPACT_AFTER` (500 changes), `SYNC_REVALIDATE_SECS` (15).
     pub sync: SyncLimits,
 }
@@ -428,8 +430,11 @@ fn sync_limits_from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<SyncLimi
     };
     Ok(SyncLimits {
         max_message_bytes: size("SYNC_MAX_MESSAGE_BYTES", d.max_message_bytes)?,
-        max_changes_per_message: size("SYNC_MAX_CHANGES", d.max_changes_per_message)?,
-        max_ops_per_message: size("SYNC_MAX_OPS", d.max_ops_per_message)?,
+        max_changes_per_message: size("SYNC_MAX_MESSAGE_CHANGES", d.max_changes_per_message)?,
+        max_ops_per_message: size("SYNC_MAX_MESSAGE_OPS", d.max_ops_per_message)?,
+        max_changes_per_merge: size("SYNC_MAX_CHANGES", d.max_changes_per_merge)?,
+        max_ops_per_merge: size("SYNC_MAX_OPS", d.max_ops_per_merge)?,
+        max_value_bytes: size("SYNC_MAX_VALUE_BYTES", d.max_value_bytes)?,
         messages_per_second: rate("SYNC_MESSAGES_PER_SECOND", d.messages_per_second)?,
         message_burst: rate("SYNC_MESSAGE_BURST", d.message_burst)?,
         idle_eviction: Duration::from_secs(num(

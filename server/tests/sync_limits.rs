@@ -16,6 +16,7 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ReadDoc, ROOT};
 use real_server::{add_expense, default_backend, expense, Couple, RealServer, SYNC_DEADLINE};
 use splitsave_client::connection::{ConnectionError, DocSync, SyncConnection};
+use splitsave_sync_core::document::read_document;
 use splitsave_sync_core::protocol::WireMessage;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -173,14 +174,14 @@ async fn start(env: &[(&str, &str)]) -> (RealServer, Couple) {
 }
 
 #[tokio::test]
-async fn a_two_mib_frame_closes_the_connection() {
-    let (server, couple) = start(&[]).await;
+async fn a_frame_over_the_limit_closes_the_connection() {
+    let (server, couple) = start(&[("SYNC_MAX_MESSAGE_BYTES", "1048576")]).await;
     let (mut conn, _sync, _doc) = server
         .fetch_document(&couple.a.token, &couple.document_id)
         .await;
 
     let measured = send_and_measure(&server, &mut conn, vec![0xA5; 2 * 1024 * 1024]).await;
-    measured.report("2 MiB frame");
+    measured.report("2 MiB frame over a 1 MiB limit");
     assert!(
         measured.elapsed < REFUSAL_WITHIN,
         "closed after {:?}",
@@ -316,9 +317,8 @@ async fn a_whole_document_chunk_is_refused_before_apply() {
 }
 
 #[tokio::test]
-async fn ten_thousand_tiny_changes_in_one_message_are_refused_before_apply() {
-    // A larger frame limit, so the change count is what refuses the message.
-    let (server, couple) = start(&[("SYNC_MAX_MESSAGE_BYTES", "8388608")]).await;
+async fn more_changes_than_a_message_may_carry_are_refused_before_apply() {
+    let (server, couple) = start(&[("SYNC_MAX_MESSAGE_CHANGES", "5000")]).await;
     let (mut conn, mut sync, mut doc) = server
         .fetch_document(&couple.a.token, &couple.document_id)
         .await;
@@ -340,45 +340,176 @@ async fn ten_thousand_tiny_changes_in_one_message_are_refused_before_apply() {
     assert!(seen.get(ROOT, "tick").expect("read").is_none());
 }
 
+/// Polls (with a deadline) until storage serves the partner `heads`: the backlog was taken.
+async fn wait_until_served(server: &RealServer, couple: &Couple, heads: &[automerge::ChangeHash]) {
+    let mut want = heads.to_vec();
+    want.sort();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_conn, _sync, seen) = server
+            .fetch_document(&couple.b.token, &couple.document_id)
+            .await;
+        let mut got = seen.get_heads();
+        got.sort();
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backlog was not taken: server log:\n{}",
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
-async fn ten_thousand_tiny_changes_as_automerge_sends_them_are_refused_before_apply() {
-    let (server, couple) = start(&[("SYNC_MAX_MESSAGE_BYTES", "8388608")]).await;
+async fn a_device_back_after_ten_thousand_offline_changes_catches_up() {
+    // More than one merge may hold (SYNC_MAX_CHANGES, 5,000): automerge sends the whole
+    // backlog in one message, and the server takes it in several merges.
+    let (server, couple) = start(&[]).await;
     let (mut conn, mut sync, mut doc) = server
         .fetch_document(&couple.a.token, &couple.document_id)
         .await;
     let heads_before = doc.get_heads();
-
+    let mut expected = Vec::new();
     for i in 0..10_000i64 {
-        doc.transact(|tx| tx.put(ROOT, "tick", i))
-            .expect("tiny change");
+        let id = Uuid::now_v7();
+        doc.transact(|tx| {
+            // Each change adds one small expense, the way an app offline for months would.
+            let e = splitsave_sync_core::write::new_entity(
+                tx,
+                splitsave_sync_core::schema::Collection::Expenses,
+                &id.to_string(),
+            )?;
+            tx.put(&e, "name", format!("Coffee {i}"))?;
+            tx.put(&e, "amount", 350)?;
+            tx.put(&e, "category", "dining")?;
+            tx.put(&e, "frequency", "weekly")?;
+            tx.put(&e, "added_by", couple.a.id.to_string())?;
+            tx.put(&e, "status", "active")?;
+            tx.put(&e, "created_at", 1_764_000_000_000 + i)?;
+            tx.put(&e, "updated_at", 1_764_000_000_000 + i)
+        })
+        .expect("an offline change");
+        expected.push(id);
     }
     let message = doc
         .generate_sync_message(&mut sync.state)
         .expect("a sync message");
-    eprintln!(
-        "10,000 tiny changes as automerge sends them: {:?} message, {} chunk(s)",
-        message.version,
-        message.changes.len()
-    );
-    // The server advertises no version-2 support, so automerge sends the changes themselves
-    // (each checked before applying) rather than its whole document.
-    assert_eq!(message.version, MessageVersion::V1);
-    // Automerge leaves out a change that the bloom filter of the server's last message claims
-    // the server has; in this chain only changes at its start can be left out that way (every
-    // change after a sent one is sent as its dependent): about one run in a hundred sends 9,999.
     assert!(
         message.changes.len() >= 9_990,
         "automerge sent {} of the 10,000 changes",
         message.changes.len()
     );
     let frame = sync_envelope(&conn, &couple, message.encode());
-
-    let measured = send_and_measure(&server, &mut conn, frame).await;
-    measured.assert_refused_cheaply(
-        "10,000 tiny changes (automerge's own message)",
-        "too many changes",
+    eprintln!(
+        "a backlog of 10,000 expenses: {} KiB on the wire",
+        frame.len() / 1024
     );
+    let started = Instant::now();
+    conn.send_raw(frame).await.expect("sent");
+    // The exchange goes on until the server holds every change (the few automerge may have
+    // left out of the first message follow in the next).
+    let mut ours = doc.get_heads();
+    ours.sort();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let message =
+            tokio::time::timeout_at(deadline, conn.recv_for_document(&couple.document_id))
+                .await
+                .expect("the server answers")
+                .expect("no protocol error")
+                .expect("the connection stays open");
+        if let WireMessage::Sync { data, .. } | WireMessage::Request { data, .. } = message {
+            let decoded = sync::Message::decode(&data).expect("a sync message");
+            doc.receive_sync_message(&mut sync.state, decoded)
+                .expect("applies");
+            let mut theirs = sync.state.their_heads.clone().unwrap_or_default();
+            theirs.sort();
+            if theirs == ours {
+                break;
+            }
+            if let Some(next) = doc.generate_sync_message(&mut sync.state) {
+                let frame = sync_envelope(&conn, &couple, next.encode());
+                conn.send_raw(frame).await.expect("sent");
+            }
+        }
+    }
+    eprintln!(
+        "10,000 offline changes acknowledged in {} ms",
+        started.elapsed().as_millis()
+    );
+    wait_until_served(&server, &couple, &ours).await;
+    // Every expense is in the materialized split: 10,000 weekly 3.50.
+    let (status, body) = server
+        .get_json("/api/expenses/split-calculation", &couple.b.token)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["active_expenses"], 10_000, "{body}");
+    assert_eq!(body["totals"]["weekly"], "35000.00", "{body}");
+    let mut stored = read_document(&still_serving(&server, &couple).await)
+        .expect("readable")
+        .expenses
+        .into_iter()
+        .map(|e| e.id.0)
+        .collect::<Vec<_>>();
+    stored.sort();
+    expected.sort();
+    assert_eq!(stored, expected, "every expense, once");
+    assert_ne!(doc.get_heads(), heads_before);
+}
 
+#[tokio::test]
+async fn a_value_larger_than_allowed_is_refused_before_apply() {
+    let (server, couple) = start(&[]).await;
+    let (mut conn, mut sync, mut doc) = server
+        .fetch_document(&couple.a.token, &couple.document_id)
+        .await;
+    let heads_before = doc.get_heads();
+    // A 900 KB name: enforcement would remove it from the document, but it would stay in the
+    // history every replica downloads.
+    let expenses = doc
+        .get(ROOT, "expenses")
+        .expect("read")
+        .expect("the expenses map")
+        .1;
+    doc.transact(|tx| {
+        let e = tx.put_object(&expenses, Uuid::now_v7().to_string(), ObjType::Map)?;
+        tx.put(&e, "name", "x".repeat(900_000))
+    })
+    .expect("a big name");
+    let data = message_with_changes_since(&doc, &mut sync.state, &heads_before);
+    let frame = sync_envelope(&conn, &couple, data);
+    let measured = send_and_measure(&server, &mut conn, frame).await;
+    measured.assert_refused_cheaply("a 900 KB name", "a value is too large");
+    let seen = still_serving(&server, &couple).await;
+    assert_eq!(seen.get_heads(), heads_before, "nothing was applied");
+}
+
+#[tokio::test]
+async fn text_grown_past_the_value_limit_is_refused_before_apply() {
+    let (server, couple) = start(&[]).await;
+    let (mut conn, mut sync, mut doc) = server
+        .fetch_document(&couple.a.token, &couple.document_id)
+        .await;
+    let heads_before = doc.get_heads();
+    // The way a JS client writes a long name: a Text object, spliced.
+    let expenses = doc
+        .get(ROOT, "expenses")
+        .expect("read")
+        .expect("the expenses map")
+        .1;
+    doc.transact(|tx| {
+        let e = tx.put_object(&expenses, Uuid::now_v7().to_string(), ObjType::Map)?;
+        let name = tx.put_object(&e, "name", ObjType::Text)?;
+        tx.splice_text(&name, 0, 0, &"y".repeat(40_000))
+    })
+    .expect("a long text");
+    let data = message_with_changes_since(&doc, &mut sync.state, &heads_before);
+    let frame = sync_envelope(&conn, &couple, data);
+    let measured = send_and_measure(&server, &mut conn, frame).await;
+    measured.assert_refused_cheaply("40,000 characters of text", "a value is too large");
     let seen = still_serving(&server, &couple).await;
     assert_eq!(seen.get_heads(), heads_before, "nothing was applied");
 }

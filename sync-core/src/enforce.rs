@@ -308,6 +308,7 @@ pub fn check(
         let delta = contribution_deltas.get(&key).copied().unwrap_or(0);
         e.check_goal(&key, delta);
     }
+    e.drop_add_requests_without_a_pending_item();
     for key in touched
         .keys(Collection::Messages)
         .cloned()
@@ -450,6 +451,7 @@ impl Enforcer<'_> {
         let after: Read<Approval> = read::read_approval(self.after, key);
         match (before, after) {
             (Ok(Some(b)), Ok(Some(a))) => self.check_existing_approval(b, a),
+            (Ok(Some(b)), Ok(None)) if self.withdrawn_with_its_item(&b) => {}
             (Ok(Some(b)), _) => self.fixes.push(Fix::PutApproval(b)),
             (_, Ok(None)) => {}
             (_, Ok(Some(a))) => self.check_new_approval(a),
@@ -494,6 +496,41 @@ impl Enforcer<'_> {
             self.fixes.push(Fix::PutApproval(fixed.clone()));
         }
         self.new_requests.push(fixed);
+    }
+
+    /// A pending add request removed in the merge that archived its item (withdrawing it, as
+    /// the operations do) may go: approving it would no longer add anything.
+    fn withdrawn_with_its_item(&self, b: &Approval) -> bool {
+        let key = b.target_id.to_string();
+        let archived = match b.request_type {
+            RequestType::ExpenseAdd => matches!(
+                (before_of(&self.before.expenses, self.after, &key, read::read_expense),
+                 read::read_expense(self.after, &key)),
+                (Ok(Some(was)), Ok(Some(now)))
+                    if was.status == ItemStatus::PendingApproval && now.status == ItemStatus::Archived
+            ),
+            RequestType::GoalAdd => matches!(
+                (before_of(&self.before.goals, self.after, &key, read::read_goal),
+                 read::read_goal(self.after, &key)),
+                (Ok(Some(was)), Ok(Some(now)))
+                    if was.status == ItemStatus::PendingApproval && now.status == ItemStatus::Archived
+            ),
+            _ => false,
+        };
+        b.status == ApprovalStatus::Pending && b.id == add_request_id(b.target_id) && archived
+    }
+
+    /// An item archived while waiting for approval is withdrawn: its pending add request goes
+    /// with it.
+    fn withdraw_add_request(&mut self, item: EntityId) {
+        let id = add_request_id(item);
+        if self
+            .request_now(id)
+            .is_some_and(|r| r.status == ApprovalStatus::Pending)
+        {
+            self.new_requests.retain(|r| r.id != id);
+            self.remove(Collection::Approvals, &id.to_string());
+        }
     }
 
     /// Whether approving the edit request `a` would change its target (as the merge leaves it).
@@ -550,6 +587,67 @@ impl Enforcer<'_> {
             .filter(|a| a.target_id == target)
             .cloned()
             .collect()
+    }
+
+    /// An add request a client filed in this merge stands only while its item, as this merge
+    /// leaves it, is waiting for approval and was added by the requester: approving one for an
+    /// active or archived item (or someone else's) would change nothing it says.
+    fn drop_add_requests_without_a_pending_item(&mut self) {
+        let filed: Vec<Approval> = self
+            .new_requests
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.request_type,
+                    RequestType::ExpenseAdd | RequestType::GoalAdd
+                )
+            })
+            .cloned()
+            .collect();
+        for a in filed {
+            let item = match a.request_type {
+                RequestType::ExpenseAdd => self
+                    .expense_now(a.target_id)
+                    .map(|e| (e.status, e.added_by)),
+                _ => self.goal_now(a.target_id).map(|g| (g.status, g.added_by)),
+            };
+            if item != Some((ItemStatus::PendingApproval, a.requested_by)) {
+                self.new_requests.retain(|r| r.id != a.id);
+                self.remove(Collection::Approvals, &a.id.to_string());
+            }
+        }
+    }
+
+    /// The expense `id` as this merge leaves it so far (fixes included).
+    fn expense_now(&self, id: EntityId) -> Option<Expense> {
+        let key = id.to_string();
+        for fix in self.fixes.iter().rev() {
+            match fix {
+                Fix::PutExpense(e) if e.id == id => return Some(e.clone()),
+                Fix::Remove {
+                    collection: Collection::Expenses,
+                    key: k,
+                } if *k == key => return None,
+                _ => {}
+            }
+        }
+        read::read_expense(self.after, &key).ok().flatten()
+    }
+
+    /// The goal `id` as this merge leaves it so far (fixes included).
+    fn goal_now(&self, id: EntityId) -> Option<Goal> {
+        let key = id.to_string();
+        for fix in self.fixes.iter().rev() {
+            match fix {
+                Fix::PutGoal(g) if g.id == id => return Some(g.clone()),
+                Fix::Remove {
+                    collection: Collection::Goals,
+                    key: k,
+                } if *k == key => return None,
+                _ => {}
+            }
+        }
+        read::read_goal(self.after, &key).ok().flatten()
     }
 
     /// The request `id` as this merge leaves it so far: filed or corrected in it, removed by
@@ -734,6 +832,9 @@ impl Enforcer<'_> {
         if fixed.status == ItemStatus::PendingApproval {
             self.ensure_add_request(RequestType::ExpenseAdd, &AddedItem::expense(&fixed));
         }
+        if fixed.status == ItemStatus::Archived && baseline.status == ItemStatus::PendingApproval {
+            self.withdraw_add_request(b.id);
+        }
         if fixed != a {
             self.fixes.push(Fix::PutExpense(fixed));
         }
@@ -904,6 +1005,9 @@ impl Enforcer<'_> {
         }
         if fixed.status == ItemStatus::PendingApproval {
             self.ensure_add_request(RequestType::GoalAdd, &AddedItem::goal(&fixed));
+        }
+        if fixed.status == ItemStatus::Archived && baseline.status == ItemStatus::PendingApproval {
+            self.withdraw_add_request(b.id);
         }
         let mut comparable = fixed.clone();
         comparable.saved_amount = a.saved_amount;

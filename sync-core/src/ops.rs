@@ -269,8 +269,23 @@ pub fn archive_expense<T: Transactable>(tx: &mut T, ctx: &Ctx, id: EntityId) -> 
             .ok_or(OpError::NotFound)?;
         tx.put(&obj, "status", ItemStatus::Archived.as_str())?;
         tx.put(&obj, "updated_at", ctx.now.0)?;
+        if current.status == ItemStatus::PendingApproval {
+            withdraw_add_request(tx, id)?;
+        }
     }
     Ok(Outcome::Applied { id })
+}
+
+/// Archiving an item still waiting for approval withdraws it: its pending add request goes
+/// too, so the partner is not asked to approve what approving would no longer add.
+fn withdraw_add_request<T: Transactable>(tx: &mut T, item: EntityId) -> OpResult<()> {
+    let key = add_request_id(item).to_string();
+    if let Some(request) = read::read_approval(tx, &key)? {
+        if request.status == ApprovalStatus::Pending {
+            write::delete_entity(tx, Collection::Approvals, &key)?;
+        }
+    }
+    Ok(())
 }
 
 /// Proposes a goal: always `pending_approval` with a `goal_add` request.
@@ -367,6 +382,9 @@ pub fn archive_goal<T: Transactable>(tx: &mut T, ctx: &Ctx, id: EntityId) -> OpR
             read::entity_obj(tx, Collection::Goals, &id.to_string())?.ok_or(OpError::NotFound)?;
         tx.put(&obj, "status", ItemStatus::Archived.as_str())?;
         tx.put(&obj, "updated_at", ctx.now.0)?;
+        if current.status == ItemStatus::PendingApproval {
+            withdraw_add_request(tx, id)?;
+        }
     }
     Ok(Outcome::Applied { id })
 }

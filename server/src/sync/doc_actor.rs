@@ -526,13 +526,30 @@ impl DocActor {
             .into_iter()
             .filter(|c| self.doc.get_change_meta_by_hash(&c.hash()).is_none())
             .collect();
+        check_values(&self.doc, &new, &self.limits)?;
         // Changes automerge queued earlier (their dependencies were missing) are applied by
         // whichever later message completes them, so while any are queued, what applying adds is
         // not just `new`: take the slow path, which checks and stores everything that was added.
         if !deps_satisfied(&self.doc, &new) || !self.doc.get_missing_deps(&[]).is_empty() {
             return self.receive_on_clone(conn, user, message).await;
         }
-        let bindings = self.check_authorship(user, &new).await?;
+        let mut bindings = self.check_authorship(user, &new).await?;
+        // A backlog larger than one merge (a device back from a long time offline) is taken in
+        // several merges, in causal order, each enforced and committed on its own; the last one
+        // goes through the sync exchange below like any message.
+        let mut merges = in_merges(new, &self.limits);
+        let new = merges.pop().unwrap_or_default();
+        for earlier in merges {
+            self.merge_changes(user, earlier, std::mem::take(&mut bindings))
+                .await?;
+        }
+        if message.changes.len() != new.len() {
+            message.changes = sync::ChunkList::from(
+                new.iter()
+                    .map(|c| c.raw_bytes().to_vec())
+                    .collect::<Vec<_>>(),
+            );
+        }
         let before = if new.is_empty() {
             None
         } else {
@@ -560,6 +577,37 @@ impl DocActor {
         if let Some(before) = before {
             self.commit(user, &before, new, bindings).await?;
         }
+        self.fan_out();
+        Ok(())
+    }
+
+    /// Applies, enforces and commits one merge's worth of a backlog outside the sync exchange
+    /// (its last part goes through the exchange, which then answers for all of it).
+    async fn merge_changes(
+        &mut self,
+        user: UserId,
+        changes: Vec<Change>,
+        bindings: Vec<(String, Uuid)>,
+    ) -> Result<(), SyncError> {
+        let touched = touched_before_apply(&self.doc, &changes);
+        let before = Before::capture(&self.doc, touched);
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            self.doc.apply_changes(changes.iter().cloned())
+        }));
+        match applied {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "a backlog's changes were refused by automerge");
+                self.reload().await?;
+                return Err(SyncError::Malformed);
+            }
+            Err(_) => {
+                tracing::error!(partnership = %self.pid, "automerge panicked applying a backlog");
+                self.reload().await?;
+                return Err(SyncError::Malformed);
+            }
+        }
+        self.commit(user, &before, changes, bindings).await?;
         self.fan_out();
         Ok(())
     }
@@ -592,6 +640,7 @@ impl DocActor {
         }
         let new = enforce::new_changes(&self.doc, &candidate);
         check_limits(&new, &self.limits)?;
+        check_values(&self.doc, &new, &self.limits)?;
         let bindings = self.check_authorship(user, &new).await?;
         if !new.is_empty() {
             let touched = splitsave_sync_core::touched::touched_by(&self.doc, &candidate, &new);
@@ -1035,9 +1084,110 @@ fn check_limits(changes: &[Change], limits: &SyncLimits) -> Result<(), SyncError
         if c.raw_bytes().len() > limits.max_change_bytes {
             return Err(SyncError::TooLarge("a change is too large"));
         }
+        if c.len() > limits.max_ops_per_merge {
+            return Err(SyncError::TooLarge("a change has too many operations"));
+        }
         ops += c.len();
         if ops > limits.max_ops_per_message {
             return Err(SyncError::TooLarge("too many operations in one message"));
+        }
+    }
+    Ok(())
+}
+
+/// Splits new changes (whose dependencies are all in the document or among them) into merges of
+/// at most `max_changes_per_merge` changes and `max_ops_per_merge` operations, in causal order
+/// (every change after its dependencies), so each merge applies on top of the ones before it.
+/// Nearly every message is one merge, returned as it came.
+fn in_merges(new: Vec<Change>, limits: &SyncLimits) -> Vec<Vec<Change>> {
+    let ops: usize = new.iter().map(Change::len).sum();
+    if new.len() <= limits.max_changes_per_merge && ops <= limits.max_ops_per_merge {
+        return vec![new];
+    }
+    let mut merges = vec![Vec::new()];
+    let mut merge_ops = 0;
+    for change in causal_order(new) {
+        let current = merges.last().map_or(0, Vec::len);
+        if current > 0
+            && (current >= limits.max_changes_per_merge
+                || merge_ops + change.len() > limits.max_ops_per_merge)
+        {
+            merges.push(Vec::new());
+            merge_ops = 0;
+        }
+        merge_ops += change.len();
+        if let Some(m) = merges.last_mut() {
+            m.push(change);
+        }
+    }
+    merges
+}
+
+/// The changes ordered so that each comes after those of its dependencies that are among them
+/// (depth-first, iteratively: a backlog can be a chain of 100,000 changes).
+fn causal_order(changes: Vec<Change>) -> Vec<Change> {
+    let index: HashMap<ChangeHash, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.hash(), i))
+        .collect();
+    let mut placed = vec![false; changes.len()];
+    let mut order = Vec::with_capacity(changes.len());
+    for start in 0..changes.len() {
+        let mut stack = vec![(start, false)];
+        while let Some((i, deps_done)) = stack.pop() {
+            if placed[i] {
+                continue;
+            }
+            if deps_done {
+                placed[i] = true;
+                order.push(i);
+                continue;
+            }
+            stack.push((i, true));
+            for d in changes[i].deps() {
+                if let Some(&j) = index.get(d) {
+                    if !placed[j] {
+                        stack.push((j, false));
+                    }
+                }
+            }
+        }
+    }
+    let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// Refuses, before anything is applied, a change that writes a value larger than
+/// `max_value_bytes`: a string or bytes put whole, or text inserted into one object (what the
+/// message inserts plus what the object already holds). Enforcement would remove such a value
+/// from the document, but not from the history that every replica downloads.
+fn check_values(doc: &Automerge, changes: &[Change], limits: &SyncLimits) -> Result<(), SyncError> {
+    use automerge::legacy::{ObjectId, OpType};
+    use automerge::ScalarValue;
+    let too_large = || SyncError::TooLarge("a value is too large");
+    let mut inserted: HashMap<String, usize> = HashMap::new();
+    for change in changes {
+        for op in change.decode().operations {
+            let size = match &op.action {
+                OpType::Put(ScalarValue::Str(s)) => s.len(),
+                OpType::Put(ScalarValue::Bytes(b)) => b.len(),
+                _ => continue,
+            };
+            if size > limits.max_value_bytes {
+                return Err(too_large());
+            }
+            if op.insert {
+                if let ObjectId::Id(id) = &op.obj {
+                    *inserted.entry(id.to_string()).or_default() += size;
+                }
+            }
+        }
+    }
+    for (obj, added) in inserted {
+        let held = doc.import(&obj).ok().map_or(0, |(id, _)| doc.length(&id));
+        if held + added > limits.max_value_bytes {
+            return Err(too_large());
         }
     }
     Ok(())

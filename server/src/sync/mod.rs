@@ -49,15 +49,29 @@ pub const SERVER_PEER_ID: &str = "splitsave-server";
 #[derive(Clone, Debug)]
 pub struct SyncLimits {
     /// Largest WebSocket message (and frame) accepted; larger ones close the connection.
+    /// Automerge sends a device's whole offline backlog in one message, so this bounds how far
+    /// behind a device may fall and still catch up in one exchange.
     pub max_message_bytes: usize,
-    /// Most changes one sync message may carry. Automerge sends a whole offline backlog in one
-    /// message, so this is generous; a message beyond it is refused before anything is applied.
+    /// Most changes one sync message may carry; a message beyond it is refused before anything
+    /// is applied.
     pub max_changes_per_message: usize,
     /// Most operations all changes of one message may hold (bounds what a small compressed
-    /// message may expand to before it is applied).
+    /// message may expand to before it is applied; counted while parsing).
     pub max_ops_per_message: usize,
+    /// Most changes applied, enforced and committed in one merge. A message with more (a
+    /// device back from a long time offline) is applied in several merges, in causal order,
+    /// each committed on its own: one transaction and one enforcement pass stay bounded.
+    pub max_changes_per_merge: usize,
+    /// Most operations in one merge (and so in any single change).
+    pub max_ops_per_merge: usize,
     /// Largest uncompressed change.
     pub max_change_bytes: usize,
+    /// Largest single value a change may write: a string or bytes, or the text a message
+    /// inserts into one text object (together with what that object already holds). Enough
+    /// for the longest field of the schema (a 4,000-character message in 4-byte characters);
+    /// a larger value is refused before it is applied, so it never enters the history that
+    /// every replica downloads.
+    pub max_value_bytes: usize,
     /// Sustained messages per second per connection.
     pub messages_per_second: u32,
     /// Burst of messages allowed above the sustained rate.
@@ -80,10 +94,13 @@ pub struct SyncLimits {
 impl Default for SyncLimits {
     fn default() -> Self {
         Self {
-            max_message_bytes: 1024 * 1024,
-            max_changes_per_message: 5_000,
-            max_ops_per_message: 100_000,
+            max_message_bytes: 8 * 1024 * 1024,
+            max_changes_per_message: 100_000,
+            max_ops_per_message: 1_000_000,
+            max_changes_per_merge: 5_000,
+            max_ops_per_merge: 100_000,
             max_change_bytes: 1024 * 1024,
+            max_value_bytes: 16 * 1024,
             messages_per_second: 50,
             message_burst: 100,
             actor_mailbox: 256,

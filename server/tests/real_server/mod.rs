@@ -218,6 +218,11 @@ impl RealServer {
         format!("ws://127.0.0.1:{}/sync?token={token}", self.port)
     }
 
+    /// `GET path` as `token`: the status and the JSON body.
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(path, Some(token), None).await
+    }
+
     async fn call(&self, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
         let mut request = match &body {
             Some(_) => self.http.post(self.url(path)),

@@ -314,8 +314,11 @@ pub fn invariant_violations(doc: &Automerge, members: &[UserId]) -> Vec<String> 
                         .find(|g| g.id == a.target_id)
                         .map(|g| g.status)
                 });
-            if target_status == Some(ItemStatus::Active) {
-                v.push(format!("pending add request {} for an active item", a.id));
+            if target_status != Some(ItemStatus::PendingApproval) {
+                v.push(format!(
+                    "pending add request {} for an item not waiting for approval ({target_status:?})",
+                    a.id
+                ));
             }
         }
     }
