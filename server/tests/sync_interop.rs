@@ -237,3 +237,172 @@ async fn an_over_threshold_expense_from_the_stock_js_client_comes_back_pending_a
     assert_eq!(seen.status, ItemStatus::PendingApproval);
     assert_eq!(seen.amount.0, 150_000);
 }
+
+/// Runs a raw write (`CHANGE`, a JS function body over `d` and `vars`) with the stock client as
+/// `token`, and returns its result once the server acknowledged it.
+async fn js_change(
+    server: &RealServer,
+    couple: &Couple,
+    token: &str,
+    change: &str,
+    vars: Value,
+) -> Value {
+    let vars = [
+        ("ACTION", "change".to_string()),
+        ("CHANGE", change.to_string()),
+        ("VARS", vars.to_string()),
+    ];
+    let result = run_js(server, token, couple, &vars).await;
+    assert_eq!(
+        result["ok"],
+        true,
+        "JS change failed: {result}\nserver log:\n{}",
+        server.log_tail()
+    );
+    result
+}
+
+/// The approval requests about `target`, as the partner reads them over REST.
+async fn requests_about(server: &RealServer, token: &str, target: Uuid) -> Vec<Value> {
+    let (status, page) = server.get_json("/api/approvals", token).await;
+    assert_eq!(status, 200, "{page}");
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|a| a["target_id"] == target.to_string())
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_request_from_the_stock_js_client_that_lies_about_its_expense_shows_the_real_one() {
+    let Some((server, couple)) = start().await else {
+        return;
+    };
+    let (expense_id, request_id) = (Uuid::now_v7(), Uuid::now_v7());
+    // A pending 2,500.00 bag with its own request saying "Coffee, 1.00".
+    let change = r#"
+        const now = Date.now()
+        d.expenses[vars.expense] = {
+          name: "Designer bag", amount: 250000, category: "other", frequency: "monthly",
+          added_by: vars.me, status: "pending_approval", created_at: now, updated_at: now,
+        }
+        d.approvals[vars.request] = {
+          requested_by: vars.me, request_type: "expense_add", target_id: vars.expense,
+          request_data: { name: "Coffee", amount: 100, category: "dining", frequency: "monthly" },
+          message: "just a coffee", status: "pending", created_at: now,
+        }
+    "#;
+    let vars = serde_json::json!({
+        "expense": expense_id, "request": request_id, "me": couple.a.id,
+    });
+    let result = js_change(&server, &couple, &couple.a.token, change, vars).await;
+
+    // What Ben is asked to approve is what approving makes active.
+    let requests = requests_about(&server, &couple.b.token, expense_id).await;
+    assert_eq!(requests.len(), 1, "one request: {requests:?}");
+    let r = &requests[0];
+    assert_eq!(r["request_type"], "expense_add", "{r}");
+    assert_eq!(r["status"], "pending", "{r}");
+    assert_eq!(r["request_data"]["name"], "Designer bag", "{r}");
+    assert_eq!(r["request_data"]["amount"], "2500.00", "{r}");
+    assert_eq!(r["message"], "just a coffee", "the note is kept: {r}");
+    // The stock client holds the same truth.
+    let mine = result["doc"]["approvals"].as_object().expect("approvals");
+    assert!(
+        !mine.contains_key(&request_id.to_string()),
+        "the lying request is gone from the client's document: {result}"
+    );
+    assert!(
+        mine.values()
+            .any(|a| a["target_id"] == expense_id.to_string()
+                && a["request_data"]["amount"] == 250000),
+        "{result}"
+    );
+}
+
+#[tokio::test]
+async fn the_stock_js_client_replacing_the_expenses_loses_nothing_the_partner_added_offline() {
+    let Some((server, couple)) = start().await else {
+        return;
+    };
+    // Ann's phone has the document, goes offline and adds an expense.
+    let (mut conn, mut sync, mut doc) = server
+        .fetch_document(&couple.a.token, &couple.document_id)
+        .await;
+    let lamp = Uuid::now_v7();
+    let outcome = add_expense(&mut doc, couple.a.id, lamp, "Lamp", 4_500);
+    assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
+
+    // Meanwhile Ben's stock client replaces the whole expenses map.
+    js_change(
+        &server,
+        &couple,
+        &couple.b.token,
+        "d.expenses = {}",
+        Value::Null,
+    )
+    .await;
+
+    // Ann comes back: her expense lands in the current map, for both of them.
+    sync.sync_until_settled(&mut conn, &mut doc, Instant::now() + SYNC_DEADLINE)
+        .await
+        .expect("Ann's change is acknowledged");
+    let seen = expense(&doc, lamp).expect("Ann still sees her lamp");
+    assert_eq!(seen.amount.0, 4_500);
+    let (status, page) = server.get_json("/api/expenses", &couple.b.token).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|e| e["id"] == lamp.to_string()),
+        "Ben reads the lamp over REST: {page}"
+    );
+    let vars = [
+        ("ACTION", "read".to_string()),
+        ("EXPENSE_ID", lamp.to_string()),
+    ];
+    let result = run_js(&server, &couple.b.token, &couple, &vars).await;
+    assert_eq!(result["ok"], true, "Ben's stock client sees it: {result}");
+    assert_eq!(result["expense"]["amount"], 4_500, "{result}");
+}
+
+#[tokio::test]
+async fn an_expense_the_stock_js_client_dates_a_century_ahead_gets_the_time_it_arrived() {
+    let Some((server, couple)) = start().await else {
+        return;
+    };
+    let id = Uuid::now_v7();
+    let change = r#"
+        const later = Date.now() + 100 * 365 * 24 * 3600 * 1000
+        d.expenses[vars.id] = {
+          name: "Top of the list forever", amount: 500, category: "other", frequency: "monthly",
+          added_by: vars.me, status: "active", created_at: later, updated_at: later,
+        }
+    "#;
+    let sent_at = chrono::Utc::now();
+    let vars = serde_json::json!({ "id": id, "me": couple.a.id });
+    js_change(&server, &couple, &couple.a.token, change, vars).await;
+    let (status, page) = server.get_json("/api/expenses", &couple.b.token).await;
+    assert_eq!(status, 200, "{page}");
+    let e = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["id"] == id.to_string())
+        .cloned()
+        .expect("the expense is kept");
+    let created: chrono::DateTime<chrono::Utc> = e["created_at"]
+        .as_str()
+        .expect("created_at")
+        .parse()
+        .expect("RFC 3339");
+    assert!(
+        created >= sent_at - chrono::Duration::seconds(5)
+            && created <= chrono::Utc::now() + chrono::Duration::minutes(5),
+        "created_at is the time it arrived, not a century ahead: {e}"
+    );
+}

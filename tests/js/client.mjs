@@ -4,7 +4,10 @@
 //
 //   SYNC_URL        ws://127.0.0.1:PORT/sync?token=JWT
 //   DOC_URL         automerge:<document id>
-//   ACTION          add-expense | read
+//   ACTION          add-expense | read | change
+//   CHANGE          change: the body of a function (d, vars) run inside handle.change, as an app
+//                   would write it; e.g. `d.expenses = {}` (the test's raw write)
+//   VARS            change: a JSON object handed to CHANGE as `vars` (ids, amounts)
 //   EXPENSE_ID      the key under `expenses`
 //   EXPENSE_NAME    add-expense: the expense's name
 //   EXPENSE_AMOUNT  add-expense: integer minor units (e.g. 4250 for 42.50)
@@ -71,12 +74,14 @@ function acknowledgedHeads(repo, handle) {
   return undefined
 }
 
-const plain = value => JSON.parse(JSON.stringify(value ?? {}))
+// Plain JSON of a document value; 64-bit integers the server wrote arrive as BigInt.
+const plain = value =>
+  JSON.parse(JSON.stringify(value ?? {}, (_, v) => (typeof v === "bigint" ? Number(v) : v)))
 
 async function run(repo, deadline) {
   const docUrl = env("DOC_URL")
   const action = env("ACTION")
-  const expenseId = env("EXPENSE_ID")
+  const expenseId = action === "change" ? undefined : env("EXPENSE_ID")
 
   const signal = AbortSignal.timeout(Math.max(1, deadline - Date.now()))
   const handle = await withDeadline(
@@ -117,7 +122,21 @@ async function run(repo, deadline) {
     return { ok: true, heads: handle.heads(), expense: plain(expense) }
   }
 
-  throw new Error(`unknown ACTION ${action} (expected add-expense or read)`)
+  if (action === "change") {
+    const body = env("CHANGE")
+    const vars = JSON.parse(env("VARS", "{}"))
+    // The test's raw write, run exactly as an app's change callback would run it.
+    const write = new Function("d", "vars", body)
+    handle.change(d => write(d, vars))
+    const heads = await until(deadline, "the server to acknowledge our heads", () =>
+      acknowledgedHeads(repo, handle)
+    )
+    // Acknowledged means the server's heads equal ours: any compensation it wrote after our
+    // change has reached us too.
+    return { ok: true, heads, doc: plain(handle.doc()) }
+  }
+
+  throw new Error(`unknown ACTION ${action} (expected add-expense, read or change)`)
 }
 
 async function main() {
