@@ -9,6 +9,10 @@
 //! |---|---|
 //! | added an expense over the threshold as `active` | status → `pending_approval`, `expense_add` request filed |
 //! | added a `pending_approval` expense or goal without a request | request filed |
+//! | filed an add request that differs from its item, or under another id | rewritten from the item, at [`add_request_id`] |
+//! | filed an add request for an item not waiting for approval, or an edit that changes nothing | removed |
+//! | archived an item waiting for approval | its add request withdrawn |
+//! | wrote a time more than [`crate::time::MAX_CLOCK_SKEW`] ahead of `now` | replaced by `now` |
 //! | added a goal as `active` | status → `pending_approval`, `goal_add` request filed |
 //! | edited an expense's or goal's fields | old values restored, an edit request filed with the new ones |
 //! | activated a pending item or revived an archived one without approval | status restored |
@@ -24,6 +28,9 @@
 //! | changed a goal's saved amount other than by logged contributions | counter rewritten with the logged value |
 //! | logged a contribution for someone else | `user_id` corrected |
 //! | wrote an entity of the wrong shape or with invalid values | removed (or restored if it existed) |
+//!
+//! Writes that landed in a collection or entity another client replaced are carried to the
+//! current one first ([`crate::rescue`], run by [`settle`]), so they are judged like any edit.
 //!
 //! Compensation ids are derived from what they compensate ([`EntityId::derived`]), so two
 //! servers compensating the same merge write the same keys and converge. Unknown top-level keys
