@@ -488,6 +488,29 @@ async fn a_value_larger_than_allowed_is_refused_before_apply() {
 }
 
 #[tokio::test]
+async fn a_map_key_longer_than_allowed_is_refused_before_apply() {
+    let (server, couple) = start(&[]).await;
+    let (mut conn, mut sync, mut doc) = server
+        .fetch_document(&couple.a.token, &couple.document_id)
+        .await;
+    let heads_before = doc.get_heads();
+    let expenses = doc
+        .get(ROOT, "expenses")
+        .expect("read")
+        .expect("the expenses map")
+        .1;
+    // Not a UUID, so enforcement would remove the entry; its 100 KB key would stay in history.
+    doc.transact(|tx| tx.put(&expenses, "k".repeat(100_000), 1))
+        .expect("a long key");
+    let data = message_with_changes_since(&doc, &mut sync.state, &heads_before);
+    let frame = sync_envelope(&conn, &couple, data);
+    let measured = send_and_measure(&server, &mut conn, frame).await;
+    measured.assert_refused_cheaply("a 100 KB key", "a key is too long");
+    let seen = still_serving(&server, &couple).await;
+    assert_eq!(seen.get_heads(), heads_before, "nothing was applied");
+}
+
+#[tokio::test]
 async fn text_grown_past_the_value_limit_is_refused_before_apply() {
     let (server, couple) = start(&[]).await;
     let (mut conn, mut sync, mut doc) = server

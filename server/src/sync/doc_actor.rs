@@ -1158,17 +1158,26 @@ fn causal_order(changes: Vec<Change>) -> Vec<Change> {
     order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
+/// Longest map key a change may write (the schema's are at most 36 bytes; unknown keys that a
+/// newer app adds have room to spare).
+const MAX_KEY_BYTES: usize = 256;
+
 /// Refuses, before anything is applied, a change that writes a value larger than
 /// `max_value_bytes`: a string or bytes put whole, or text inserted into one object (what the
 /// message inserts plus what the object already holds). Enforcement would remove such a value
 /// from the document, but not from the history that every replica downloads.
 fn check_values(doc: &Automerge, changes: &[Change], limits: &SyncLimits) -> Result<(), SyncError> {
-    use automerge::legacy::{ObjectId, OpType};
+    use automerge::legacy::{Key, ObjectId, OpType};
     use automerge::ScalarValue;
     let too_large = || SyncError::TooLarge("a value is too large");
     let mut inserted: HashMap<String, usize> = HashMap::new();
     for change in changes {
         for op in change.decode().operations {
+            // A map key is a value too: every key of the schema is a UUID, a field name or a
+            // month, and a long one would stay in the history just the same.
+            if matches!(&op.key, Key::Map(k) if k.len() > MAX_KEY_BYTES) {
+                return Err(SyncError::TooLarge("a key is too long"));
+            }
             let size = match &op.action {
                 OpType::Put(ScalarValue::Str(s)) => s.len(),
                 OpType::Put(ScalarValue::Bytes(b)) => b.len(),
