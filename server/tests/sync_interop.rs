@@ -406,3 +406,130 @@ async fn an_expense_the_stock_js_client_dates_a_century_ahead_gets_the_time_it_a
         "created_at is the time it arrived, not a century ahead: {e}"
     );
 }
+
+/// A stock JS client that stays connected and takes commands (`ACTION=session`).
+struct JsSession {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl JsSession {
+    async fn start(server: &RealServer, token: &str, couple: &Couple) -> JsSession {
+        let mut child = tokio::process::Command::new("node")
+            .arg("client.mjs")
+            .current_dir(js_dir())
+            .env("SYNC_URL", server.ws_url(token))
+            .env("DOC_URL", &couple.document_url)
+            .env("ACTION", "session")
+            .env("TIMEOUT_MS", "60000")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut session = JsSession {
+            child,
+            stdin,
+            lines: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout)),
+        };
+        let ready = session.next_line().await;
+        assert_eq!(ready["ready"], true, "{ready}");
+        session
+    }
+
+    async fn next_line(&mut self) -> Value {
+        let line = tokio::time::timeout(JS_TIMEOUT, self.lines.next_line())
+            .await
+            .expect("the JS client answers in time")
+            .expect("read stdout")
+            .expect("the JS client is still running");
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"))
+    }
+
+    /// Sends one command and returns its answer, which must be `ok`.
+    async fn command(&mut self, command: Value) -> Value {
+        use tokio::io::AsyncWriteExt;
+        let mut line = command.to_string();
+        line.push('\n');
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write a command");
+        let answer = self.next_line().await;
+        assert_eq!(answer["ok"], true, "{command} failed: {answer}");
+        answer
+    }
+
+    async fn quit(mut self) {
+        let _ = self.command(serde_json::json!({"quit": true})).await;
+        let _ = tokio::time::timeout(JS_TIMEOUT, self.child.wait()).await;
+    }
+}
+
+#[tokio::test]
+async fn a_pause_holds_for_a_stock_js_client_connected_before_it() {
+    let Some((server, couple)) = start().await else {
+        return;
+    };
+    let mut ann = JsSession::start(&server, &couple.a.token, &couple).await;
+    let (status, body) = server
+        .put_json(
+            "/api/partnerships/status",
+            &couple.b.token,
+            serde_json::json!({"status": "paused"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    ann.command(serde_json::json!({
+        // Strings the server writes are scalars, which automerge 3 hands out as ImmutableString.
+        "until": "String(d.partnership.status) === 'paused'"
+    }))
+    .await;
+
+    // Ann's app, connected since before the pause, adds an expense anyway.
+    let lamp = Uuid::now_v7();
+    let add = r#"
+        const now = Date.now()
+        d.expenses[vars.id] = {
+          name: "Lamp", amount: 2500, category: "other", frequency: "monthly",
+          added_by: vars.me, status: "active", created_at: now, updated_at: now,
+        }
+    "#;
+    ann.command(serde_json::json!({
+        "change": add, "vars": {"id": lamp, "me": couple.a.id},
+    }))
+    .await;
+    // Before the fix the server applied it within milliseconds; watch the stored document
+    // for a while (a fresh device sees what storage holds) to see that it does not.
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < watch_until {
+        let (_conn, _sync, stored) = server
+            .fetch_document(&couple.b.token, &couple.document_id)
+            .await;
+        assert!(
+            expense(&stored, lamp).is_none(),
+            "a change sent while paused was stored"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Resumed: the same connection sends it again, and it is taken.
+    let (status, body) = server
+        .put_json(
+            "/api/partnerships/status",
+            &couple.b.token,
+            serde_json::json!({"status": "active"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    ann.command(serde_json::json!({"acknowledged": true})).await;
+    let (_conn, _sync, stored) = server
+        .fetch_document(&couple.b.token, &couple.document_id)
+        .await;
+    let seen = expense(&stored, lamp).expect("stored after the resume");
+    assert_eq!(seen.status, ItemStatus::Active);
+    ann.quit().await;
+}

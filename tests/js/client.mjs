@@ -4,7 +4,13 @@
 //
 //   SYNC_URL        ws://127.0.0.1:PORT/sync?token=JWT
 //   DOC_URL         automerge:<document id>
-//   ACTION          add-expense | read | change
+//   ACTION          add-expense | read | change | session
+//                   session: stays connected and takes commands, one JSON object a line on
+//                   stdin, answering each with one JSON line on stdout (after a first
+//                   {"ready": true}): {"change": BODY, "vars": {...}} writes and answers at once;
+//                   {"until": EXPR} waits until the expression (over `d`) is true and answers
+//                   with the document; {"acknowledged": true} waits until the server holds
+//                   every local change; {"quit": true} ends the session
 //   CHANGE          change: the body of a function (d, vars) run inside handle.change, as an app
 //                   would write it; e.g. `d.expenses = {}` (the test's raw write)
 //   VARS            change: a JSON object handed to CHANGE as `vars` (ids, amounts)
@@ -81,7 +87,7 @@ const plain = value =>
 async function run(repo, deadline) {
   const docUrl = env("DOC_URL")
   const action = env("ACTION")
-  const expenseId = action === "change" ? undefined : env("EXPENSE_ID")
+  const expenseId = ["add-expense", "read"].includes(action) ? env("EXPENSE_ID") : undefined
 
   const signal = AbortSignal.timeout(Math.max(1, deadline - Date.now()))
   const handle = await withDeadline(
@@ -136,7 +142,41 @@ async function run(repo, deadline) {
     return { ok: true, heads, doc: plain(handle.doc()) }
   }
 
-  throw new Error(`unknown ACTION ${action} (expected add-expense, read or change)`)
+  if (action === "session") {
+    return await session(repo, handle, deadline)
+  }
+
+  throw new Error(`unknown ACTION ${action} (expected add-expense, read, change or session)`)
+}
+
+/** Runs the commands read from stdin (see ACTION=session) until `quit` or the deadline. */
+async function session(repo, handle, deadline) {
+  const { createInterface } = await import("node:readline")
+  const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]()
+  const say = value => process.stdout.write(JSON.stringify(value) + "\n")
+  say({ ready: true, heads: handle.heads() })
+  for (;;) {
+    const next = await withDeadline(lines.next(), deadline, "the next command")
+    if (next.done) return { ok: true, ended: "stdin closed" }
+    const command = JSON.parse(next.value)
+    if (command.quit) return { ok: true, ended: "quit" }
+    if (command.change !== undefined) {
+      const write = new Function("d", "vars", command.change)
+      handle.change(d => write(d, command.vars ?? {}))
+      say({ ok: true, heads: handle.heads() })
+    } else if (command.until !== undefined) {
+      const holds = new Function("d", `return (${command.until})`)
+      await until(deadline, command.until, () => (holds(handle.doc()) ? true : undefined))
+      say({ ok: true, heads: handle.heads(), doc: plain(handle.doc()) })
+    } else if (command.acknowledged) {
+      const heads = await until(deadline, "the server to acknowledge our heads", () =>
+        acknowledgedHeads(repo, handle)
+      )
+      say({ ok: true, heads })
+    } else {
+      throw new Error(`unknown command ${next.value}`)
+    }
+  }
 }
 
 async function main() {

@@ -223,6 +223,21 @@ impl RealServer {
         self.call(path, Some(token), None).await
     }
 
+    /// `PUT path` with a JSON body as `token`: the status and the JSON body.
+    pub async fn put_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     async fn call(&self, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
         let mut request = match &body {
             Some(_) => self.http.post(self.url(path)),
