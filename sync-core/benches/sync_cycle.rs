@@ -24,7 +24,7 @@ use automerge::Automerge;
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use splitsave_sync_core::enforce::{settle, Before};
+use splitsave_sync_core::enforce::{self, Before};
 use splitsave_sync_core::enums::{Category, Frequency};
 use splitsave_sync_core::ids::UserId;
 use splitsave_sync_core::materialize::rows_for;
@@ -178,7 +178,7 @@ fn server_receives(
     spent.server_automerge += t.elapsed();
     if let Some(before) = before {
         let t = Instant::now();
-        let settled = settle(&mut r.server, &before, &changes, user, now).expect("settle");
+        let settled = enforce::settle(&mut r.server, &before, &changes, user, now).expect("settle");
         let enforcement = settled.enforcement;
         assert!(enforcement.fixes.is_empty(), "a small expense needs no fix");
         let rows = rows_for(&r.server, &enforcement.affected()).expect("rows");
