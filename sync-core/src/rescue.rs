@@ -19,7 +19,7 @@
 //! value already equals the old one, so two servers rescuing the same merge write the same
 //! values and converge.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use automerge::legacy::{Key, ObjectId};
 use automerge::transaction::{CommitOptions, Transactable};
@@ -43,13 +43,20 @@ struct Orphan {
 /// compared whole by enforcement.
 fn orphaned_writes(doc: &Automerge, changes: &[Change]) -> BTreeMap<Vec<String>, Orphan> {
     let mut found = BTreeMap::new();
+    // Whether each object the changes write into is reachable: one walk to the root per
+    // object, not per operation (a change writes many fields of one entity).
+    let mut reachable: HashMap<String, bool> = HashMap::new();
     for change in changes {
         let decoded = change.decode();
         for op in &decoded.operations {
             let ObjectId::Id(opid) = &op.obj else {
                 continue;
             };
-            let Ok((obj, obj_type)) = doc.import(&opid.to_string()) else {
+            let id = opid.to_string();
+            if reachable.get(&id) == Some(&true) {
+                continue;
+            }
+            let Ok((obj, obj_type)) = doc.import(&id) else {
                 continue;
             };
             let Ok(parents) = doc.parents(&obj) else {
@@ -58,7 +65,9 @@ fn orphaned_writes(doc: &Automerge, changes: &[Change]) -> BTreeMap<Vec<String>,
             let mut chain: Vec<(ObjId, Prop, bool)> = parents
                 .map(|p| (p.obj, p.prop, p.visible))
                 .collect::<Vec<_>>();
-            if chain.iter().all(|(_, _, visible)| *visible) {
+            let visible = chain.iter().all(|(_, _, visible)| *visible);
+            reachable.insert(id, visible);
+            if visible {
                 continue;
             }
             chain.reverse();
