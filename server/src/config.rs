@@ -42,8 +42,9 @@ impl Argon2Params {
     };
 }
 
-/// The whole configuration of one server process.
-#[derive(Clone, Debug)]
+/// The whole configuration of one server process. Its `Debug` never shows a secret: the JWT
+/// keys print as `<redacted>`, and the passwords of the database, Redis and SMTP URLs as `***`.
+#[derive(Clone)]
 pub struct Config {
     /// `SPLITSAVE_ENV`: `development` (default) or `production`.
     pub env: Environment,
@@ -88,6 +89,52 @@ pub struct Config {
     /// `SYNC_MAX_VALUE_BYTES` (16 KiB per value), `SYNC_MESSAGES_PER_SECOND` (50, bursts of 100), `SYNC_IDLE_EVICTION_SECS` (120),
     /// `SYNC_COMPACT_AFTER` (500 changes), `SYNC_REVALIDATE_SECS` (15).
     pub sync: SyncLimits,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const REDACTED: &str = "<redacted>";
+        f.debug_struct("Config")
+            .field("env", &self.env)
+            .field("port", &self.port)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("jwt_secret", &REDACTED)
+            .field("jwt_refresh_secret", &REDACTED)
+            .field("cors_origins", &self.cors_origins)
+            .field("api_rate_limit", &self.api_rate_limit)
+            .field(
+                "login_max_failures_per_minute",
+                &self.login_max_failures_per_minute,
+            )
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("mail_from", &self.mail_from)
+            .field("public_url", &self.public_url)
+            .field("argon2", &self.argon2)
+            .field("max_concurrent_hashes", &self.max_concurrent_hashes)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("sync", &self.sync)
+            .finish()
+    }
+}
+
+/// A URL with the password of its user info replaced by `***` (`postgres://app:***@db/x`); the
+/// query string, which may carry one too (`?password=`), is dropped.
+pub fn redact_url(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(base, _)| base);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_string(),
+    }
 }
 
 /// Why the configuration cannot be used; the server refuses to start with it.
@@ -454,6 +501,48 @@ fn sync_limits_from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<SyncLimi
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn formatting_a_config_shows_no_secret() {
+        let vars = [
+            ("SPLITSAVE_ENV", "production"),
+            (
+                "DATABASE_URL",
+                "postgres://app:db-pass-9f2c@db.internal:5432/splitsave",
+            ),
+            ("REDIS_URL", "redis://:redis-pass-77aa@cache:6379"),
+            ("JWT_SECRET", "jwt-secret-0123456789abcdef0123456789abcdef"),
+            (
+                "JWT_REFRESH_SECRET",
+                "refresh-secret-0123456789abcdef0123456789ab",
+            ),
+            (
+                "SMTP_URL",
+                "smtp://mailer:smtp-pass-31b0@mail:587?password=query-pass-5e",
+            ),
+            ("CORS_ORIGIN", "https://app.example"),
+        ];
+        let config = Config::from_lookup(lookup(&vars)).expect("valid configuration");
+        let shown = format!("{config:?} {config:#?}");
+        for secret in [
+            "db-pass-9f2c",
+            "redis-pass-77aa",
+            "jwt-secret-0123456789abcdef",
+            "refresh-secret-0123456789abcdef",
+            "smtp-pass-31b0",
+            "query-pass-5e",
+        ] {
+            assert!(!shown.contains(secret), "{secret} is printed: {shown}");
+        }
+        assert!(
+            shown.contains("postgres://app:***@db.internal:5432/splitsave"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://app.example"),
+            "the rest still shows: {shown}"
+        );
+    }
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = vars

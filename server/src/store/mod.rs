@@ -57,6 +57,9 @@ pub enum StoreError {
     /// The component that writes to the store is shutting down; nothing was written.
     #[error("storage unavailable")]
     Unavailable,
+    /// `DATABASE_URL` names neither PostgreSQL nor SQLite (shown without its password).
+    #[error("DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got {0})")]
+    UnknownScheme(String),
 }
 
 /// Result alias of the storage layer.
@@ -653,10 +656,15 @@ pub struct MergeCommit {
 pub async fn connect(database_url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PgStore::connect(database_url).await?))
-    } else {
+    } else if database_url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(
             SqliteStore::connect(database_url).await?,
         ))
+    } else {
+        // A typo (`postgress://`, `mysql://`) must not silently become a SQLite file.
+        Err(StoreError::UnknownScheme(crate::config::redact_url(
+            database_url,
+        )))
     }
 }
 
@@ -668,4 +676,28 @@ pub async fn migrate(database_url: &str) -> StoreResult<()> {
 /// Lower-cases an email the way it is stored.
 pub(crate) fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_url_of_an_unknown_kind_is_refused_not_taken_for_sqlite() {
+        for url in [
+            "postgress://app:hunter2@db/splitsave",
+            "mysql://app:hunter2@db/splitsave",
+            "./data/splitsave.db",
+        ] {
+            match connect(url).await {
+                Err(err @ StoreError::UnknownScheme(_)) => {
+                    let shown = err.to_string();
+                    assert!(shown.contains("must start with"), "{shown}");
+                    assert!(!shown.contains("hunter2"), "the password is shown: {shown}");
+                }
+                Err(other) => panic!("{url}: {other}"),
+                Ok(_) => panic!("{url} was accepted"),
+            }
+        }
+    }
 }
