@@ -1,4 +1,4 @@
-//! The approval policy (DESIGN section 3), in one place.
+//! The approval policy (docs/schema-and-rules.md), in one place.
 //!
 //! - adding an expense over the partnership's `approval_threshold` needs the partner's
 //!   approval; smaller ones (and one exactly at the threshold) go straight in;

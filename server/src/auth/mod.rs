@@ -1,5 +1,5 @@
 //! Accounts and sessions: registration, login, token refresh with rotation and reuse detection,
-//! logout, password reset by mail and password change (DESIGN section 7).
+//! logout, password reset by mail and password change (docs/rest-api.md, "Authentication").
 //!
 //! * [`tokens`]: HS256 access tokens (15 minutes) and opaque refresh/reset tokens stored hashed.
 //! * [`passwords`]: argon2id off the async runtime, with bounded concurrency.
@@ -156,7 +156,7 @@ mod tests {
             (AuthError::InvalidResetToken, 400, "invalid_reset_token"),
             (AuthError::InvalidAccessToken, 401, "unauthorized"),
             (
-                AuthError::Store(StoreError::Conflict("email_taken")),
+                AuthError::Store(StoreError::Conflict(crate::store::Conflict::EmailTaken)),
                 409,
                 "email_taken",
             ),

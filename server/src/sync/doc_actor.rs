@@ -1,7 +1,7 @@
 //! One task per live partnership document: it owns the Automerge document and serialises
 //! everything that touches it — sync messages from connections, operations from REST, presence.
 //!
-//! Per merge (DESIGN section 1):
+//! Per merge (docs/sync-protocol.md, "What the server does with a message"):
 //! 1. parse the incoming sync message's changes and refuse the whole message, before applying
 //!    anything, when a change new to the server breaks a limit or carries an actor id that is not
 //!    bound to the connected user (a device's actor id is bound on first use);
@@ -764,7 +764,7 @@ impl DocActor {
                 self.compact_if_due(self.limits.compact_after_changes).await;
                 Ok(())
             }
-            Err(crate::store::StoreError::Conflict("actor_bound")) => {
+            Err(crate::store::StoreError::Conflict(crate::store::Conflict::ActorBound)) => {
                 self.reload().await?;
                 Err(SyncError::ForeignActor)
             }
