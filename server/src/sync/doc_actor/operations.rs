@@ -1,0 +1,97 @@
+//! REST writes inside the document actor: operations queued together run one after the other,
+//! each in its own change, and commit in one transaction (group commit).
+
+use super::*;
+
+impl DocActor {
+    /// The operation just received plus the REST operations queued right behind it (up to
+    /// [`MAX_APPLY_BATCH`]); the first other command met is kept for next.
+    pub(super) fn gather_batch(
+        &mut self,
+        first: PendingOp,
+        rx: &mut mpsc::Receiver<Command>,
+    ) -> Vec<PendingOp> {
+        let mut batch = vec![first];
+        while batch.len() < MAX_APPLY_BATCH {
+            match rx.try_recv() {
+                Ok(Command::Apply { user, op, reply }) => batch.push((user, op, reply)),
+                Ok(other) => {
+                    self.deferred = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Runs REST operations in order, each as its user in its own Automerge change, then commits
+    /// every change they wrote, with the rows they touch, in one database transaction (one WAL
+    /// flush for the batch: group commit), fans out, and only then answers each. When the
+    /// commit fails the document is reloaded from storage and every operation of the batch is
+    /// answered with an error: none of them is acknowledged without being durable, and none
+    /// answers from a state that was not committed.
+    pub(super) async fn apply_batch(&mut self, batch: Vec<PendingOp>) {
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut written: Vec<(UserId, Vec<Change>)> = Vec::new();
+        for (user, op, reply) in batch {
+            let now = Millis::now();
+            let heads = self.doc.get_heads();
+            let result = self.doc.transact_with(
+                |_| {
+                    CommitOptions::default()
+                        .with_message(format!("splitsave: operation by {user}"))
+                        .with_time(now.0 / 1000)
+                },
+                |tx| op(tx),
+            );
+            let answer = match result {
+                Ok(success) => {
+                    let new = self.doc.get_changes(&heads);
+                    if !new.is_empty() {
+                        written.push((user, new));
+                    }
+                    Ok(success.result)
+                }
+                Err(failure) => Err(SyncError::Op(failure.error)),
+            };
+            answers.push((reply, answer));
+        }
+        if !written.is_empty() {
+            let all: Vec<Change> = written
+                .iter()
+                .flat_map(|(_, c)| c.iter().cloned())
+                .collect();
+            let touched: Touched = touched_after_apply(&self.doc, &all);
+            let rows = materialize::rows_for(&self.doc, &touched)
+                .map(|m| m.changes)
+                .unwrap_or_default();
+            let changes = written
+                .iter()
+                .flat_map(|(user, new)| new.iter().map(|c| stored_change(c, Some(user.0))))
+                .collect();
+            let first_user = written[0].0;
+            match self.persist(changes, Vec::new(), rows, first_user).await {
+                Ok(()) => {
+                    for (user, new) in &written {
+                        self.publish(new, *user);
+                    }
+                    // A pause or resume written by this batch holds for the next message.
+                    self.follow_status();
+                    self.fan_out();
+                }
+                Err(err) => {
+                    let mut err = Some(err);
+                    for (_, answer) in answers.iter_mut().filter(|(_, a)| a.is_ok()) {
+                        // The cause goes to the first; the rest learn the write did not happen.
+                        *answer = Err(err.take().unwrap_or(SyncError::Unavailable));
+                    }
+                }
+            }
+        }
+        self.drop_stale_split();
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
+        }
+    }
+}
