@@ -3,6 +3,8 @@
 //! The binary (`src/main.rs`) only parses the command line, reads [`config::Config`] and calls
 //! [`serve`] or [`store::migrate`]; tests build the same [`app::router`] on a random port.
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod auth;
 pub mod config;

@@ -11,7 +11,7 @@
 //! most of the time budget on hashing instead of sync), and access tokens are signed with the
 //! server's own JWT secret. Everything after that goes over `GET /sync` like a real app.
 //!
-//! Run `splitsave-loadgen --help` for the flags; the README's "Sync load generator" section has
+//! Run `splitsave-loadgen --help` for the flags; docs/benchmarks.md, "Sync load generator", has
 //! the figures measured on the project's 2-core machine.
 
 use std::alloc::GlobalAlloc;
