@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody, FieldErrors};
-use crate::routes::documents::{apply, partnership_of, rfc3339, PageParams};
+use crate::routes::shared::{apply, partnership_of, rfc3339, PageParams};
 
 /// The `/api/approvals` routes.
 pub fn router() -> Router<AppState> {

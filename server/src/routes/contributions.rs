@@ -27,8 +27,8 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiQuery};
-use crate::routes::documents::{self, partnership_of, rfc3339, PageParams, Paged};
 use crate::routes::server_doc;
+use crate::routes::shared::{self, partnership_of, rfc3339, PageParams, Paged};
 use crate::store::PartnershipRecord;
 
 /// The `/api/contributions` routes.
@@ -179,7 +179,7 @@ pub async fn mark_paid(
 ) -> Result<Json<MonthView>, ApiError> {
     let p = partnership_of(&state, &user).await?;
     let month = this_month();
-    documents::apply(&state, &user, move |tx, ctx| {
+    shared::apply(&state, &user, move |tx, ctx| {
         split_doc::server_ensure_month(tx, month)?;
         ops::mark_paid(tx, ctx, month)?;
         Ok(Outcome::Applied {

@@ -2,7 +2,7 @@
 //!
 //! Reads come from the materialized `expenses` table, scoped by the caller's partnership (an id
 //! of another couple is 404). Writes run the sync-core operations as the caller through the
-//! partnership's document actor (`documents::apply`), so they obey the same policy as synced
+//! partnership's document actor (`shared::apply`), so they obey the same policy as synced
 //! apps and reach them at once:
 //! - `POST` adds an expense: `201` with it when at or under the approval threshold, otherwise
 //!   `202` with the `expense_add` approval request (the expense exists as `pending_approval`);
@@ -43,7 +43,9 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, FieldErrors};
-use crate::routes::documents::{self, partnership_of, rfc3339, PageParams, Paged};
+use crate::routes::shared::{
+    self, currency_of, partnership_of, required, rfc3339, PageParams, Paged,
+};
 use crate::store::PartnershipRecord;
 
 /// The `/api/expenses` routes.
@@ -171,14 +173,6 @@ pub struct UpdateExpenseRequest {
     #[schema(value_type = Option<String>, example = "The rent went up")]
     pub message: Option<String>,
 }
-
-fn required<T>(value: Option<T>, field: &str, errors: &mut FieldErrors) -> Option<T> {
-    if value.is_none() {
-        errors.push(field, "is required");
-    }
-    value
-}
-
 fn parse_name(raw: &str, errors: &mut FieldErrors) -> Option<String> {
     match splitsave_sync_core::validate::name("name", raw) {
         Ok(n) => Some(n),
@@ -223,12 +217,12 @@ impl CreateExpenseRequest {
     fn validate(self, currency: Currency) -> Result<NewExpense, ApiError> {
         let mut errors = FieldErrors::default();
         let name =
-            required(self.name, "name", &mut errors).and_then(|n| parse_name(&n, &mut errors));
-        let amount = required(self.amount, "amount", &mut errors)
+            required(&mut errors, "name", self.name).and_then(|n| parse_name(&n, &mut errors));
+        let amount = required(&mut errors, "amount", self.amount)
             .and_then(|a| a.minor("amount", currency, &mut errors));
-        let category = required(self.category, "category", &mut errors)
+        let category = required(&mut errors, "category", self.category)
             .and_then(|c| parse_category(&c, &mut errors));
-        let frequency = required(self.frequency, "frequency", &mut errors)
+        let frequency = required(&mut errors, "frequency", self.frequency)
             .and_then(|f| parse_frequency(&f, &mut errors));
         match (name, amount, category, frequency) {
             (Some(name), Some(amount), Some(category), Some(frequency)) if errors.is_empty() => {
@@ -474,11 +468,6 @@ impl SplitView {
 
 // ---- handlers -------------------------------------------------------------------------------
 
-/// The partnership currency (every amount of its document is in it).
-pub fn currency_of(p: &PartnershipRecord) -> Result<Currency, ApiError> {
-    Currency::parse(&p.currency).map_err(ApiError::internal)
-}
-
 async fn load_expense(
     state: &AppState,
     p: &PartnershipRecord,
@@ -597,7 +586,7 @@ pub async fn create(
     let added: Arc<Mutex<Option<ExpenseRow>>> = Arc::default();
     let filed = request.clone();
     let row = added.clone();
-    let outcome = documents::apply_in(&state, &p, &user, move |tx, ctx| {
+    let outcome = shared::apply_in(&state, &p, &user, move |tx, ctx| {
         let outcome = ops::add_expense(tx, ctx, &input)?;
         match outcome {
             Outcome::ApprovalRequested { request_id, .. } => {
@@ -642,7 +631,7 @@ pub async fn update(
     let (fields, message) = body.validate(currency)?;
     let request: Arc<Mutex<Option<Approval>>> = Arc::default();
     let filed = request.clone();
-    let outcome = documents::apply(&state, &user, move |tx, ctx| {
+    let outcome = shared::apply(&state, &user, move |tx, ctx| {
         let outcome = ops::edit_expense(tx, ctx, EntityId(id), &fields, message.as_deref())?;
         if let Outcome::ApprovalRequested { request_id, .. } = outcome {
             remember(&filed, read::read_approval(tx, &request_id.to_string())?);
@@ -669,7 +658,7 @@ pub async fn archive(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ExpenseView>, ApiError> {
     let p = partnership_of(&state, &user).await?;
-    documents::apply(&state, &user, move |tx, ctx| {
+    shared::apply(&state, &user, move |tx, ctx| {
         ops::archive_expense(tx, ctx, EntityId(id))
     })
     .await?;
@@ -692,7 +681,7 @@ pub async fn split_calculation(
         .sync
         .split(PartnershipId(p.id))
         .await
-        .map_err(documents::api_error)?;
+        .map_err(shared::api_error)?;
     Ok(Json(SplitView::of(&split)))
 }
 

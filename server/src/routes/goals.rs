@@ -31,8 +31,8 @@ use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, FieldErrors};
 use crate::routes::approvals::{self, ApprovalView};
-use crate::routes::documents::{apply, partnership_of, rfc3339, PageParams};
 use crate::routes::expenses::AmountInput;
+use crate::routes::shared::{apply, currency_of, partnership_of, required, rfc3339, PageParams};
 use crate::store::PartnershipRecord;
 
 /// The `/api/goals` routes.
@@ -179,14 +179,6 @@ pub struct ContributionRequest {
     pub amount: Option<AmountInput>,
 }
 
-/// Records "is required" for `field` when a required value is missing.
-fn required<T>(errors: &mut FieldErrors, field: &str, value: Option<T>) -> Option<T> {
-    if value.is_none() {
-        errors.push(field, "is required");
-    }
-    value
-}
-
 fn goal_type(raw: &str) -> Result<GoalType, String> {
     GoalType::parse(raw).ok_or_else(|| {
         "must be one of emergency_fund, vacation, home, car, education, retirement, wedding, other"
@@ -201,11 +193,6 @@ fn priority(raw: &str) -> Result<Priority, String> {
 fn goal_name(raw: &str) -> Result<String, String> {
     validate::name("name", raw).map_err(|e| e.message)
 }
-
-fn currency_of(partnership: &PartnershipRecord) -> Result<Currency, ApiError> {
-    Currency::parse(&partnership.currency).map_err(ApiError::internal)
-}
-
 impl NewGoalRequest {
     /// The goal to propose, or every field's problem at once (422).
     fn parse(self, currency: Currency) -> Result<NewGoal, ApiError> {

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, FieldErrors};
-use crate::routes::documents::{apply, partnership_of, rfc3339};
+use crate::routes::shared::{apply, partnership_of, rfc3339};
 use crate::store::MessageCursor;
 
 /// Items per page when `limit` is not given.

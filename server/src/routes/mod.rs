@@ -3,7 +3,6 @@
 
 pub mod approvals;
 pub mod contributions;
-pub mod documents;
 pub mod events;
 pub mod expenses;
 pub mod goals;
@@ -11,4 +10,5 @@ pub mod health;
 pub mod messages;
 pub mod partnerships;
 pub mod server_doc;
+pub mod shared;
 pub mod users;

@@ -20,7 +20,6 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use splitsave_sync_core::document::{new_partnership_document, NewMember, NewPartnership};
 use splitsave_sync_core::ids::{DocumentId, PartnershipId, UserId};
-use splitsave_sync_core::money::Currency;
 use splitsave_sync_core::time::Millis;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -29,6 +28,7 @@ use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiJson, ApiPath, FieldErrors};
 use crate::notify::mail::Mail;
+use crate::routes::shared::{currency, load_user};
 use crate::store::{
     AcceptInvitation, InvitationRecord, NewInvitation, NewSnapshot, PartnershipRecord,
     PartnershipStatus, UserRecord,
@@ -191,19 +191,6 @@ async fn partnership_view(
         accepted_at: p.accepted_at,
     })
 }
-
-async fn load_user(state: &AppState, user: &AuthUser) -> Result<UserRecord, ApiError> {
-    state
-        .store
-        .user_by_id(user.user_id)
-        .await?
-        .ok_or(ApiError::Unauthorized("invalid or expired token"))
-}
-
-fn currency_of(code: &str) -> Result<Currency, ApiError> {
-    Currency::parse(code).map_err(ApiError::internal)
-}
-
 /// Invites a partner by email.
 #[utoipa::path(post, path = "/api/partnerships/invite", tag = "partnerships", security(("bearer" = [])),
     request_body = InviteRequest,
@@ -220,7 +207,7 @@ pub async fn invite(
     ApiJson(body): ApiJson<InviteRequest>,
 ) -> Result<(StatusCode, Json<InvitationView>), ApiError> {
     let inviter = load_user(&state, &user).await?;
-    let currency = currency_of(&inviter.currency)?;
+    let currency = currency(&inviter.currency)?;
     let mut errors = FieldErrors::default();
     let email = errors.check(
         "email",
@@ -333,7 +320,7 @@ pub async fn accept(
         .user_by_id(invitation.user1_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let currency = currency_of(&invitation.currency)?;
+    let currency = currency(&invitation.currency)?;
     let threshold = currency
         .to_minor_positive(invitation.approval_threshold)
         .map_err(ApiError::internal)?;

@@ -6,7 +6,7 @@
 //! need the document itself (the members' incomes, which have no table) run inside the actor
 //! too, so they see one consistent state of the document.
 //!
-//! Unlike [`crate::routes::documents::apply`], these calls also run on a paused partnership:
+//! Unlike [`crate::routes::shared::apply`], these calls also run on a paused partnership:
 //! the server keeps its own fields up to date whatever the couple's state.
 
 use std::sync::{Arc, Mutex};
@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::routes::documents::api_error;
+use crate::routes::shared::api_error;
 use crate::store::{PartnershipRecord, PartnershipStatus, UserRecord};
 use crate::sync::doc_actor::Command;
 

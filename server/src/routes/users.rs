@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiJson, FieldErrors};
+use crate::routes::shared::load_user;
 use crate::store::{ProfileUpdate, UserRecord};
 use crate::validation::{CountryCode, CurrencyCode, Email, Income, Payday, PersonName};
 
@@ -126,15 +127,6 @@ impl std::fmt::Debug for DeleteAccountRequest {
         f.write_str("DeleteAccountRequest(<password>)")
     }
 }
-
-async fn load_user(state: &AppState, user: &AuthUser) -> Result<UserRecord, ApiError> {
-    state
-        .store
-        .user_by_id(user.user_id)
-        .await?
-        .ok_or(ApiError::Unauthorized("invalid or expired token"))
-}
-
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/users/profile", tag = "users", security(("bearer" = [])),
     responses(

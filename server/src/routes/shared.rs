@@ -1,6 +1,7 @@
-//! What every partnership-scoped REST route shares: finding the caller's partnership, and
-//! writing to its document through the document actor — exactly like a sync merge, so REST and
-//! sync clients see one truth under the same rules.
+//! What the REST routes share: finding the caller's account and partnership, the partnership's
+//! currency, required-field checks, and writing to the partnership's document through the
+//! document actor — exactly like a sync merge, so REST and sync clients see one truth under the
+//! same rules.
 
 use automerge::transaction::Transaction;
 use splitsave_sync_core::ids::UserId;
@@ -10,8 +11,36 @@ use splitsave_sync_core::time::Millis;
 use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, FieldErrors};
-use crate::store::{PartnershipRecord, PartnershipStatus};
+use crate::store::{PartnershipRecord, PartnershipStatus, UserRecord};
 use crate::sync::SyncError;
+use splitsave_sync_core::money::Currency;
+
+/// The caller's account; a token whose user is gone is refused like a bad token.
+pub async fn load_user(state: &AppState, user: &AuthUser) -> Result<UserRecord, ApiError> {
+    state
+        .store
+        .user_by_id(user.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized("invalid or expired token"))
+}
+
+/// The currency with ISO code `code` (a stored one: unparseable means corrupt, a 500).
+pub fn currency(code: &str) -> Result<Currency, ApiError> {
+    Currency::parse(code).map_err(ApiError::internal)
+}
+
+/// The partnership currency (every amount of its document is in it).
+pub fn currency_of(p: &PartnershipRecord) -> Result<Currency, ApiError> {
+    currency(&p.currency)
+}
+
+/// Records "is required" for `field` when a required value is missing, and passes it on.
+pub fn required<T>(errors: &mut FieldErrors, field: &str, value: Option<T>) -> Option<T> {
+    if value.is_none() {
+        errors.push(field, "is required");
+    }
+    value
+}
 
 /// The caller's partnership when it has a document (active or paused). Anyone else gets 404:
 /// there is nothing of theirs to read or write. Remembered for up to a second (see
