@@ -247,7 +247,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(code) => ApiError::Conflict(code),
+            StoreError::Conflict(conflict) => ApiError::Conflict(conflict.code()),
             StoreError::NotFound => ApiError::NotFound,
             other => ApiError::Internal(Box::new(other)),
         }
@@ -393,7 +393,8 @@ mod tests {
 
     #[tokio::test]
     async fn store_conflicts_keep_their_code() {
-        let response = ApiError::from(StoreError::Conflict("email_taken")).into_response();
+        let response = ApiError::from(StoreError::Conflict(crate::store::Conflict::EmailTaken))
+            .into_response();
         assert_eq!(response.status(), StatusCode::CONFLICT);
         assert_eq!(body_json(response).await["error"]["code"], "email_taken");
     }

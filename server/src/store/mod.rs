@@ -1,5 +1,6 @@
 //! Storage: one [`Store`] trait, implemented for PostgreSQL (production, several nodes) and
-//! SQLite (the embedded default), both held to one conformance suite (`tests/store_conformance.rs`).
+//! SQLite (the embedded default), both held to one conformance suite
+//! (`tests/integration/store_conformance.rs`).
 //!
 //! Relational-only data (users, partnerships, refresh tokens, password resets, device tokens,
 //! actor bindings) lives here, and so does each partnership document: its latest compacted
@@ -12,14 +13,48 @@
 //!   the users' rows locked, and backed by partial unique indexes per column;
 //! - a document change is stored once per partnership (idempotent on its hash);
 //! - an actor id is bound to one user per partnership.
+//!
+//! # Every query written once
+//!
+//! The SQL of each domain lives in one module, as a macro that generates that domain's query
+//! functions over a backend: `users`, `sessions` (refresh tokens, password resets),
+//! `partnerships`, `documents`, `devices`, `sync` (merge commits, materialized rows, sync
+//! states), `reads` (expenses, goals, contributions) and `approvals_messages`. A backend module,
+//! [`postgres`] or [`sqlite`], holds only its glue — what truly differs — and expands every domain
+//! in a child module of the same name with `backend::backend!`, which also implements [`Store`]
+//! once for both. The glue each backend provides, used by the domains through `super::`:
+//!
+//! | item | PostgreSQL | SQLite |
+//! | --- | --- | --- |
+//! | `Db` | `sqlx::Postgres` | `sqlx::Sqlite` |
+//! | `begin_write(pool)` | `BEGIN` (READ COMMITTED) | `BEGIN IMMEDIATE` (the write lock) |
+//! | `begin_read(pool)` | REPEATABLE READ READ ONLY | deferred |
+//! | `FOR_UPDATE` | `" FOR UPDATE"` | `""` (the write lock is held) |
+//! | `lock_users(tx, ids)` | one `= ANY($1) ... FOR UPDATE` | one existence check per id |
+//! | `delete_changes(tx, pid, hashes)` | one `= ANY($2)` | one `DELETE` per hash |
+//! | `money(d)` / `read_money` / `read_optional_money` | NUMERIC as `Decimal` | decimal TEXT |
+//! | `commit_batch` (`Store::commit_merges`) | one statement if it can, kept connections | one tx |
+//!
+//! Macros rather than generic functions over `sqlx::Database`: the queries bind values whose
+//! encoding differs per backend (money) and run on pools, transactions and connections alike,
+//! and the bounds that would take per query cost more to read than the queries; `sqlx::Any`
+//! cannot carry NUMERIC or TIMESTAMPTZ. Row decoding is written once too: the sync reads decode
+//! with the REST reads' decoders; and each materialized table's upsert is built from its column
+//! list (`sync::Upsert`), which PostgreSQL's one-statement merge commit reuses.
 
+mod approvals_messages;
+mod backend;
+#[cfg(test)]
+mod conflict_tests;
+mod devices;
+mod documents;
+mod partnerships;
 pub mod postgres;
 mod reads;
-mod reads_approvals_messages;
+mod sessions;
 pub mod sqlite;
-mod sync_postgres;
-mod sync_rows;
-mod sync_sqlite;
+mod sync;
+mod users;
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,17 +66,16 @@ use serde::{Deserialize, Serialize};
 use splitsave_sync_core::materialize::RowChange;
 use uuid::Uuid;
 
+pub use approvals_messages::MessageCursor;
 pub use postgres::PgStore;
-pub use reads_approvals_messages::MessageCursor;
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A uniqueness or business rule was broken; the code is the API's 409 code
-    /// (`email_taken`, `partnership_exists`, `partner_has_partnership`, `actor_bound`, ...).
-    #[error("conflict: {0}")]
-    Conflict(&'static str),
+    /// A uniqueness or business rule was broken; [`Conflict::code`] is the API's 409 code.
+    #[error("conflict: {}", .0.code())]
+    Conflict(Conflict),
     /// The row the operation needs does not exist (or is not the caller's).
     #[error("not found")]
     NotFound,
@@ -60,6 +94,100 @@ pub enum StoreError {
     /// `DATABASE_URL` names neither PostgreSQL nor SQLite (shown without its password).
     #[error("DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got {0})")]
     UnknownScheme(String),
+}
+
+/// Which uniqueness or business rule a write broke (a 409 of the API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Conflict {
+    /// The email is already registered (`users.email` is unique).
+    EmailTaken,
+    /// A refresh token or password reset with this hash is already stored.
+    TokenExists,
+    /// The inviter cannot invite their own email.
+    CannotInviteSelf,
+    /// The user already has a pending, active or paused partnership.
+    PartnershipExists,
+    /// The registered invitee already has a pending, active or paused partnership.
+    PartnerHasPartnership,
+    /// The partnership is still pending, so it cannot be paused or resumed.
+    PartnershipNotActive,
+    /// A partnership cannot be set back to `pending`.
+    InvalidStatus,
+    /// The actor id is bound to another user in this partnership.
+    ActorBound,
+}
+
+impl Conflict {
+    /// The API's stable 409 code (clients switch on it: never change one).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Conflict::EmailTaken => "email_taken",
+            Conflict::TokenExists => "token_exists",
+            Conflict::CannotInviteSelf => "cannot_invite_self",
+            Conflict::PartnershipExists => "partnership_exists",
+            Conflict::PartnerHasPartnership => "partner_has_partnership",
+            Conflict::PartnershipNotActive => "partnership_not_active",
+            Conflict::InvalidStatus => "invalid_status",
+            Conflict::ActorBound => "actor_bound",
+        }
+    }
+
+    /// The conflict a unique constraint stands for, by the constraint's PostgreSQL name
+    /// (`users_email_key`) or by what SQLite's message names (`users.email`, the table and column
+    /// of a unique column or index); `None` for any other, which is not a conflict the API knows
+    /// (a duplicate primary key, say) and stays a database error.
+    fn of_unique(name: &str) -> Option<Conflict> {
+        match name {
+            "users_email_key" | "users.email" => Some(Conflict::EmailTaken),
+            "refresh_tokens_token_hash_key"
+            | "refresh_tokens.token_hash"
+            | "password_resets_token_hash_key"
+            | "password_resets.token_hash" => Some(Conflict::TokenExists),
+            // Inviter (user1) or invitee (user2): either way the writing user has one already.
+            "partnerships_one_per_user1"
+            | "partnerships.user1_id"
+            | "partnerships_one_per_user2"
+            | "partnerships.user2_id" => Some(Conflict::PartnershipExists),
+            _ => None,
+        }
+    }
+}
+
+/// A conflict equals its API code, so callers that hold the code (a test table, say) compare
+/// directly.
+impl PartialEq<&str> for Conflict {
+    fn eq(&self, code: &&str) -> bool {
+        self.code() == *code
+    }
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A failed write as the store reports it: a unique constraint the API knows as its
+/// [`Conflict`], a foreign key (a missing partnership or user) as `NotFound`, anything else (an
+/// unknown unique violation included) as a database error.
+pub(crate) fn write_error(err: sqlx::Error) -> StoreError {
+    let Some(db) = err.as_database_error() else {
+        return StoreError::Database(err);
+    };
+    if db.is_unique_violation() {
+        // PostgreSQL names the constraint; SQLite only says "UNIQUE constraint failed: t.c".
+        let name = db.constraint().map(str::to_owned).or_else(|| {
+            db.message()
+                .strip_prefix("UNIQUE constraint failed: ")
+                .map(str::to_owned)
+        });
+        if let Some(conflict) = name.as_deref().and_then(Conflict::of_unique) {
+            return StoreError::Conflict(conflict);
+        }
+    } else if db.is_foreign_key_violation() {
+        return StoreError::NotFound;
+    }
+    StoreError::Database(err)
 }
 
 /// Result alias of the storage layer.
@@ -349,7 +477,7 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- users -------------------------------------------------------------------------------
 
-    /// Creates a user; `Conflict("email_taken")` when the email is already registered.
+    /// Creates a user; `Conflict::EmailTaken` when the email is already registered.
     async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord>;
     /// The user with this id.
     async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
@@ -410,9 +538,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- partnerships ------------------------------------------------------------------------
 
-    /// Creates a pending partnership (an invitation). `Conflict("partnership_exists")` when the
-    /// inviter already has one, `Conflict("partner_has_partnership")` when a registered invitee
-    /// already has one, `Conflict("cannot_invite_self")` for the inviter's own email.
+    /// Creates a pending partnership (an invitation). `Conflict::PartnershipExists` when the
+    /// inviter already has one, `Conflict::PartnerHasPartnership` when a registered invitee
+    /// already has one, `Conflict::CannotInviteSelf` for the inviter's own email.
     async fn create_invitation(&self, invitation: NewInvitation) -> StoreResult<PartnershipRecord>;
     /// Pending invitations addressed to `email` (received) and sent by `user_id`.
     async fn invitations_for(
@@ -428,7 +556,7 @@ pub trait Store: Send + Sync + 'static {
     /// the user and that the user has no other partnership, makes it active, stores the first
     /// document snapshot, and withdraws the other invitations addressed to the user.
     /// `NotFound` when there is no such pending invitation for this user,
-    /// `Conflict("partnership_exists")` when the user already has one.
+    /// `Conflict::PartnershipExists` when the user already has one.
     async fn accept_invitation(&self, accept: AcceptInvitation) -> StoreResult<PartnershipRecord>;
     /// Deletes a pending invitation, as its invitee (decline) or its inviter (withdraw).
     /// `NotFound` when there is no such pending invitation for this user.
@@ -439,8 +567,8 @@ pub trait Store: Send + Sync + 'static {
         email: &str,
     ) -> StoreResult<()>;
     /// Pauses or resumes an active or paused partnership of `user_id`. `NotFound` when the user
-    /// is not a member, `Conflict("partnership_not_active")` while it is pending, and
-    /// `Conflict("invalid_status")` for `Pending`.
+    /// is not a member, `Conflict::PartnershipNotActive` while it is pending, and
+    /// `Conflict::InvalidStatus` for `Pending`.
     async fn set_partnership_status(
         &self,
         partnership_id: Uuid,
@@ -472,7 +600,7 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Binds a hex actor id to a user within a partnership. Binding it again to the same user is
-    /// fine; `Conflict("actor_bound")` when it is bound to another user.
+    /// fine; `Conflict::ActorBound` when it is bound to another user.
     async fn bind_actor(
         &self,
         partnership_id: Uuid,
@@ -502,7 +630,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes one merge durable, in one transaction (DESIGN section 4): binds the new actor ids,
     /// stores the new changes (a hash already stored is skipped) and applies the materialized
-    /// row changes. `Conflict("actor_bound")` when an actor is bound to another user and
+    /// row changes. `Conflict::ActorBound` when an actor is bound to another user and
     /// `NotFound` when a bound user is not a member or the partnership is gone; either way
     /// nothing of the commit is written. Returns how many changes were new.
     async fn commit_merge(

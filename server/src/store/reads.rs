@@ -1,16 +1,14 @@
 //! REST reads of the materialized tables (expenses, goals, monthly contributions), scoped by
 //! partnership so another couple's ids find nothing. The SQL is written once in
-//! [`reads_backend!`] and instantiated for PostgreSQL ([`pg`]) and SQLite ([`lite`]); only how an
-//! amount column is read differs (NUMERIC against decimal TEXT). Amounts come back at the
-//! partnership currency's scale, exactly as `Store::materialized_rows` gives them.
+//! [`read_queries!`] (see the store module documentation); only how an amount column is read
+//! differs (the backend's `read_money`). Amounts come back at the partnership currency's scale,
+//! exactly as `Store::materialized_rows` gives them (which decodes its rows with these).
 
 /// Generates `list_expenses`, `expense`, `list_goals`, `goal`, `list_contributions` and
-/// `contribution` for one backend, each taking the pool.
-///
-/// - `db`: the sqlx database type;
-/// - `read_money`: `fn(&Row, &str) -> StoreResult<Decimal>`, an amount column read back.
-macro_rules! reads_backend {
-    (db: $db:ty, read_money: $read_money:path $(,)?) => {
+/// `contribution` for one backend, each taking the pool, and the row decoders the sync reads
+/// share; expanded in the backend's `reads` module, whose parent provides the backend's glue.
+macro_rules! read_queries {
+    () => {
         use chrono::{DateTime, Utc};
         use splitsave_sync_core::enums::{Category, ItemStatus};
         use splitsave_sync_core::ids::{EntityId, UserId};
@@ -21,15 +19,18 @@ macro_rules! reads_backend {
         use sqlx::Row as _;
         use uuid::Uuid;
 
-        use $crate::store::sync_rows::{at_scale, currency_scale, millis_of};
+        use super::{read_money, Db};
+        use $crate::store::sync::{at_scale, currency_scale, millis_of};
         use $crate::store::StoreResult;
 
-        type Pool = sqlx::Pool<$db>;
-        type DbRow = <$db as sqlx::Database>::Row;
+        type Pool = sqlx::Pool<Db>;
+        type DbRow = <Db as sqlx::Database>::Row;
 
-        const EXPENSE_COLUMNS: &str = "id, name, amount, category, frequency, added_by, status, \
+        pub(super) const EXPENSE_COLUMNS: &str =
+            "id, name, amount, category, frequency, added_by, status, \
                                        created_at, updated_at";
-        const GOAL_COLUMNS: &str = "id, name, target_amount, saved_amount, goal_type, priority, \
+        pub(super) const GOAL_COLUMNS: &str =
+            "id, name, target_amount, saved_amount, goal_type, priority, \
                                     added_by, status, created_at, updated_at";
 
         /// The scale of the partnership's amounts (its currency's decimals).
@@ -42,7 +43,7 @@ macro_rules! reads_backend {
             Ok(currency_scale(currency.as_deref()))
         }
 
-        fn time_column(row: &DbRow, column: &str) -> StoreResult<Millis> {
+        pub(super) fn time_column(row: &DbRow, column: &str) -> StoreResult<Millis> {
             Ok(millis_of(row.try_get::<DateTime<Utc>, _>(column)?))
         }
 
@@ -50,11 +51,11 @@ macro_rules! reads_backend {
             (i64::from(limit), i64::try_from(offset).unwrap_or(i64::MAX))
         }
 
-        fn expense_row(row: &DbRow, scale: Option<u32>) -> StoreResult<ExpenseRow> {
+        pub(super) fn expense_row(row: &DbRow, scale: Option<u32>) -> StoreResult<ExpenseRow> {
             Ok(ExpenseRow {
                 id: EntityId(row.try_get("id")?),
                 name: row.try_get("name")?,
-                amount: at_scale($read_money(row, "amount")?, scale),
+                amount: at_scale(read_money(row, "amount")?, scale),
                 category: row.try_get("category")?,
                 frequency: row.try_get("frequency")?,
                 added_by: UserId(row.try_get("added_by")?),
@@ -64,12 +65,12 @@ macro_rules! reads_backend {
             })
         }
 
-        fn goal_row(row: &DbRow, scale: Option<u32>) -> StoreResult<GoalRow> {
+        pub(super) fn goal_row(row: &DbRow, scale: Option<u32>) -> StoreResult<GoalRow> {
             Ok(GoalRow {
                 id: EntityId(row.try_get("id")?),
                 name: row.try_get("name")?,
-                target_amount: at_scale($read_money(row, "target_amount")?, scale),
-                saved_amount: at_scale($read_money(row, "saved_amount")?, scale),
+                target_amount: at_scale(read_money(row, "target_amount")?, scale),
+                saved_amount: at_scale(read_money(row, "saved_amount")?, scale),
                 goal_type: row.try_get("goal_type")?,
                 priority: row.try_get("priority")?,
                 added_by: UserId(row.try_get("added_by")?),
@@ -163,6 +164,22 @@ macro_rules! reads_backend {
             row.as_ref().map(|r| goal_row(r, scale)).transpose()
         }
 
+        /// One row of `contribution_shares` (`month, user_id, amount, paid_at`): its month and
+        /// the share.
+        pub(super) fn share_row(
+            row: &DbRow,
+            scale: Option<u32>,
+        ) -> StoreResult<(String, ContributionShare)> {
+            let share = ContributionShare {
+                user_id: UserId(row.try_get("user_id")?),
+                amount: at_scale(read_money(row, "amount")?, scale),
+                paid_at: row
+                    .try_get::<Option<DateTime<Utc>>, _>("paid_at")?
+                    .map(millis_of),
+            };
+            Ok((row.try_get("month")?, share))
+        }
+
         /// The shares of the given months, each month's ordered by user id.
         async fn shares_of(
             pool: &Pool,
@@ -185,16 +202,8 @@ macro_rules! reads_backend {
             .fetch_all(pool)
             .await?;
             for row in &rows {
-                by_month
-                    .entry(row.try_get::<String, _>("month")?)
-                    .or_insert_with(Vec::new)
-                    .push(ContributionShare {
-                        user_id: UserId(row.try_get("user_id")?),
-                        amount: at_scale($read_money(row, "amount")?, scale),
-                        paid_at: row
-                            .try_get::<Option<DateTime<Utc>>, _>("paid_at")?
-                            .map(millis_of),
-                    });
+                let (month, share) = share_row(row, scale)?;
+                by_month.entry(month).or_insert_with(Vec::new).push(share);
             }
             for shares in by_month.values_mut() {
                 shares.sort_by_key(|s: &ContributionShare| s.user_id);
@@ -229,7 +238,7 @@ macro_rules! reads_backend {
                 .zip(months)
                 .map(|(row, month)| {
                     Ok(ContributionRow {
-                        total_required: at_scale($read_money(row, "total_required")?, scale),
+                        total_required: at_scale(read_money(row, "total_required")?, scale),
                         shares: shares.remove(&month).unwrap_or_default(),
                         month,
                     })
@@ -259,41 +268,11 @@ macro_rules! reads_backend {
             let mut shares = shares_of(pool, pid, &months, scale).await?;
             Ok(Some(ContributionRow {
                 month: month.to_string(),
-                total_required: at_scale($read_money(&row, "total_required")?, scale),
+                total_required: at_scale(read_money(&row, "total_required")?, scale),
                 shares: shares.remove(month).unwrap_or_default(),
             }))
         }
     };
 }
 
-/// The reads on PostgreSQL (amounts are NUMERIC).
-pub(super) mod pg {
-    use rust_decimal::Decimal;
-    use sqlx::postgres::PgRow;
-
-    use crate::store::StoreError;
-
-    fn read_money(row: &PgRow, column: &str) -> Result<Decimal, StoreError> {
-        use sqlx::Row as _;
-        Ok(row.try_get(column)?)
-    }
-
-    reads_backend! { db: sqlx::Postgres, read_money: read_money }
-}
-
-/// The reads on SQLite (amounts are exact decimal TEXT).
-pub(super) mod lite {
-    use rust_decimal::Decimal;
-    use sqlx::sqlite::SqliteRow;
-
-    use crate::store::sync_rows::decimal_text;
-    use crate::store::StoreError;
-
-    fn read_money(row: &SqliteRow, column: &str) -> Result<Decimal, StoreError> {
-        use sqlx::Row as _;
-        let text: String = row.try_get(column)?;
-        decimal_text(&text, column)
-    }
-
-    reads_backend! { db: sqlx::Sqlite, read_money: read_money }
-}
+pub(super) use read_queries;

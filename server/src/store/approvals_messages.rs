@@ -1,8 +1,8 @@
 //! REST reads of approval requests and messages from the materialized tables, always scoped by
 //! the partnership so one couple can never read another's rows (their ids simply match nothing).
 //!
-//! The SQL is written once in [`approval_message_reads!`] and instantiated for PostgreSQL and
-//! SQLite: neither table holds money, so the two backends differ only in their database type.
+//! The SQL is written once in [`approval_message_queries!`] (see the store module documentation):
+//! neither table holds money, so the two backends differ only in their database type.
 //! Messages page by keyset (time, then id) rather than by offset, so a message arriving while a
 //! client pages back never shows twice or pushes one out of sight.
 
@@ -20,9 +20,10 @@ pub struct MessageCursor {
 }
 
 /// Generates `list_approvals`, `approval`, `list_messages` and `message` for one backend, each
-/// taking the pool.
-macro_rules! approval_message_reads {
-    (db: $db:ty) => {
+/// taking the pool, and the row decoders the sync reads share; expanded in the backend's
+/// `approvals_messages` module, whose parent provides the backend's glue.
+macro_rules! approval_message_queries {
+    () => {
         use chrono::{DateTime, Utc};
         use splitsave_sync_core::enums::ApprovalStatus;
         use splitsave_sync_core::ids::{EntityId, UserId};
@@ -31,16 +32,18 @@ macro_rules! approval_message_reads {
         use sqlx::Row as _;
         use uuid::Uuid;
 
-        use super::MessageCursor;
-        use $crate::store::sync_rows::{millis_of, time_of};
+        use super::Db;
+        use $crate::store::sync::{millis_of, time_of};
+        use $crate::store::MessageCursor;
         use $crate::store::{StoreError, StoreResult};
 
-        type Pool = sqlx::Pool<$db>;
-        type DbRow = <$db as sqlx::Database>::Row;
+        type Pool = sqlx::Pool<Db>;
+        type DbRow = <Db as sqlx::Database>::Row;
 
-        const APPROVAL_COLUMNS: &str = "id, requested_by, request_type, target_id, request_data, \
+        pub(super) const APPROVAL_COLUMNS: &str =
+            "id, requested_by, request_type, target_id, request_data, \
              message, status, responded_by, responded_at, created_at";
-        const MESSAGE_COLUMNS: &str =
+        pub(super) const MESSAGE_COLUMNS: &str =
             "id, sender_id, text, message_type, read_by_recipient, created_at";
 
         /// See `Store::list_approvals`.
@@ -137,7 +140,7 @@ macro_rules! approval_message_reads {
             .transpose()
         }
 
-        fn approval_row(row: &DbRow) -> StoreResult<ApprovalRow> {
+        pub(super) fn approval_row(row: &DbRow) -> StoreResult<ApprovalRow> {
             let Json(request_data) = row.try_get::<Json<serde_json::Value>, _>("request_data")?;
             let target_id: Option<Uuid> = row.try_get("target_id")?;
             Ok(ApprovalRow {
@@ -158,7 +161,7 @@ macro_rules! approval_message_reads {
             })
         }
 
-        fn message_row(row: &DbRow) -> StoreResult<MessageRow> {
+        pub(super) fn message_row(row: &DbRow) -> StoreResult<MessageRow> {
             Ok(MessageRow {
                 id: EntityId(row.try_get("id")?),
                 sender_id: UserId(row.try_get("sender_id")?),
@@ -171,12 +174,4 @@ macro_rules! approval_message_reads {
     };
 }
 
-/// The PostgreSQL instance.
-pub(super) mod postgres {
-    approval_message_reads!(db: sqlx::Postgres);
-}
-
-/// The SQLite instance.
-pub(super) mod sqlite {
-    approval_message_reads!(db: sqlx::Sqlite);
-}
+pub(super) use approval_message_queries;
