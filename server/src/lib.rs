@@ -4,6 +4,7 @@
 //! [`serve`] or [`store::migrate`]; tests build the same [`app::router`] on a random port.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod app;
 pub mod auth;
