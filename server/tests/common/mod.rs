@@ -89,7 +89,7 @@ impl TestDb {
 }
 
 /// `admin_url` with its database name replaced by `name` (query string kept).
-fn with_database(admin_url: &str, name: &str) -> String {
+pub fn with_database(admin_url: &str, name: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (admin_url, None),

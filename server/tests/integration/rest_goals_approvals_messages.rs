@@ -2,12 +2,11 @@
 //! concurrent contributions, message reading and paging, isolation between couples and the
 //! bad-input table.
 
-mod common;
-
-use common::{Backend, Session, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+use crate::common::{Backend, Session, TestApp};
 
 on_both_backends!(
     an_added_goal_waits_for_the_partner_and_becomes_active_on_approval,

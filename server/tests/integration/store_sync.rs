@@ -4,8 +4,6 @@
 //! runs once on a fresh SQLite file and once on a fresh PostgreSQL database (skipped, with a
 //! message, when `TEST_DATABASE_URL` is unset).
 
-mod common;
-
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -25,7 +23,7 @@ use splitsave_sync_core::schema::{Collection, MonthContribution};
 use splitsave_sync_core::time::Millis;
 use uuid::Uuid;
 
-use common::{Backend, TestDb};
+use crate::common::{Backend, TestDb};
 
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {

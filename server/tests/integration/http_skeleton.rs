@@ -2,12 +2,11 @@
 //! input of every user and partnership endpoint, which must write nothing), security headers,
 //! CORS, request ids, compression, the 404/405 fallbacks, health probes and the OpenAPI document.
 
-mod common;
-
-use common::{Backend, TestApp};
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+
+use crate::common::{self, Backend, TestApp};
 
 on_both_backends!(
     bad_input_answers_its_documented_code_and_writes_nothing,

@@ -9,21 +9,21 @@
 //! lockfile), once, under a file lock shared by every test process. Without `node` and `npm`
 //! on PATH the tests print "skipped: node not installed" and pass.
 
-mod common;
-mod real_server;
-
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use real_server::{add_expense, default_backend, expense, Couple, RealServer, SYNC_DEADLINE};
 use serde_json::Value;
 use splitsave_sync_core::enums::ItemStatus;
 use splitsave_sync_core::ops::Outcome;
 use tokio::time::Instant;
 use uuid::Uuid;
+
+use crate::real_server::{
+    add_expense, default_backend, expense, Couple, RealServer, SYNC_DEADLINE,
+};
 
 /// How long one run of the JS client may take.
 const JS_TIMEOUT: Duration = Duration::from_secs(20);

@@ -2,8 +2,6 @@
 //! SQLite file and once on a fresh PostgreSQL database (skipped, with a message, when
 //! `TEST_DATABASE_URL` is unset).
 
-mod common;
-
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -11,7 +9,7 @@ use rust_decimal::Decimal;
 use splitsave_server::store::*;
 use uuid::Uuid;
 
-use common::{Backend, TestDb};
+use crate::common::{Backend, TestDb};
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {

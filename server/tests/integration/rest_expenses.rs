@@ -2,12 +2,9 @@
 //! the approval policy as REST applies it, exact shares, the current month, idempotent
 //! mark-paid, isolation between couples and the bad-input table.
 
-mod common;
-
 use std::sync::Arc;
 
 use automerge::transaction::Transaction;
-use common::{Backend, Session, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use splitsave_server::routes::server_doc;
@@ -20,6 +17,8 @@ use splitsave_sync_core::read;
 use splitsave_sync_core::split::Month;
 use splitsave_sync_core::time::Millis;
 use uuid::Uuid;
+
+use crate::common::{Backend, Session, TestApp};
 
 on_both_backends!(
     small_expense_is_added_directly,

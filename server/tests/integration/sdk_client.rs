@@ -5,15 +5,10 @@
 //! In-process servers run on SQLite and on PostgreSQL (when `TEST_DATABASE_URL` is set); the
 //! restart test runs the real `splitsave` binary.
 
-mod common;
-mod real_server;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Backend, TestApp};
-use real_server::RealServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use splitsave_client::api::Registration;
@@ -28,6 +23,9 @@ use splitsave_client::{
 };
 use tempfile::TempDir;
 use uuid::Uuid;
+
+use crate::common::{Backend, TestApp};
+use crate::real_server::{self, RealServer};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "correct horse battery";

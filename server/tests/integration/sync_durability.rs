@@ -6,20 +6,18 @@
 //! fresh client syncs and in the materialized `expenses` table. On SQLite, and on PostgreSQL when
 //! `TEST_DATABASE_URL` is set.
 
-mod common;
-mod real_server;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use automerge::Automerge;
-use common::Backend;
-use real_server::{add_expense, expense, RealServer, SYNC_DEADLINE};
 use splitsave_client::connection::{ConnectionError, DocSync, SyncConnection};
 use splitsave_sync_core::materialize::{Row, RowChange};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
+
+use crate::common::Backend;
+use crate::real_server::{add_expense, expense, RealServer, SYNC_DEADLINE};
 
 /// Acknowledged changes to wait for before the kill.
 const KILL_AFTER_ACKS: usize = 120;

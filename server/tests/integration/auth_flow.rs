@@ -1,11 +1,8 @@
 //! Accounts and sessions through real HTTP, on SQLite and on PostgreSQL (`TEST_DATABASE_URL`;
 //! the PostgreSQL variants say they were skipped when it is unset).
 
-mod auth_common;
-
 use std::time::{Duration, Instant};
 
-use auth_common::{reset_token_from, Backend, TestApp, PASSWORD};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::Utc;
@@ -13,6 +10,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use splitsave_server::config::Argon2Params;
 use splitsave_server::store::{NewPasswordReset, NewRefreshToken};
+
+use crate::auth_common::{reset_token_from, Backend, TestApp, PASSWORD};
 
 /// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL.
 macro_rules! on_both_backends {

@@ -4,8 +4,6 @@
 //! lists and the event stream show nothing of A, and A's materialized rows are unchanged. Runs on
 //! SQLite and, when `TEST_DATABASE_URL` is set, on PostgreSQL.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -16,7 +14,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use common::{Backend, TestApp};
+use crate::common::{Backend, TestApp};
 
 on_both_backends!(another_couples_token_finds_nothing_of_couple_a);
 

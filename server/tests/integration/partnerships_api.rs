@@ -1,13 +1,12 @@
 //! Profiles, invitations and partnerships through real HTTP, on SQLite and PostgreSQL.
 
-mod common;
-
 use automerge::ReadDoc;
-use common::{Backend, TestApp, PASSWORD};
 use reqwest::StatusCode;
 use serde_json::json;
 use splitsave_sync_core::ids::{DocumentId, PartnershipId};
 use uuid::Uuid;
+
+use crate::common::{Backend, TestApp, PASSWORD};
 
 on_both_backends!(
     profile_shows_and_updates_the_callers_own_data,

@@ -3,8 +3,6 @@
 //! pages that continue exactly where the last one ended, even through messages of the same
 //! millisecond and across second boundaries (SQLite compares times as text).
 
-mod common;
-
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -17,7 +15,7 @@ use splitsave_sync_core::materialize::{ApprovalRow, MessageRow, Row, RowChange};
 use splitsave_sync_core::time::Millis;
 use uuid::Uuid;
 
-use common::{Backend, TestDb};
+use crate::common::{Backend, TestDb};
 
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {

@@ -2,14 +2,13 @@
 //! expired, tampered, `alg: none` or otherwise bad token with 401 — enumerated from the served
 //! document, so a new endpoint cannot be forgotten.
 
-mod common;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+use crate::common::{Backend, TestApp};
 
 /// (method, path) of every operation with a `security` requirement.
 fn protected_operations(doc: &Value) -> Vec<(Method, String)> {

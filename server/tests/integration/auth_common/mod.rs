@@ -2,8 +2,6 @@
 //! info like the binary, its own database (a SQLite file in a temporary directory, or a fresh
 //! PostgreSQL database under `TEST_DATABASE_URL`), and a [`MemoryMailer`] to read mails from.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,17 +13,11 @@ use splitsave_server::config::Config;
 use splitsave_server::notify::mail::{MemoryMailer, SentMail};
 use sqlx::{Connection, Executor, PgConnection};
 
-/// Which database a test runs on.
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    /// A SQLite file in a temporary directory.
-    Sqlite,
-    /// A fresh database on the server of `TEST_DATABASE_URL`.
-    Postgres,
-}
+use crate::common::with_database;
 
-/// A password every test user starts with.
-pub const PASSWORD: &str = "correct horse battery";
+/// Which database a test runs on, and the password every test user starts with: the same as
+/// the other tests'.
+pub use crate::common::{Backend, PASSWORD};
 
 /// The server under test.
 pub struct TestApp {
@@ -87,10 +79,7 @@ impl TestApp {
                     .execute(format!("CREATE DATABASE \"{name}\"").as_str())
                     .await
                     .expect("create test database");
-                (
-                    database_url_with_name(&admin_url, &name),
-                    Some((admin_url, name)),
-                )
+                (with_database(&admin_url, &name), Some((admin_url, name)))
             }
         };
         let mut config = Config::for_tests(dir.path(), database_url.clone());
@@ -242,20 +231,4 @@ pub fn reset_token_from(mail: &SentMail) -> String {
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect()
-}
-
-fn database_url_with_name(url: &str, name: &str) -> String {
-    let (without_query, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
-    let base = match without_query[scheme_end..].find('/') {
-        Some(slash) => &without_query[..scheme_end + slash],
-        None => without_query,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
 }

@@ -4,8 +4,6 @@
 //! presence; and the stream's refusals and closes. Each test runs on SQLite and, when
 //! `TEST_DATABASE_URL` is set, on PostgreSQL.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -31,7 +29,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
-use common::{Backend, Session, TestApp, PASSWORD};
+use crate::common::{Backend, Session, TestApp, PASSWORD};
 
 on_both_backends!(
     a_rest_write_reaches_sync_clients_and_the_event_stream,
@@ -437,7 +435,7 @@ async fn a_sync_write_reaches_the_event_stream_and_rest_reads(backend: Backend) 
     assert_eq!(row.added_by, UserId(ben.user_id));
     assert_eq!(
         frame["data"]["created_at"],
-        json!(splitsave_server::routes::documents::rfc3339(row.created_at))
+        json!(splitsave_server::routes::shared::rfc3339(row.created_at))
     );
     // REST reads show it, in the shape the stream used.
     let (status, read) = app

@@ -4,9 +4,6 @@
 //! and REST-style operations through the document actor. Each test runs on SQLite and, when
 //! `TEST_DATABASE_URL` is set, on PostgreSQL.
 
-mod common;
-mod sync_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,9 +36,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use uuid::Uuid;
 
-use common::{Backend, TestApp, PASSWORD};
-use sync_support::{
-    settle_all, stored_document, stored_heads, sync_url, SyncClient, EXCHANGE_TIMEOUT,
+use crate::common::{Backend, TestApp, PASSWORD};
+use crate::sync_support::{
+    self, settle_all, stored_document, stored_heads, sync_url, SyncClient, EXCHANGE_TIMEOUT,
 };
 
 on_both_backends!(

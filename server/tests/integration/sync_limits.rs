@@ -6,20 +6,20 @@
 //! moving; the server keeps serving everyone else. The measured times and memory deltas are
 //! printed so they can be quoted.
 
-mod common;
-mod real_server;
-
 use std::time::Duration;
 
 use automerge::sync::{self, MessageVersion, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ReadDoc, ROOT};
-use real_server::{add_expense, default_backend, expense, Couple, RealServer, SYNC_DEADLINE};
 use splitsave_client::connection::{ConnectionError, DocSync, SyncConnection};
 use splitsave_sync_core::document::read_document;
 use splitsave_sync_core::protocol::WireMessage;
 use tokio::time::Instant;
 use uuid::Uuid;
+
+use crate::real_server::{
+    add_expense, default_backend, expense, Couple, RealServer, SYNC_DEADLINE,
+};
 
 /// How fast a refusal must come.
 const REFUSAL_WITHIN: Duration = Duration::from_secs(2);

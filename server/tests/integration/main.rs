@@ -1,0 +1,35 @@
+//! The server's integration tests, in one test binary (one link of the server, automerge and
+//! sqlx instead of one per file): a module per feature, and the helpers they share declared
+//! once here.
+//!
+//! Tests are named `<feature>::…` inside the `integration` binary; run one feature with
+//! `cargo test -p splitsave-server --test integration <feature>::`.
+
+// Test support. `common` comes first so that its `on_both_backends!` is in scope in every
+// module declared after it; it stays at `tests/common/mod.rs` because the `auth_load` bench
+// includes it from there too.
+#[macro_use]
+#[path = "../common/mod.rs"]
+mod common;
+mod auth_common;
+mod real_server;
+mod sync_support;
+
+// One module per feature.
+mod auth_flow;
+mod every_endpoint_auth;
+mod http_skeleton;
+mod partnerships_api;
+mod rest_events;
+mod rest_expenses;
+mod rest_goals_approvals_messages;
+mod rest_isolation;
+mod run_modes;
+mod sdk_client;
+mod store_conformance;
+mod store_reads_approvals_messages;
+mod store_sync;
+mod sync_behaviour;
+mod sync_durability;
+mod sync_interop;
+mod sync_limits;
