@@ -9,7 +9,7 @@
 //! cargo bench -p splitsave-server --bench auth_load
 //! ```
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/integration/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! Each [`Conflict`] as the store reports it, on SQLite (the conformance suite in
-//! `tests/store_conformance.rs` holds both backends to the same answers).
+//! `tests/integration/store_conformance.rs` holds both backends to the same answers).
 
 use std::sync::Arc;
 

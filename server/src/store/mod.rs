@@ -153,14 +153,6 @@ impl Conflict {
     }
 }
 
-/// A conflict equals its API code, so callers that hold the code (a test table, say) compare
-/// directly.
-impl PartialEq<&str> for Conflict {
-    fn eq(&self, code: &&str) -> bool {
-        self.code() == *code
-    }
-}
-
 impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())

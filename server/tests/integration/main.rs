@@ -6,10 +6,8 @@
 //! `cargo test -p splitsave-server --test integration <feature>::`.
 
 // Test support. `common` comes first so that its `on_both_backends!` is in scope in every
-// module declared after it; it stays at `tests/common/mod.rs` because the `auth_load` bench
-// includes it from there too.
+// module declared after it (the `auth_load` bench includes it too, by path).
 #[macro_use]
-#[path = "../common/mod.rs"]
 mod common;
 mod auth_common;
 mod real_server;

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use splitsave_server::store::*;
 use uuid::Uuid;
 
-use crate::common::{Backend, TestDb};
+use crate::common::{is_conflict, Backend, TestDb};
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -157,10 +157,6 @@ fn change(hash: &str, seq: i64, user: Option<Uuid>) -> NewChange {
         user_id: user,
         bytes: format!("change {hash}").into_bytes(),
     }
-}
-
-fn is_conflict(result: StoreResult<impl std::fmt::Debug>, code: &str) -> bool {
-    matches!(result, Err(StoreError::Conflict(c)) if c == code)
 }
 
 async fn ping_answers(store: Arc<dyn Store>) {

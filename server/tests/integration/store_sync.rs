@@ -23,7 +23,7 @@ use splitsave_sync_core::schema::{Collection, MonthContribution};
 use splitsave_sync_core::time::Millis;
 use uuid::Uuid;
 
-use crate::common::{Backend, TestDb};
+use crate::common::{is_conflict, Backend, TestDb};
 
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -126,10 +126,6 @@ fn change(hash: &str, actor: &str, user: Option<Uuid>) -> NewChange {
         user_id: user,
         bytes: format!("change {hash}").into_bytes(),
     }
-}
-
-fn is_conflict(result: StoreResult<impl std::fmt::Debug>, code: &str) -> bool {
-    matches!(result, Err(StoreError::Conflict(c)) if c == code)
 }
 
 /// Millisecond times that a seconds- or microseconds-only round trip would not keep.

@@ -366,3 +366,8 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Whether a store call failed with the conflict whose API code is `code`.
+pub fn is_conflict(result: store::StoreResult<impl std::fmt::Debug>, code: &str) -> bool {
+    matches!(result, Err(store::StoreError::Conflict(c)) if c.code() == code)
+}
