@@ -460,81 +460,68 @@ async fn a_device_back_after_ten_thousand_offline_changes_catches_up() {
     assert_ne!(doc.get_heads(), heads_before);
 }
 
-#[tokio::test]
-async fn a_value_larger_than_allowed_is_refused_before_apply() {
+/// Writes `write` (given the `expenses` map) as Ann's app would and checks that the server
+/// refuses the message with `reason`, quickly and before anything is applied.
+async fn refused_before_apply(
+    what: &str,
+    reason: &str,
+    write: impl FnOnce(
+        &mut automerge::transaction::Transaction<'_>,
+        &automerge::ObjId,
+    ) -> Result<(), automerge::AutomergeError>,
+) {
     let (server, couple) = start(&[]).await;
     let (mut conn, mut sync, mut doc) = server
         .fetch_document(&couple.a.token, &couple.document_id)
         .await;
     let heads_before = doc.get_heads();
-    // A 900 KB name: enforcement would remove it from the document, but it would stay in the
-    // history every replica downloads.
     let expenses = doc
         .get(ROOT, "expenses")
         .expect("read")
         .expect("the expenses map")
         .1;
-    doc.transact(|tx| {
-        let e = tx.put_object(&expenses, Uuid::now_v7().to_string(), ObjType::Map)?;
-        tx.put(&e, "name", "x".repeat(900_000))
-    })
-    .expect("a big name");
+    doc.transact(|tx| write(tx, &expenses)).expect(what);
     let data = message_with_changes_since(&doc, &mut sync.state, &heads_before);
     let frame = sync_envelope(&conn, &couple, data);
     let measured = send_and_measure(&server, &mut conn, frame).await;
-    measured.assert_refused_cheaply("a 900 KB name", "a value is too large");
+    measured.assert_refused_cheaply(what, reason);
     let seen = still_serving(&server, &couple).await;
     assert_eq!(seen.get_heads(), heads_before, "nothing was applied");
+}
+
+#[tokio::test]
+async fn a_value_larger_than_allowed_is_refused_before_apply() {
+    // A 900 KB name: enforcement would remove it from the document, but it would stay in the
+    // history every replica downloads.
+    refused_before_apply("a 900 KB name", "a value is too large", |tx, expenses| {
+        let e = tx.put_object(expenses, Uuid::now_v7().to_string(), ObjType::Map)?;
+        tx.put(&e, "name", "x".repeat(900_000))
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_map_key_longer_than_allowed_is_refused_before_apply() {
-    let (server, couple) = start(&[]).await;
-    let (mut conn, mut sync, mut doc) = server
-        .fetch_document(&couple.a.token, &couple.document_id)
-        .await;
-    let heads_before = doc.get_heads();
-    let expenses = doc
-        .get(ROOT, "expenses")
-        .expect("read")
-        .expect("the expenses map")
-        .1;
     // Not a UUID, so enforcement would remove the entry; its 100 KB key would stay in history.
-    doc.transact(|tx| tx.put(&expenses, "k".repeat(100_000), 1))
-        .expect("a long key");
-    let data = message_with_changes_since(&doc, &mut sync.state, &heads_before);
-    let frame = sync_envelope(&conn, &couple, data);
-    let measured = send_and_measure(&server, &mut conn, frame).await;
-    measured.assert_refused_cheaply("a 100 KB key", "a key is too long");
-    let seen = still_serving(&server, &couple).await;
-    assert_eq!(seen.get_heads(), heads_before, "nothing was applied");
+    refused_before_apply("a 100 KB key", "a key is too long", |tx, expenses| {
+        tx.put(expenses, "k".repeat(100_000), 1)
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn text_grown_past_the_value_limit_is_refused_before_apply() {
-    let (server, couple) = start(&[]).await;
-    let (mut conn, mut sync, mut doc) = server
-        .fetch_document(&couple.a.token, &couple.document_id)
-        .await;
-    let heads_before = doc.get_heads();
     // The way a JS client writes a long name: a Text object, spliced.
-    let expenses = doc
-        .get(ROOT, "expenses")
-        .expect("read")
-        .expect("the expenses map")
-        .1;
-    doc.transact(|tx| {
-        let e = tx.put_object(&expenses, Uuid::now_v7().to_string(), ObjType::Map)?;
-        let name = tx.put_object(&e, "name", ObjType::Text)?;
-        tx.splice_text(&name, 0, 0, &"y".repeat(40_000))
-    })
-    .expect("a long text");
-    let data = message_with_changes_since(&doc, &mut sync.state, &heads_before);
-    let frame = sync_envelope(&conn, &couple, data);
-    let measured = send_and_measure(&server, &mut conn, frame).await;
-    measured.assert_refused_cheaply("40,000 characters of text", "a value is too large");
-    let seen = still_serving(&server, &couple).await;
-    assert_eq!(seen.get_heads(), heads_before, "nothing was applied");
+    refused_before_apply(
+        "40,000 characters of text",
+        "a value is too large",
+        |tx, expenses| {
+            let e = tx.put_object(expenses, Uuid::now_v7().to_string(), ObjType::Map)?;
+            let name = tx.put_object(&e, "name", ObjType::Text)?;
+            tx.splice_text(&name, 0, 0, &"y".repeat(40_000))
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
