@@ -210,36 +210,44 @@ impl Enforcer<'_> {
         }
     }
 
-    /// The expense `id` as this merge leaves it so far (fixes included).
-    pub(super) fn expense_now(&self, id: EntityId) -> Option<Expense> {
+    /// The entity `id` of `collection` as this merge leaves it so far: as the last fix that
+    /// writes (`put`) or removes it left it, else as the document holds it after the merge.
+    fn entity_now<T>(
+        &self,
+        collection: Collection,
+        id: EntityId,
+        put: impl Fn(&Fix) -> Option<T>,
+        read: fn(&Automerge, &str) -> Read<T>,
+    ) -> Option<T> {
         let key = id.to_string();
         for fix in self.fixes.iter().rev() {
-            match fix {
-                Fix::PutExpense(e) if e.id == id => return Some(e.clone()),
-                Fix::Remove {
-                    collection: Collection::Expenses,
-                    key: k,
-                } if *k == key => return None,
-                _ => {}
+            if let Some(written) = put(fix) {
+                return Some(written);
+            }
+            if matches!(fix, Fix::Remove { collection: c, key: k } if *c == collection && *k == key)
+            {
+                return None;
             }
         }
-        read::read_expense(self.after, &key).ok().flatten()
+        read(self.after, &key).ok().flatten()
+    }
+
+    /// The expense `id` as this merge leaves it so far (fixes included).
+    pub(super) fn expense_now(&self, id: EntityId) -> Option<Expense> {
+        let put = |f: &Fix| match f {
+            Fix::PutExpense(e) if e.id == id => Some(e.clone()),
+            _ => None,
+        };
+        self.entity_now(Collection::Expenses, id, put, read::read_expense)
     }
 
     /// The goal `id` as this merge leaves it so far (fixes included).
     pub(super) fn goal_now(&self, id: EntityId) -> Option<Goal> {
-        let key = id.to_string();
-        for fix in self.fixes.iter().rev() {
-            match fix {
-                Fix::PutGoal(g) if g.id == id => return Some(g.clone()),
-                Fix::Remove {
-                    collection: Collection::Goals,
-                    key: k,
-                } if *k == key => return None,
-                _ => {}
-            }
-        }
-        read::read_goal(self.after, &key).ok().flatten()
+        let put = |f: &Fix| match f {
+            Fix::PutGoal(g) if g.id == id => Some(g.clone()),
+            _ => None,
+        };
+        self.entity_now(Collection::Goals, id, put, read::read_goal)
     }
 
     /// The request `id` as this merge leaves it so far: filed or corrected in it, removed by
@@ -248,18 +256,11 @@ impl Enforcer<'_> {
         if let Some(a) = self.new_requests.iter().rev().find(|a| a.id == id) {
             return Some(a.clone());
         }
-        let key = id.to_string();
-        for fix in self.fixes.iter().rev() {
-            match fix {
-                Fix::PutApproval(a) if a.id == id => return Some(a.clone()),
-                Fix::Remove {
-                    collection: Collection::Approvals,
-                    key: k,
-                } if *k == key => return None,
-                _ => {}
-            }
-        }
-        read::read_approval(self.after, &key).ok().flatten()
+        let put = |f: &Fix| match f {
+            Fix::PutApproval(a) if a.id == id => Some(a.clone()),
+            _ => None,
+        };
+        self.entity_now(Collection::Approvals, id, put, read::read_approval)
     }
 
     /// A pending item has exactly one pending add request, at the id derived from it, and that
