@@ -2,11 +2,9 @@
 //! Counters), newer clients (unknown keys, a newer schema), persistence, creation input, and
 //! materialization into rows with the currency's exact scale.
 
-mod common;
-
+use crate::common::*;
 use automerge::transaction::Transactable;
 use automerge::{Automerge, AutomergeError, ObjId, ObjType, ScalarValue, ROOT};
-use common::*;
 use splitsave_sync_core::document::{
     new_partnership_document, read_document, DocumentError, NewMember, NewPartnership,
 };

@@ -3,11 +3,9 @@
 //! the server (which merges with enforcement) in any order. Every replica ends with the server's
 //! heads and state, every invariant of the policy holds, and the result is stable.
 
-mod common;
-
+use crate::common::*;
 use automerge::transaction::{Transactable, Transaction};
 use automerge::{ActorId, Automerge, AutomergeError, ChangeHash};
-use common::*;
 use proptest::prelude::*;
 use splitsave_sync_core::document::{
     new_partnership_document, read_document, server_actor, DocumentState, NewMember, NewPartnership,

@@ -1,11 +1,9 @@
 //! Enforcement on merge: forbidden changes written raw by a client (bypassing the operations)
 //! are compensated exactly as the policy says, and allowed changes are left alone.
 
-mod common;
-
+use crate::common::*;
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjType, ReadDoc, ScalarValue, ROOT};
-use common::*;
 use splitsave_sync_core::document::{read_document, server_actor};
 use splitsave_sync_core::enforce::Fix;
 use splitsave_sync_core::enums::*;

@@ -1,11 +1,9 @@
 //! Fixtures shared by sync-core's behaviour tests: a couple's document, client replicas with
 //! their own actors, and a "server" that merges a client's changes and compensates them.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
-use automerge::transaction::Transactable;
-use automerge::{ActorId, Automerge, ReadDoc};
+use automerge::{Automerge, ReadDoc};
 use splitsave_sync_core::document::{
     new_partnership_document, read_document, server_actor, DocumentState, NewMember, NewPartnership,
 };
@@ -74,14 +72,6 @@ impl Couple {
 
     pub fn ctx(&self, user: UserId) -> Ctx {
         Ctx { user, now: T0 }
-    }
-
-    pub fn partner_of(&self, user: UserId) -> UserId {
-        if user == self.a {
-            self.b
-        } else {
-            self.a
-        }
     }
 
     /// What the server does with a client's changes: apply them to a candidate, enforce,
@@ -173,10 +163,6 @@ pub fn obj_of<R: ReadDoc>(doc: &R, c: Collection, id: impl ToString) -> automerg
     read::entity_obj(doc, c, &id.to_string())
         .expect("shape")
         .expect("present")
-}
-
-pub fn actor_of(doc: &Automerge) -> ActorId {
-    doc.get_actor().clone()
 }
 
 /// Every invariant of the policy that must hold after enforcement. Empty when all hold.
@@ -348,9 +334,4 @@ pub fn invariant_violations(doc: &Automerge, members: &[UserId]) -> Vec<String> 
         }
     }
     v
-}
-
-/// Any value, for raw writes of the wrong type.
-pub fn put_str<T: Transactable>(tx: &mut T, obj: &automerge::ObjId, key: &str, v: &str) {
-    tx.put(obj, key, v).expect("put");
 }
