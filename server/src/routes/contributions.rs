@@ -15,9 +15,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use splitsave_sync_core::ids::EntityId;
 use splitsave_sync_core::materialize::ContributionRow;
-use splitsave_sync_core::ops::{self, Outcome};
+use splitsave_sync_core::ops;
 use splitsave_sync_core::split::Month;
 use splitsave_sync_core::split_doc;
 use splitsave_sync_core::time::Millis;
@@ -182,9 +181,7 @@ pub async fn mark_paid(
     shared::apply(&state, &user, move |tx, ctx| {
         split_doc::server_ensure_month(tx, month)?;
         ops::mark_paid(tx, ctx, month)?;
-        Ok(Outcome::Applied {
-            id: EntityId(Uuid::nil()),
-        })
+        Ok(())
     })
     .await?;
     Ok(Json(load_month(&state, &p, month).await?))

@@ -15,7 +15,6 @@
 //!   partnership currency, kept in step by `PUT /api/users/update-income`).
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 
 use automerge::transaction::Transaction;
 use axum::extract::State;
@@ -582,28 +581,23 @@ pub async fn create(
     let p = partnership_of(&state, &user).await?;
     let currency = currency_of(&p)?;
     let input = body.validate(currency)?;
-    let request: Arc<Mutex<Option<Approval>>> = Arc::default();
-    let added: Arc<Mutex<Option<ExpenseRow>>> = Arc::default();
-    let filed = request.clone();
-    let row = added.clone();
-    let outcome = shared::apply_in(&state, &p, &user, move |tx, ctx| {
+    let (outcome, filed) = shared::apply_in(&state, &p, &user, move |tx, ctx| {
         let outcome = ops::add_expense(tx, ctx, &input)?;
-        match outcome {
+        let filed = match outcome {
             Outcome::ApprovalRequested { request_id, .. } => {
-                remember(&filed, read::read_approval(tx, &request_id.to_string())?);
+                Filed::Request(read::read_approval(tx, &request_id.to_string())?)
             }
             // The row as it is materialized in this same commit: no read-back needed.
-            Outcome::Applied { id } => remember(&row, expense_row_in(tx, id)),
-        }
-        Ok(outcome)
+            Outcome::Applied { id } => Filed::Expense(expense_row_in(tx, id)),
+        };
+        Ok((outcome, filed))
     })
     .await?;
-    let added = added.lock().ok().and_then(|mut g| g.take());
-    match (outcome, added) {
-        (Outcome::Applied { .. }, Some(row)) => {
+    match filed {
+        Filed::Expense(Some(row)) => {
             Ok((StatusCode::CREATED, Json(ExpenseView::from(row))).into_response())
         }
-        (outcome, _) => respond(&state, &p, currency, outcome, &request, StatusCode::CREATED).await,
+        filed => respond(&state, &p, currency, outcome, filed, StatusCode::CREATED).await,
     }
 }
 
@@ -629,17 +623,18 @@ pub async fn update(
     let p = partnership_of(&state, &user).await?;
     let currency = currency_of(&p)?;
     let (fields, message) = body.validate(currency)?;
-    let request: Arc<Mutex<Option<Approval>>> = Arc::default();
-    let filed = request.clone();
-    let outcome = shared::apply(&state, &user, move |tx, ctx| {
+    let (outcome, filed) = shared::apply(&state, &user, move |tx, ctx| {
         let outcome = ops::edit_expense(tx, ctx, EntityId(id), &fields, message.as_deref())?;
-        if let Outcome::ApprovalRequested { request_id, .. } = outcome {
-            remember(&filed, read::read_approval(tx, &request_id.to_string())?);
-        }
-        Ok(outcome)
+        let filed = match outcome {
+            Outcome::ApprovalRequested { request_id, .. } => {
+                Filed::Request(read::read_approval(tx, &request_id.to_string())?)
+            }
+            Outcome::Applied { .. } => Filed::Expense(None),
+        };
+        Ok((outcome, filed))
     })
     .await?;
-    respond(&state, &p, currency, outcome, &request, StatusCode::OK).await
+    respond(&state, &p, currency, outcome, filed, StatusCode::OK).await
 }
 
 /// Archives an expense (either partner, no approval): `200` with the archived expense.
@@ -685,10 +680,12 @@ pub async fn split_calculation(
     Ok(Json(SplitView::of(&split)))
 }
 
-fn remember<T>(slot: &Mutex<Option<T>>, value: Option<T>) {
-    if let Ok(mut guard) = slot.lock() {
-        *guard = value;
-    }
+/// What a write read from the document in the commit that made it, for its answer.
+enum Filed {
+    /// The approval request it filed (`None` if it could not be read back).
+    Request(Option<Approval>),
+    /// The expense's row as materialized by the commit, when the handler reads it there.
+    Expense(Option<ExpenseRow>),
 }
 
 /// The `expenses` row of an expense of the document, as the commit materializes it.
@@ -708,7 +705,7 @@ async fn respond(
     p: &PartnershipRecord,
     currency: Currency,
     outcome: Outcome,
-    request: &Mutex<Option<Approval>>,
+    filed: Filed,
     applied: StatusCode,
 ) -> Result<Response, ApiError> {
     match outcome {
@@ -716,11 +713,9 @@ async fn respond(
             Ok((applied, Json(load_expense(state, p, id.0).await?)).into_response())
         }
         Outcome::ApprovalRequested { .. } => {
-            let approval = request
-                .lock()
-                .ok()
-                .and_then(|mut g| g.take())
-                .ok_or_else(|| ApiError::internal("the filed request was not read back"))?;
+            let Filed::Request(Some(approval)) = filed else {
+                return Err(ApiError::internal("the filed request was not read back"));
+            };
             Ok((
                 StatusCode::ACCEPTED,
                 Json(ApprovalRequestView::of(&approval, &currency)),

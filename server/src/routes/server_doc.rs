@@ -9,13 +9,11 @@
 //! Unlike [`crate::routes::shared::apply`], these calls also run on a paused partnership:
 //! the server keeps its own fields up to date whatever the couple's state.
 
-use std::sync::{Arc, Mutex};
-
 use automerge::transaction::Transaction;
 use splitsave_sync_core::enums::PartnershipStatus as DocStatus;
-use splitsave_sync_core::ids::{EntityId, PartnershipId, UserId};
+use splitsave_sync_core::ids::{PartnershipId, UserId};
 use splitsave_sync_core::money::{Currency, MinorUnits};
-use splitsave_sync_core::ops::{self, OpError, Outcome};
+use splitsave_sync_core::ops::{self, OpError};
 use splitsave_sync_core::read;
 use splitsave_sync_core::schema::Member;
 use uuid::Uuid;
@@ -24,7 +22,6 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::routes::shared::api_error;
 use crate::store::{PartnershipRecord, PartnershipStatus, UserRecord};
-use crate::sync::doc_actor::Command;
 
 /// Runs `f` on the partnership's document inside its actor, as `user` (who is recorded as the
 /// sender of any change `f` writes), and returns what `f` returned. Changes are committed and
@@ -34,34 +31,11 @@ where
     T: Send + 'static,
     F: Fn(&mut Transaction<'_>) -> Result<T, OpError> + Send + Sync + 'static,
 {
-    let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
-    let f = Arc::new(f);
-    let uid = UserId(user);
-    let out = slot.clone();
     state
         .sync
-        .call(PartnershipId(pid), |reply| {
-            let f = f.clone();
-            let out = out.clone();
-            Command::Apply {
-                user: uid,
-                op: Arc::new(move |tx: &mut Transaction<'_>| {
-                    let value = f(tx)?;
-                    if let Ok(mut guard) = out.lock() {
-                        *guard = Some(value);
-                    }
-                    Ok(Outcome::Applied {
-                        id: EntityId(Uuid::nil()),
-                    })
-                }),
-                reply,
-            }
-        })
+        .apply(PartnershipId(pid), UserId(user), f)
         .await
-        .and_then(|r| r)
-        .map_err(api_error)?;
-    let value = slot.lock().ok().and_then(|mut guard| guard.take());
-    value.ok_or_else(|| ApiError::internal("the document operation returned nothing"))
+        .map_err(api_error)
 }
 
 /// The income a member brings into the document: their income when it is in the partnership

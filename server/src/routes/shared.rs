@@ -5,7 +5,7 @@
 
 use automerge::transaction::Transaction;
 use splitsave_sync_core::ids::UserId;
-use splitsave_sync_core::ops::{Ctx, OpError, Outcome};
+use splitsave_sync_core::ops::{Ctx, OpError};
 use splitsave_sync_core::time::Millis;
 
 use crate::app::AppState;
@@ -71,24 +71,28 @@ pub async fn partnership_of(
 
 /// Runs `op` on the caller's partnership document as the caller, commits it (changes and
 /// materialized rows in one transaction) and fans it out to connected sync clients and event
-/// subscribers. A paused partnership is read-only (409 `partnership_paused`).
-pub async fn apply<F>(state: &AppState, user: &AuthUser, op: F) -> Result<Outcome, ApiError>
+/// subscribers, then returns what `op` returned (the outcome, and whatever the handler needs to
+/// read from the document as this commit leaves it). A paused partnership is read-only (409
+/// `partnership_paused`).
+pub async fn apply<T, F>(state: &AppState, user: &AuthUser, op: F) -> Result<T, ApiError>
 where
-    F: Fn(&mut Transaction<'_>, &Ctx) -> Result<Outcome, OpError> + Send + Sync + 'static,
+    T: Send + 'static,
+    F: Fn(&mut Transaction<'_>, &Ctx) -> Result<T, OpError> + Send + Sync + 'static,
 {
     let partnership = partnership_of(state, user).await?;
     apply_in(state, &partnership, user, op).await
 }
 
 /// [`apply`] on the partnership the handler already looked up with [`partnership_of`].
-pub async fn apply_in<F>(
+pub async fn apply_in<T, F>(
     state: &AppState,
     partnership: &PartnershipRecord,
     user: &AuthUser,
     op: F,
-) -> Result<Outcome, ApiError>
+) -> Result<T, ApiError>
 where
-    F: Fn(&mut Transaction<'_>, &Ctx) -> Result<Outcome, OpError> + Send + Sync + 'static,
+    T: Send + 'static,
+    F: Fn(&mut Transaction<'_>, &Ctx) -> Result<T, OpError> + Send + Sync + 'static,
 {
     if partnership.status == PartnershipStatus::Paused {
         return Err(ApiError::Conflict("partnership_paused"));

@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use automerge::transaction::Transaction;
 use splitsave_sync_core::ids::{PartnershipId, UserId};
+use splitsave_sync_core::ops::OpError;
 use splitsave_sync_core::split_doc::DocSplit;
 use tokio::sync::{broadcast, mpsc, oneshot, OnceCell};
 
 use super::committer::Committer;
-use super::doc_actor::{Command, DocActor};
+use super::doc_actor::{Command, DocActor, DocOp, OpValue};
 use super::{DocEvent, SyncError, SyncLimits};
 use crate::store::Store;
 
@@ -119,6 +121,34 @@ impl Registry {
             }
         }
         Err(SyncError::Unavailable)
+    }
+
+    /// Runs `op` on the partnership's document as `user` (a REST write, or the server's own
+    /// read or write of its fields) and returns what `op` returned once its changes are
+    /// committed and fanned out. A read-only `op` writes nothing and commits nothing.
+    pub async fn apply<T, F>(
+        self: &Arc<Self>,
+        pid: PartnershipId,
+        user: UserId,
+        op: F,
+    ) -> Result<T, SyncError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Transaction<'_>) -> Result<T, OpError> + Send + Sync + 'static,
+    {
+        let op: DocOp = Arc::new(move |tx| op(tx).map(|value| Box::new(value) as OpValue));
+        let value = self
+            .call(pid, |reply| Command::Apply {
+                user,
+                op: op.clone(),
+                reply,
+            })
+            .await??;
+        // The box holds the `T` boxed just above: the downcast cannot miss.
+        value
+            .downcast::<T>()
+            .map(|value| *value)
+            .map_err(|_| SyncError::Internal)
     }
 
     /// Ends the access of `user`'s connections to the partnership's document (everyone's when

@@ -2,13 +2,10 @@
 //! the approval policy as REST applies it, exact shares, the current month, idempotent
 //! mark-paid, isolation between couples and the bad-input table.
 
-use std::sync::Arc;
-
 use automerge::transaction::Transaction;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use splitsave_server::routes::server_doc;
-use splitsave_server::sync::doc_actor::Command;
 use splitsave_server::sync::SyncError;
 use splitsave_sync_core::enums::PartnershipStatus;
 use splitsave_sync_core::ids::{EntityId, PartnershipId, UserId};
@@ -88,9 +85,10 @@ async fn answer(c: &Couple, who: &Session, request_id: &str, approve: bool) -> S
         .app
         .state
         .sync
-        .call(PartnershipId(c.pid), |reply| Command::Apply {
+        .apply(
+            PartnershipId(c.pid),
             user,
-            op: Arc::new(move |tx: &mut Transaction<'_>| {
+            move |tx: &mut Transaction<'_>| {
                 let ctx = ops::Ctx {
                     user,
                     now: Millis::now(),
@@ -100,11 +98,9 @@ async fn answer(c: &Couple, who: &Session, request_id: &str, approve: bool) -> S
                 } else {
                     ops::decline(tx, &ctx, id)
                 }
-            }),
-            reply,
-        })
-        .await
-        .and_then(|r| r);
+            },
+        )
+        .await;
     match result {
         Ok(_) => StatusCode::OK,
         Err(SyncError::Op(ops::OpError::Forbidden(_))) => StatusCode::FORBIDDEN,

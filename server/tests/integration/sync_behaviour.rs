@@ -4,7 +4,6 @@
 //! and REST-style operations through the document actor. Each test runs on SQLite and, when
 //! `TEST_DATABASE_URL` is set, on PostgreSQL.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use automerge::sync::SyncDoc;
@@ -14,7 +13,6 @@ use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::json;
 use splitsave_client::connection::{ConnectionError, SyncConnection};
-use splitsave_server::sync::doc_actor::{Command, DocOp};
 use splitsave_server::sync::SyncError;
 use splitsave_sync_core::document::read_document;
 use splitsave_sync_core::enums::{
@@ -725,22 +723,16 @@ async fn an_operation_through_the_actor_reaches_connected_partners(backend: Back
 
     let apply = |id: EntityId, input: NewExpense| {
         let registry = app.state.sync.clone();
-        let op: DocOp = Arc::new(move |tx| {
-            let ctx = Ctx {
-                user: ben_id,
-                now: Millis::now(),
-            };
-            ops::add_expense_with_id(tx, &ctx, id, &input)
-        });
         async move {
             registry
-                .call(pid, |reply| Command::Apply {
-                    user: ben_id,
-                    op: op.clone(),
-                    reply,
+                .apply(pid, ben_id, move |tx| {
+                    let ctx = Ctx {
+                        user: ben_id,
+                        now: Millis::now(),
+                    };
+                    ops::add_expense_with_id(tx, &ctx, id, &input)
                 })
                 .await
-                .expect("the actor answers")
         }
     };
 

@@ -14,6 +14,7 @@
 //! Business-rule violations are compensated, never refused, so replicas never get stuck; only
 //! security violations (foreign actor ids, malformed or oversized input) are refused.
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use splitsave_sync_core::document::{is_server_actor, server_actor};
 use splitsave_sync_core::enforce::{self, settle, Before};
 use splitsave_sync_core::ids::{PartnershipId, UserId};
 use splitsave_sync_core::materialize;
-use splitsave_sync_core::ops::{OpError, Outcome};
+use splitsave_sync_core::ops::OpError;
 use splitsave_sync_core::split_doc::{self, DocSplit};
 use splitsave_sync_core::time::Millis;
 use splitsave_sync_core::touched::{touched_after_apply, touched_before_apply, Touched};
@@ -66,9 +67,15 @@ pub enum Outbound {
     End(&'static str),
 }
 
+/// What an operation hands back to its caller once committed: whatever the caller's closure
+/// returned, boxed so that one mailbox carries operations of every result type.
+/// [`Registry::apply`](super::registry::Registry::apply) boxes it and unboxes it again, so
+/// callers never see the box.
+pub type OpValue = Box<dyn Any + Send>;
+
 /// An operation run on the document as a user (REST writes), inside one transaction. `Fn` and
 /// shareable, so a request can be retried on a fresh actor if the first was evicted meanwhile.
-pub type DocOp = Arc<dyn Fn(&mut Transaction<'_>) -> Result<Outcome, OpError> + Send + Sync>;
+pub type DocOp = Arc<dyn Fn(&mut Transaction<'_>) -> Result<OpValue, OpError> + Send + Sync>;
 
 /// Requests to a document actor.
 pub enum Command {
@@ -117,8 +124,8 @@ pub enum Command {
         user: UserId,
         /// The operation.
         op: DocOp,
-        /// The operation's outcome once committed and fanned out.
-        reply: oneshot::Sender<Result<Outcome, SyncError>>,
+        /// What the operation returned, once committed and fanned out.
+        reply: oneshot::Sender<Result<OpValue, SyncError>>,
     },
     /// Compute the split of the document (or reuse the one computed at the same heads) and
     /// publish it in the registry for reads that follow.
@@ -183,7 +190,7 @@ pub struct DocActor {
 const MAX_APPLY_BATCH: usize = 64;
 
 /// A REST operation waiting in a batch: who runs it, what, and where its answer goes.
-type PendingOp = (UserId, DocOp, oneshot::Sender<Result<Outcome, SyncError>>);
+type PendingOp = (UserId, DocOp, oneshot::Sender<Result<OpValue, SyncError>>);
 
 impl DocActor {
     /// Loads the document from storage and starts the actor's task. The returned sender is the
