@@ -266,18 +266,17 @@ async fn a_refused_refresh_token_signs_the_client_out_and_keeps_local_data(backe
         .wait_until_synced(DEADLINE)
         .await
         .expect("synced");
-    let mut feed = ann.client.events();
 
-    // Someone else presents Ann's refresh token (read from her store) twice: the server sees a
-    // reuse and revokes the whole family, Ann's current token included.
-    let meta: Value = serde_json::from_slice(
-        &std::fs::read(ann.dir.path().join("meta.json")).expect("meta.json"),
-    )
-    .expect("json");
-    let stolen = meta["tokens"]["refresh_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    // Someone else presents Ann's refresh token (read from her store, which the client holds
+    // locked while open) twice: the server sees a reuse and revokes the whole family, Ann's
+    // current token included.
+    let Device { dir, email, client } = ann;
+    client.shutdown().await;
+    let stolen = stored_refresh_token(dir.path()).await;
+    let client = Client::open(config(&app.base_url, dir.path())).expect("reopen");
+    assert!(client.is_signed_in(), "the session survives a restart");
+    let ann = Device { dir, email, client };
+    let mut feed = ann.client.events();
     let http = reqwest::Client::new();
     for _ in 0..2 {
         http.post(app.url("/api/auth/refresh"))
@@ -326,6 +325,28 @@ async fn a_refused_refresh_token_signs_the_client_out_and_keeps_local_data(backe
         .expect("the edit made while signed out arrives");
     ann.client.shutdown().await;
     bob.client.shutdown().await;
+}
+
+/// The refresh token a closed client's store keeps (the `meta` row of `store.sqlite3`).
+async fn stored_refresh_token(dir: &Path) -> String {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = SqliteConnectOptions::new()
+        .filename(dir.join("store.sqlite3"))
+        .read_only(true)
+        .connect()
+        .await
+        .expect("open the store");
+    let json: String = sqlx::query_scalar("SELECT json FROM meta")
+        .fetch_one(&mut conn)
+        .await
+        .expect("meta row");
+    conn.close().await.expect("close");
+    let meta: Value = serde_json::from_str(&json).expect("json");
+    meta["tokens"]["refresh_token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
 }
 
 async fn a_password_change_elsewhere_ends_the_synced_session(backend: Backend) {
