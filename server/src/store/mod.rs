@@ -4,7 +4,7 @@
 //!
 //! Relational-only data (users, partnerships, refresh tokens, password resets, device tokens,
 //! actor bindings) lives here, and so does each partnership document: its latest compacted
-//! snapshot plus the changes received since (DESIGN section 4).
+//! snapshot plus the changes received since (`docs/operations.md`, Storage).
 //!
 //! Invariants the store enforces, whatever the caller does:
 //! - emails are stored lower-cased and unique;
@@ -297,7 +297,7 @@ pub struct NewPasswordReset {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Status of a partnership (DESIGN section 2).
+/// Status of a partnership (`docs/schema-and-rules.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PartnershipStatus {
@@ -620,9 +620,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- sync --------------------------------------------------------------------------------
 
-    /// Makes one merge durable, in one transaction (DESIGN section 4): binds the new actor ids,
-    /// stores the new changes (a hash already stored is skipped) and applies the materialized
-    /// row changes. `Conflict::ActorBound` when an actor is bound to another user and
+    /// Makes one merge durable, in one transaction (`docs/operations.md`, Storage): binds the
+    /// new actor ids, stores the new changes (a hash already stored is skipped) and applies the
+    /// materialized row changes. `Conflict::ActorBound` when an actor is bound to another user and
     /// `NotFound` when a bound user is not a member or the partnership is gone; either way
     /// nothing of the commit is written. Returns how many changes were new.
     async fn commit_merge(
