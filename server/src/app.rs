@@ -58,6 +58,9 @@ pub struct AppState {
     /// Token versions and live partnerships read by recent requests (see
     /// [`crate::auth::cache`] for how stale they may be).
     pub auth_cache: Arc<AuthCache>,
+    /// Set once the process is shutting down ([`AppState::drain`]): `/readyz` answers 503, and
+    /// sync connections and event streams close with 1012 so clients reconnect elsewhere.
+    pub draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Why the application could not be assembled at start-up.
@@ -91,6 +94,37 @@ impl AppState {
         Self::with_parts(config, store, mailer)
     }
 
+    /// Starts draining: no longer ready, and every sync connection and event stream closes
+    /// (between two messages, so a merge in progress completes and is answered first).
+    pub fn drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// Whether the process is shutting down.
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Takes part in a cluster when the database is PostgreSQL (which several nodes can share):
+    /// live documents then follow what the other nodes commit, told over Redis when `REDIS_URL`
+    /// is set and by polling the database otherwise (`sync::cluster`). Needs a runtime.
+    pub fn start_cluster(&self) {
+        let url = &self.config.database_url;
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            crate::sync::cluster::start(
+                &self.sync,
+                self.store.clone(),
+                crate::sync::cluster::ClusterConfig {
+                    redis_url: self.config.redis_url.clone(),
+                    prefix: self.config.redis_prefix.clone(),
+                    poll_every: self.config.sync.cluster_poll,
+                    safety_poll_every: self.config.sync.cluster_safety_poll,
+                    presence_ttl: self.config.sync.presence_ttl,
+                },
+            );
+        }
+    }
+
     /// Builds the state around an open store and a chosen mailer (tests pass a `MemoryMailer`).
     pub fn with_parts(
         config: Config,
@@ -100,6 +134,7 @@ impl AppState {
         Ok(AppState {
             sync: Registry::new(store.clone(), config.sync.clone()),
             auth_cache: Arc::new(AuthCache::default()),
+            draining: Arc::new(tokio::sync::watch::channel(false).0),
             tokens: Arc::new(TokenKeys::new(&config)),
             passwords: Arc::new(PasswordHasher::new(&config)?),
             limits: Arc::new(RateLimits::new(&config)),

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::ratelimit::TrustedProxies;
 use crate::sync::SyncLimits;
 
 use rand::RngCore;
@@ -54,8 +55,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `DATABASE_URL`; default `sqlite://<data_dir>/splitsave.db` (created on first start).
     pub database_url: String,
-    /// `REDIS_URL`, optional: only needed when several nodes share the database.
+    /// `REDIS_URL`, optional: several nodes sharing a PostgreSQL database tell each other what
+    /// they committed over it (without it they poll the database; see `docs/operations.md`).
     pub redis_url: Option<String>,
+    /// `REDIS_PREFIX`, default `splitsave:`: the prefix of every Redis key and channel, so
+    /// several deployments (or test runs) can share one Redis.
+    pub redis_prefix: String,
     /// `JWT_SECRET`: HMAC key of access tokens.
     pub jwt_secret: String,
     /// `JWT_REFRESH_SECRET`: HMAC key (pepper) for refresh and reset token hashes.
@@ -67,6 +72,10 @@ pub struct Config {
     pub api_rate_limit: u32,
     /// `LOGIN_RATE_LIMIT`: failed logins per minute per account and IP before 429, default 5.
     pub login_max_failures_per_minute: u32,
+    /// `TRUSTED_PROXIES`: comma-separated addresses and CIDR blocks of the reverse proxies whose
+    /// `X-Forwarded-For` names the client (for the rate limits); default none, which ignores
+    /// the header.
+    pub trusted_proxies: TrustedProxies,
     /// `SMTP_URL` (e.g. `smtp://user:pass@host:587`); unset means mails are written to the log.
     pub smtp_url: Option<String>,
     /// `MAIL_FROM`, default `SplitSave <no-reply@splitsave.local>`.
@@ -100,6 +109,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
             .field("jwt_secret", &REDACTED)
             .field("jwt_refresh_secret", &REDACTED)
             .field("cors_origins", &self.cors_origins)
@@ -108,6 +118,7 @@ impl std::fmt::Debug for Config {
                 "login_max_failures_per_minute",
                 &self.login_max_failures_per_minute,
             )
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
             .field("public_url", &self.public_url)
@@ -166,6 +177,8 @@ const MIN_SECRET_BYTES: usize = 32;
 /// File in the data directory that keeps generated development secrets across restarts.
 const SECRETS_FILE: &str = "secrets";
 const DEFAULT_MAIL_FROM: &str = "SplitSave <no-reply@splitsave.local>";
+/// Default `REDIS_PREFIX`.
+pub const DEFAULT_REDIS_PREFIX: &str = "splitsave:";
 const DEV_CORS_ORIGIN: &str = "http://localhost:3000";
 
 impl Config {
@@ -301,6 +314,13 @@ impl Config {
             parse_or(var("LOGIN_RATE_LIMIT"), "LOGIN_RATE_LIMIT", 5u32)?,
             "LOGIN_RATE_LIMIT",
         )?;
+        let trusted_proxies = match var("TRUSTED_PROXIES") {
+            Some(list) => TrustedProxies::parse(&list).map_err(|reason| ConfigError::Invalid {
+                var: "TRUSTED_PROXIES",
+                reason,
+            })?,
+            None => TrustedProxies::none(),
+        };
         let max_concurrent_hashes = positive(
             parse_or(var("HASH_CONCURRENCY"), "HASH_CONCURRENCY", 2usize)?,
             "HASH_CONCURRENCY",
@@ -323,11 +343,13 @@ impl Config {
             data_dir,
             database_url,
             redis_url: var("REDIS_URL"),
+            redis_prefix: var("REDIS_PREFIX").unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_string()),
             jwt_secret,
             jwt_refresh_secret,
             cors_origins,
             api_rate_limit,
             login_max_failures_per_minute,
+            trusted_proxies,
             smtp_url: var("SMTP_URL"),
             mail_from: var("MAIL_FROM").unwrap_or_else(|| DEFAULT_MAIL_FROM.to_string()),
             argon2,
@@ -348,11 +370,13 @@ impl Config {
             data_dir: data_dir.into(),
             database_url: database_url.into(),
             redis_url: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.to_string(),
             jwt_secret: random_secret(),
             jwt_refresh_secret: random_secret(),
             cors_origins: vec![DEV_CORS_ORIGIN.to_string()],
             api_rate_limit: 1000,
             login_max_failures_per_minute: 5,
+            trusted_proxies: TrustedProxies::none(),
             smtp_url: None,
             mail_from: DEFAULT_MAIL_FROM.to_string(),
             public_url: "http://localhost:3000".to_string(),
@@ -457,7 +481,12 @@ fn development_secrets(data_dir: &Path) -> Result<(String, String), ConfigError>
     Ok((a, b))
 }
 
-/// Reads the `SYNC_*` variables over the defaults.
+/// A duration in whole milliseconds.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Reads the `SYNC_*` (and `CLUSTER_*`) variables over the defaults.
 fn sync_limits_from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<SyncLimits, ConfigError> {
     let d = SyncLimits::default();
     let num = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
@@ -493,6 +522,12 @@ fn sync_limits_from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<SyncLimi
             "SYNC_REVALIDATE_SECS",
             d.revalidate_every.as_secs(),
         )?),
+        cluster_poll: Duration::from_millis(num("CLUSTER_POLL_MS", millis(d.cluster_poll))?),
+        cluster_safety_poll: Duration::from_millis(num(
+            "CLUSTER_SAFETY_POLL_MS",
+            millis(d.cluster_safety_poll),
+        )?),
+        presence_ttl: Duration::from_secs(num("PRESENCE_TTL_SECS", d.presence_ttl.as_secs())?),
         ..d
     })
 }
@@ -638,6 +673,48 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn trusted_proxies_are_parsed_and_a_bad_entry_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_str = dir.path().display().to_string();
+        let cfg = Config::from_lookup(lookup(&[("SPLITSAVE_DATA_DIR", &data_str)])).unwrap();
+        assert!(
+            cfg.trusted_proxies.is_empty(),
+            "nobody is trusted by default"
+        );
+        let cfg = Config::from_lookup(lookup(&[
+            ("SPLITSAVE_DATA_DIR", &data_str),
+            ("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,fd00::/8"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            format!("{:?}", cfg.trusted_proxies),
+            "[127.0.0.1/32, 10.0.0.0/8, fd00::/8]"
+        );
+        assert!(format!("{cfg:?}").contains("10.0.0.0/8"));
+        for bad in ["10.0.0.0/33", "10.0.0.1/8", "nginx", "10.0.0.0/8, 1.2.3"] {
+            let err = Config::from_lookup(lookup(&[
+                ("SPLITSAVE_DATA_DIR", &data_str),
+                ("TRUSTED_PROXIES", bad),
+            ]))
+            .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Invalid {
+                        var: "TRUSTED_PROXIES",
+                        ..
+                    }
+                ),
+                "{bad}: {err}"
+            );
+            assert!(
+                err.to_string().starts_with("TRUSTED_PROXIES is invalid"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -26,11 +26,33 @@ pub async fn serve(state: app::AppState) -> std::io::Result<()> {
     let addr = SocketAddr::from(([0, 0, 0, 0], state.config.port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, env = ?state.config.env, "listening");
+    state.start_cluster();
+    let drain = state.clone();
+    let mut drained = state.draining.subscribe();
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Stop accepting (axum), and close the long-lived connections so that the graceful
+        // shutdown does not wait for them: their clients reconnect to another node.
+        drain.drain();
+    });
+    // Whatever still runs `DRAIN_DEADLINE` after the signal is cut off, so a node always exits
+    // within its orchestrator's grace period (10 s is common).
+    let deadline = async move {
+        let _ = drained.wait_for(|d| *d).await;
+        tokio::time::sleep(DRAIN_DEADLINE).await;
+    };
+    tokio::select! {
+        served = server => served,
+        () = deadline => {
+            tracing::warn!(after = ?DRAIN_DEADLINE, "requests still open at the drain deadline: exiting anyway");
+            Ok(())
+        }
+    }
 }
+
+/// Longest a draining node waits for open requests before it exits.
+pub const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

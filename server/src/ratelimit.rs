@@ -13,14 +13,37 @@
 //!   reset mails. The limit is counted before the account is looked up, so a 429 says nothing
 //!   about whether the email is registered.
 //!
-//! Counters are fixed windows kept behind the [`WindowCounter`] trait. [`MemoryCounter`] keeps
-//! them in this process, which is right for one node; several nodes behind a load balancer need
-//! a shared implementation (Redis `INCR` + `PEXPIRE`, one key per counter) plugged in with
-//! [`RateLimits::with_counter`].
+//! # Where the counts live
+//!
+//! Counters are fixed windows kept behind the [`WindowCounter`] trait; [`RateLimits::new`]
+//! picks the implementation from the configuration:
+//!
+//! * Without `REDIS_URL`, [`MemoryCounter`] keeps them in this process: right for one node.
+//! * With `REDIS_URL`, [`RedisCounter`] keeps them in Redis (one expiring key per counter,
+//!   `<REDIS_PREFIX>rl:<key>`, counted atomically), so every node behind the load balancer
+//!   counts against the same budget: a client gets `API_RATE_LIMIT` requests in all, not per
+//!   node, and login attempts on one node count on the others.
+//!
+//! **When Redis is unreachable** (down, refusing, or not answering within 250 ms), each node
+//! falls back to counting in its own memory ([`FallbackCounter`]) for as long as Redis fails:
+//! requests are neither all refused nor let through unlimited, but the limits are per node
+//! again, so across `N` nodes a client may get up to `N` times a limit. One warning is logged
+//! when an outage starts (not one per request) and one notice when Redis answers again; from
+//! then on the counts are shared again (the counts made in memory meanwhile are not carried
+//! over). A dead Redis does not stall requests: a call waits at most about half a second, and
+//! while Redis keeps failing the node only tries it again after a backoff of up to 2 s, the
+//! calls in between going straight to memory. A `REDIS_URL` that is not a Redis URL at all is
+//! logged as an error at start-up and the node counts in memory.
+//!
+//! # The client address
 //!
 //! The client IP is the socket peer address, so the server must be served with
-//! `into_make_service_with_connect_info::<SocketAddr>()`; behind a reverse proxy every client
-//! shares the proxy's address, and the proxy should enforce its own per-client limit.
+//! `into_make_service_with_connect_info::<SocketAddr>()`. Behind a reverse proxy, list the
+//! proxy's addresses in `TRUSTED_PROXIES`: a request whose peer is one of them is attributed to
+//! the right-most address in `X-Forwarded-For` that is not itself a trusted proxy; from any
+//! other peer the header is ignored, so no client can choose its own rate-limit key (see
+//! [`TrustedProxies::client_ip`]). Without `TRUSTED_PROXIES`, every client behind a proxy
+//! shares the proxy's address and budget.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,14 +52,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::app::AppState;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::validation::Email;
+
+mod client_addr;
+mod fallback;
+mod redis_counter;
+
+pub use client_addr::{IpNet, TrustedProxies, X_FORWARDED_FOR};
+pub use fallback::FallbackCounter;
+pub use redis_counter::{RedisCounter, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
 
 /// Window of the per-IP API limit.
 pub const API_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -188,6 +221,7 @@ pub struct RateLimits {
     counter: Arc<dyn WindowCounter>,
     api_per_window: u32,
     auth_per_window: u32,
+    trusted_proxies: TrustedProxies,
 }
 
 impl fmt::Debug for RateLimits {
@@ -195,6 +229,7 @@ impl fmt::Debug for RateLimits {
         f.debug_struct("RateLimits")
             .field("api_per_window", &self.api_per_window)
             .field("auth_per_window", &self.auth_per_window)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -208,13 +243,28 @@ fn retry_after(count: WindowCount) -> RateLimitError {
 }
 
 impl RateLimits {
-    /// In-process limits with `API_RATE_LIMIT` and `LOGIN_RATE_LIMIT` from the configuration.
+    /// The limits of the configuration (`API_RATE_LIMIT`, `LOGIN_RATE_LIMIT`,
+    /// `TRUSTED_PROXIES`), counted in Redis under `REDIS_PREFIX` when `REDIS_URL` is set (with
+    /// this process's memory to fall back on while Redis fails) and in memory otherwise.
+    ///
+    /// Needs neither a runtime nor a reachable Redis: the connection is made on first use.
     pub fn new(config: &Config) -> Self {
+        let counter: Arc<dyn WindowCounter> = match config.redis_url.as_deref() {
+            None => Arc::new(MemoryCounter::new()),
+            Some(url) => match RedisCounter::new(url, &config.redis_prefix) {
+                Ok(redis) => Arc::new(FallbackCounter::new(redis)),
+                Err(err) => {
+                    tracing::error!(error = %err, "rate limits are counted per node");
+                    Arc::new(MemoryCounter::new())
+                }
+            },
+        };
         Self::with_counter(
-            Arc::new(MemoryCounter::new()),
+            counter,
             config.api_rate_limit,
             config.login_max_failures_per_minute,
         )
+        .with_trusted_proxies(config.trusted_proxies.clone())
     }
 
     /// Limits kept in `counter`: `api_per_15_min` requests per IP per 15 minutes, and
@@ -228,7 +278,20 @@ impl RateLimits {
             counter,
             api_per_window: api_per_15_min,
             auth_per_window: auth_per_minute,
+            trusted_proxies: TrustedProxies::none(),
         }
+    }
+
+    /// These limits, with the clients behind `proxies` told apart by `X-Forwarded-For`.
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// The client address of a request from `peer` with `headers`: what every limit is keyed
+    /// by (see [`TrustedProxies::client_ip`]).
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.trusted_proxies.client_ip(peer, headers)
     }
 
     fn account_wide_limit(&self) -> u64 {
@@ -333,12 +396,14 @@ fn forgot_key(email: &Email, ip: Option<IpAddr>) -> String {
 /// # }
 /// ```
 ///
-/// It reads the peer address from `ConnectInfo<SocketAddr>`, so the server must be served with
+/// It reads the peer address from `ConnectInfo<SocketAddr>` (and, from a trusted proxy, the
+/// client's from `X-Forwarded-For`), so the server must be served with
 /// `router.into_make_service_with_connect_info::<SocketAddr>()`. Without it every request
 /// answers 500 and the cause is logged, rather than all clients silently sharing one budget.
+/// The address it counted is left in the request's extensions as a [`ClientIp`].
 pub async fn per_ip(
     State(limits): State<Arc<RateLimits>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(ConnectInfo(peer)) = request
@@ -348,28 +413,39 @@ pub async fn per_ip(
     else {
         return missing_connect_info().into_response();
     };
-    match limits.check_api(peer.ip()).await {
+    let ip = limits.client_ip(peer.ip(), request.headers());
+    request.extensions_mut().insert(ClientIp(ip));
+    match limits.check_api(ip).await {
         Ok(()) => next.run(request).await,
         Err(err) => ApiError::from(err).into_response(),
     }
 }
 
-/// The client's IP address, from the socket peer (`ConnectInfo<SocketAddr>`): what the
-/// per-account limits of the auth handlers are keyed by. Like [`per_ip`], it needs the server
-/// to be served with `into_make_service_with_connect_info::<SocketAddr>()`; without it the
-/// request answers 500 and the cause is logged.
+/// The client's IP address: the socket peer (`ConnectInfo<SocketAddr>`), or behind a trusted
+/// proxy the forwarded client (see [`RateLimits::client_ip`]); the same address [`per_ip`]
+/// counts, and what the per-account limits of the auth handlers are keyed by. Like [`per_ip`],
+/// it needs the server to be served with `into_make_service_with_connect_info::<SocketAddr>()`;
+/// without it the request answers 500 and the cause is logged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl<S> FromRequestParts<S> for ClientIp
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ip) = parts.extensions.get::<ClientIp>() {
+            return Ok(*ip);
+        }
+        let ConnectInfo(peer) = *parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| ClientIp(peer.ip()))
-            .ok_or_else(missing_connect_info)
+            .ok_or_else(missing_connect_info)?;
+        let state = AppState::from_ref(state);
+        Ok(ClientIp(state.limits.client_ip(peer.ip(), &parts.headers)))
     }
 }
 
@@ -535,6 +611,36 @@ mod tests {
             .check_forgot_password(&email("bob@example.com"), ip(1))
             .await
             .is_ok());
+    }
+
+    #[test]
+    fn the_limits_are_built_without_a_runtime_or_a_reachable_redis() {
+        let mut config = Config::for_tests("/nonexistent", "sqlite::memory:");
+        config.redis_url = Some("redis://127.0.0.1:1".into());
+        config.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
+        let limits = RateLimits::new(&config);
+        assert!(format!("{limits:?}").contains("127.0.0.1/32"));
+        config.redis_url = Some("not a url".into());
+        let _ = RateLimits::new(&config);
+    }
+
+    #[tokio::test]
+    async fn a_node_whose_redis_is_unreachable_still_limits() {
+        let mut config = Config::for_tests("/nonexistent", "sqlite::memory:");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        config.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+        config.api_rate_limit = 2;
+        let limits = RateLimits::new(&config);
+        assert!(limits.check_api(ip(1)).await.is_ok());
+        assert!(limits.check_api(ip(1)).await.is_ok());
+        assert!(matches!(
+            limits.check_api(ip(1)).await,
+            Err(RateLimitError::Limited { .. })
+        ));
     }
 
     #[test]

@@ -148,6 +148,15 @@ pub async fn stream(
     // Subscribed before the 101 goes out: a client that writes right after connecting sees its
     // own write on the stream.
     let events = state.sync.subscribe(pid);
+    // With several nodes, what the others commit reaches this node's subscribers through the
+    // document's live actor here: load it (it stays while subscribed).
+    if state.sync.clustered() {
+        state
+            .sync
+            .handle(pid)
+            .await
+            .map_err(crate::routes::shared::api_error)?;
+    }
     let remaining = u64::try_from(claims.exp - Utc::now().timestamp()).unwrap_or(0);
     let subscription = Subscription {
         user,
@@ -174,8 +183,12 @@ async fn run(state: AppState, sub: Subscription, mut events: EventSubscription, 
     tokio::pin!(expiry);
     let mut revalidate = tokio::time::interval(state.sync.limits().revalidate_every);
     revalidate.tick().await;
+    let mut draining = state.draining.subscribe();
     let close: Option<(u16, &'static str)> = loop {
         let frames = tokio::select! {
+            true = async { draining.wait_for(|d| *d).await.is_ok() } => {
+                break Some((crate::sync::connection::CLOSE_RESTARTING, "server restarting: reconnect"))
+            }
             received = events.recv() => match received {
                 Ok(event) => match &*event {
                     DocEvent::AccessEnded { user } if user.is_none_or(|u| u == me) => {
@@ -268,7 +281,7 @@ pub fn frames_for(event: &DocEvent, viewer: UserId, at: DateTime<Utc>) -> Vec<Ev
             .map(|e| EventFrame {
                 event: e.kind.name().to_string(),
                 data: event_data(e),
-                by: Some(by.to_string()),
+                by: by.map(|u| u.to_string()),
                 at: at_text.clone(),
             })
             .collect(),
@@ -374,7 +387,7 @@ mod tests {
         let (me, partner) = (UserId::new_v7(), UserId::new_v7());
         let event = DocEvent::Merge {
             events: vec![expense(partner)],
-            by: partner,
+            by: Some(partner),
         };
         let frames = frames_for(&event, me, Utc::now());
         assert_eq!(frames.len(), 1);
@@ -417,7 +430,7 @@ mod tests {
         for _ in 0..5 {
             let _ = tx.send(Arc::new(DocEvent::Merge {
                 events: vec![expense(by)],
-                by,
+                by: Some(by),
             }));
         }
         let Err(RecvError::Lagged(missed)) = rx.recv().await else {

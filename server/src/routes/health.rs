@@ -44,6 +44,9 @@ pub async fn healthz() -> Json<HealthStatus> {
         (status = 503, description = "The database does not answer", body = crate::error::ErrorBody),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::ServiceUnavailable("shutting down"));
+    }
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => Ok(Json(HealthStatus { status: "ok" })),
         Ok(Err(err)) => {

@@ -347,6 +347,7 @@ pub async fn accept(
     };
     let doc = new_partnership_document(&new).map_err(ApiError::internal)?;
     let snapshot = NewSnapshot {
+        version: 0,
         heads: doc.get_heads().iter().map(|h| h.to_string()).collect(),
         change_count: i64::try_from(doc.get_changes(&[]).len()).unwrap_or(i64::MAX),
         bytes: doc.save(),

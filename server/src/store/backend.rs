@@ -237,11 +237,28 @@ macro_rules! backend {
 
                 // ---- documents ----
 
-                async fn load_document(
+                async fn stored_document(
                     &self,
                     partnership_id: Uuid,
-                ) -> StoreResult<(Option<Vec<u8>>, Vec<Vec<u8>>)> {
-                    documents::load_document(&self.pool, partnership_id).await
+                ) -> StoreResult<$crate::store::StoredDocument> {
+                    documents::stored_document(&self.pool, partnership_id).await
+                }
+
+                async fn document_tail(
+                    &self,
+                    partnership_id: Uuid,
+                    snapshot_id: i64,
+                    after: i64,
+                ) -> StoreResult<$crate::store::DocumentTail> {
+                    documents::document_tail(&self.pool, partnership_id, snapshot_id, after).await
+                }
+
+                async fn document_version(&self, partnership_id: Uuid) -> StoreResult<i64> {
+                    documents::document_version(&self.pool, partnership_id).await
+                }
+
+                async fn document_versions(&self, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>> {
+                    super::document_versions(&self.pool, ids).await
                 }
 
                 async fn append_changes(
@@ -259,7 +276,7 @@ macro_rules! backend {
                     snapshot: NewSnapshot,
                     covered: &[String],
                     now: DateTime<Utc>,
-                ) -> StoreResult<()> {
+                ) -> StoreResult<Option<i64>> {
                     documents::compact(&self.pool, partnership_id, snapshot, covered, now).await
                 }
 

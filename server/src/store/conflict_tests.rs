@@ -92,6 +92,7 @@ async fn partners(db: &Db) -> (Uuid, Uuid, PartnershipRecord) {
             user_id: bob.id,
             email: bob.email.clone(),
             snapshot: NewSnapshot {
+                version: 0,
                 bytes: vec![1, 2, 3],
                 heads: vec![],
                 change_count: 0,
@@ -290,9 +291,27 @@ async fn an_actor_of_the_partner_is_actor_bound() {
     assert_eq!(conflict(taken), Conflict::ActorBound);
 
     let commit = MergeCommit {
+        version: None,
         bindings: vec![("ab01".to_string(), bob)],
         ..MergeCommit::default()
     };
     let merged = db.store.commit_merge(active.id, commit, now).await;
     assert_eq!(conflict(merged), Conflict::ActorBound);
+}
+
+#[tokio::test]
+async fn a_version_another_merge_took_is_stale() {
+    let db = sqlite().await;
+    let (_ann, _bob, active) = partners(&db).await;
+    let now = Utc::now();
+    let merge = || MergeCommit {
+        version: Some(1),
+        ..MergeCommit::default()
+    };
+    db.store
+        .commit_merge(active.id, merge(), now)
+        .await
+        .unwrap();
+    let late = db.store.commit_merge(active.id, merge(), now).await;
+    assert_eq!(conflict(late), Conflict::Stale);
 }

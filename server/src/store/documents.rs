@@ -11,8 +11,11 @@ macro_rules! document_queries {
         use sqlx::Transaction;
         use uuid::Uuid;
 
-        use super::{begin_write, delete_changes, Db};
-        use $crate::store::{write_error, NewChange, NewSnapshot, StoreResult};
+        use super::{begin_read, begin_write, delete_changes, Db, FOR_UPDATE};
+        use $crate::store::{
+            write_error, DocumentTail, NewChange, NewSnapshot, StoreError, StoreResult,
+            StoredChange, StoredDocument,
+        };
 
         type Pool = sqlx::Pool<Db>;
 
@@ -26,40 +29,120 @@ macro_rules! document_queries {
         ) -> StoreResult<i64> {
             sqlx::query_scalar(
                 "INSERT INTO doc_snapshots (partnership_id, bytes, heads, change_count, \
-                 created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                 version, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(partnership_id)
             .bind(&snapshot.bytes)
             .bind(snapshot.heads.join(","))
             .bind(snapshot.change_count)
+            .bind(snapshot.version)
             .bind(now)
             .fetch_one(&mut **tx)
             .await
             .map_err(write_error)
         }
 
-        /// See `Store::load_document`.
-        pub(in $crate::store) async fn load_document(
-            pool: &Pool,
+        /// The latest committed version, in the caller's transaction.
+        async fn version_in(
+            tx: &mut Transaction<'_, Db>,
             partnership_id: Uuid,
-        ) -> StoreResult<(Option<Vec<u8>>, Vec<Vec<u8>>)> {
-            // Changes first, then the snapshot: a compaction committing in between leaves us
-            // with the new snapshot plus changes it already contains, which loading tolerates;
-            // the other order could lose the changes it deleted.
-            let changes: Vec<Vec<u8>> = sqlx::query_scalar(
-                "SELECT bytes FROM doc_changes WHERE partnership_id = $1 ORDER BY id",
+        ) -> StoreResult<i64> {
+            let version: Option<i64> = sqlx::query_scalar(
+                "SELECT max(version) FROM doc_commits WHERE partnership_id = $1",
             )
             .bind(partnership_id)
-            .fetch_all(pool)
+            .fetch_one(&mut **tx)
             .await?;
-            let snapshot: Option<Vec<u8>> = sqlx::query_scalar(
-                "SELECT bytes FROM doc_snapshots WHERE partnership_id = $1 \
+            Ok(version.unwrap_or(0))
+        }
+
+        /// The changes stored after row id `after`, in the caller's transaction.
+        async fn changes_after(
+            tx: &mut Transaction<'_, Db>,
+            partnership_id: Uuid,
+            after: i64,
+        ) -> StoreResult<Vec<StoredChange>> {
+            let rows: Vec<(i64, Option<Uuid>, Vec<u8>)> = sqlx::query_as(
+                "SELECT id, user_id, bytes FROM doc_changes \
+                 WHERE partnership_id = $1 AND id > $2 ORDER BY id",
+            )
+            .bind(partnership_id)
+            .bind(after)
+            .fetch_all(&mut **tx)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, user_id, bytes)| StoredChange { id, user_id, bytes })
+                .collect())
+        }
+
+        /// The latest snapshot's id, in the caller's transaction.
+        async fn latest_snapshot_id(
+            tx: &mut Transaction<'_, Db>,
+            partnership_id: Uuid,
+        ) -> StoreResult<Option<i64>> {
+            Ok(sqlx::query_scalar(
+                "SELECT id FROM doc_snapshots WHERE partnership_id = $1 \
                  ORDER BY id DESC LIMIT 1",
             )
             .bind(partnership_id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut **tx)
+            .await?)
+        }
+
+        /// See `Store::stored_document`. One read transaction: the version, the snapshot and
+        /// the changes are of one instant, so the content is exactly that version's.
+        pub(in $crate::store) async fn stored_document(
+            pool: &Pool,
+            partnership_id: Uuid,
+        ) -> StoreResult<StoredDocument> {
+            let mut tx = begin_read(pool).await?;
+            let version = version_in(&mut tx, partnership_id).await?;
+            let changes = changes_after(&mut tx, partnership_id, 0).await?;
+            let snapshot: Option<(i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT id, bytes FROM doc_snapshots WHERE partnership_id = $1 \
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(partnership_id)
+            .fetch_optional(&mut *tx)
             .await?;
-            Ok((snapshot, changes))
+            tx.commit().await?;
+            Ok(StoredDocument {
+                version,
+                snapshot,
+                changes,
+            })
+        }
+
+        /// See `Store::document_tail`.
+        pub(in $crate::store) async fn document_tail(
+            pool: &Pool,
+            partnership_id: Uuid,
+            snapshot_id: i64,
+            after: i64,
+        ) -> StoreResult<DocumentTail> {
+            let mut tx = begin_read(pool).await?;
+            if latest_snapshot_id(&mut tx, partnership_id).await? != Some(snapshot_id) {
+                return Ok(DocumentTail::Compacted);
+            }
+            let version = version_in(&mut tx, partnership_id).await?;
+            let changes = changes_after(&mut tx, partnership_id, after).await?;
+            tx.commit().await?;
+            Ok(DocumentTail::Changes { version, changes })
+        }
+
+        /// See `Store::document_version`.
+        pub(in $crate::store) async fn document_version(
+            pool: &Pool,
+            partnership_id: Uuid,
+        ) -> StoreResult<i64> {
+            let version: Option<i64> = sqlx::query_scalar(
+                "SELECT max(version) FROM doc_commits WHERE partnership_id = $1",
+            )
+            .bind(partnership_id)
+            .fetch_one(pool)
+            .await?;
+            Ok(version.unwrap_or(0))
         }
 
         /// See `Store::append_changes`.
@@ -86,17 +169,44 @@ macro_rules! document_queries {
             snapshot: NewSnapshot,
             covered: &[String],
             now: DateTime<Utc>,
-        ) -> StoreResult<()> {
+        ) -> StoreResult<Option<i64>> {
             let mut tx = begin_write(pool).await?;
+            // One compaction of a document at a time, whichever node runs it.
+            let partnership: Option<Uuid> = sqlx::query_scalar(&format!(
+                "SELECT id FROM partnerships WHERE id = $1{FOR_UPDATE}"
+            ))
+            .bind(partnership_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if partnership.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let newest: Option<i64> = sqlx::query_scalar(
+                "SELECT max(version) FROM doc_snapshots WHERE partnership_id = $1",
+            )
+            .bind(partnership_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            // A snapshot of the same version holds exactly the same changes: replacing it is
+            // harmless (and the covered changes it holds may go).
+            if newest.is_some_and(|v| v > snapshot.version) {
+                return Ok(None);
+            }
             let id = insert_snapshot(&mut tx, partnership_id, &snapshot, now).await?;
-            sqlx::query("DELETE FROM doc_snapshots WHERE partnership_id = $1 AND id < $2")
+            sqlx::query("DELETE FROM doc_snapshots WHERE partnership_id = $1 AND id <> $2")
                 .bind(partnership_id)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
             delete_changes(&mut tx, partnership_id, covered).await?;
+            // The latest commit's version is at least the snapshot's: it stays.
+            sqlx::query("DELETE FROM doc_commits WHERE partnership_id = $1 AND version < $2")
+                .bind(partnership_id)
+                .bind(snapshot.version)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
-            Ok(())
+            Ok(Some(id))
         }
 
         /// See `Store::bind_actor`.

@@ -115,6 +115,10 @@ pub enum Conflict {
     InvalidStatus,
     /// The actor id is bound to another user in this partnership.
     ActorBound,
+    /// The document moved on: another node committed a merge of it on top of the version this
+    /// merge was made from (`doc_commits`' primary key). The merge is caught up and made again;
+    /// it never reaches a client.
+    Stale,
 }
 
 impl Conflict {
@@ -129,6 +133,7 @@ impl Conflict {
             Conflict::PartnershipNotActive => "partnership_not_active",
             Conflict::InvalidStatus => "invalid_status",
             Conflict::ActorBound => "actor_bound",
+            Conflict::Stale => "stale",
         }
     }
 
@@ -148,6 +153,9 @@ impl Conflict {
             | "partnerships.user1_id"
             | "partnerships_one_per_user2"
             | "partnerships.user2_id" => Some(Conflict::PartnershipExists),
+            "doc_commits_pkey" | "doc_commits.partnership_id, doc_commits.version" => {
+                Some(Conflict::Stale)
+            }
             _ => None,
         }
     }
@@ -431,6 +439,50 @@ pub struct NewSnapshot {
     pub heads: Vec<String>,
     /// Number of changes the snapshot contains.
     pub change_count: i64,
+    /// The document version the snapshot holds exactly (0 for a new document): a compaction
+    /// never replaces a snapshot of a later version.
+    pub version: i64,
+}
+
+/// A stored change as the document's loader reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredChange {
+    /// Its row id: increasing with the version that committed it, so a node that has every
+    /// change up to some id catches up with the ones after it.
+    pub id: i64,
+    /// The user whose merge stored it (`None` for the server's own changes).
+    pub user_id: Option<Uuid>,
+    /// Raw automerge change bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A document as stored at one instant: its version, the latest snapshot and the changes
+/// stored since (read in one consistent snapshot of the database, so the content is exactly
+/// that version's).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredDocument {
+    /// The latest committed version (0 before the first merge commit).
+    pub version: i64,
+    /// The latest snapshot: its row id and bytes.
+    pub snapshot: Option<(i64, Vec<u8>)>,
+    /// The changes stored beside it, in arrival order.
+    pub changes: Vec<StoredChange>,
+}
+
+/// What was committed to a document after a given change, read at one instant.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DocumentTail {
+    /// The latest snapshot is still the one the reader has: the version and the changes after
+    /// the reader's last one.
+    Changes {
+        /// The latest committed version.
+        version: i64,
+        /// Changes stored after the given id, in order.
+        changes: Vec<StoredChange>,
+    },
+    /// A compaction replaced the snapshot (the changes after the reader's last one may be
+    /// gone): load the whole document again.
+    Compacted,
 }
 
 /// A document change received by the server (a client's or its own compensation).
@@ -574,7 +626,28 @@ pub trait Store: Send + Sync + 'static {
     async fn load_document(
         &self,
         partnership_id: Uuid,
-    ) -> StoreResult<(Option<Vec<u8>>, Vec<Vec<u8>>)>;
+    ) -> StoreResult<(Option<Vec<u8>>, Vec<Vec<u8>>)> {
+        let stored = self.stored_document(partnership_id).await?;
+        Ok((
+            stored.snapshot.map(|(_, bytes)| bytes),
+            stored.changes.into_iter().map(|c| c.bytes).collect(),
+        ))
+    }
+    /// The document as stored, with its version and row ids, read at one instant.
+    async fn stored_document(&self, partnership_id: Uuid) -> StoreResult<StoredDocument>;
+    /// What was committed after the change with row id `after` while the latest snapshot is
+    /// still `snapshot_id`, read at one instant (how a node catches up with the others).
+    async fn document_tail(
+        &self,
+        partnership_id: Uuid,
+        snapshot_id: i64,
+        after: i64,
+    ) -> StoreResult<DocumentTail>;
+    /// The document's latest committed version (0 before the first merge commit).
+    async fn document_version(&self, partnership_id: Uuid) -> StoreResult<i64>;
+    /// The latest committed version of each of these documents that has had a merge commit
+    /// (how a node without Redis learns what the others committed).
+    async fn document_versions(&self, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>>;
     /// Appends changes; a change whose hash is already stored is skipped. Returns how many were new.
     async fn append_changes(
         &self,
@@ -582,15 +655,19 @@ pub trait Store: Send + Sync + 'static {
         changes: &[NewChange],
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
-    /// One transaction: stores `snapshot` as the latest, deletes older snapshots and the changes
-    /// whose hashes are in `covered`.
+    /// One transaction: stores `snapshot` as the latest, deletes older snapshots, the changes
+    /// whose hashes are in `covered` and the commit versions below the snapshot's. Compactions of
+    /// one document are serialized (its partnership row is locked), and one whose snapshot is of
+    /// an older version than the stored one writes nothing: two nodes never compact a document at
+    /// once, and an older snapshot never replaces a newer one (one of the same version holds the
+    /// same changes). Returns the new snapshot's row id, `None` when the stored one was newer.
     async fn compact(
         &self,
         partnership_id: Uuid,
         snapshot: NewSnapshot,
         covered: &[String],
         now: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Option<i64>>;
     /// Binds a hex actor id to a user within a partnership. Binding it again to the same user is
     /// fine; `Conflict::ActorBound` when it is bound to another user.
     async fn bind_actor(
@@ -770,6 +847,10 @@ pub struct MergeCommit {
     pub bindings: Vec<(String, Uuid)>,
     /// The materialized rows the merge touched.
     pub rows: Vec<RowChange>,
+    /// The document version this merge creates (the one it was made from, plus one), or `None`
+    /// to write without the check (tools and tests that seed documents). A version another
+    /// merge already took fails the commit with `Conflict::Stale`.
+    pub version: Option<i64>,
 }
 
 /// Opens the store the URL names (`postgres://…` or `sqlite:…`) and applies the migrations.

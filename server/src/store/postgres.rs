@@ -158,6 +158,17 @@ async fn delete_changes(
     Ok(())
 }
 
+/// The latest committed version of each of these documents that has one, in one statement.
+async fn document_versions(pool: &PgPool, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT partnership_id, max(version) FROM doc_commits \
+         WHERE partnership_id = ANY($1) GROUP BY partnership_id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?)
+}
+
 // The domain modules (`users`, `sessions`, ..., `sync`) over the glue above, and `Store`.
 super::backend::backend!(PgStore);
 
@@ -230,6 +241,10 @@ async fn commit_merges_in_one_statement(
         }
     }
     let rows: Vec<(Uuid, &ExpenseRow)> = expenses.into_iter().map(|((p, _), r)| (p, r)).collect();
+    let versions: (Vec<Uuid>, Vec<i64>) = merges
+        .iter()
+        .filter_map(|(pid, m)| m.version.map(|v| (*pid, v)))
+        .unzip();
     let column = |f: fn(&ExpenseRow) -> &str| rows.iter().map(|(_, r)| f(r)).collect::<Vec<_>>();
     let time = |f: fn(&ExpenseRow) -> Millis| {
         rows.iter()
@@ -240,8 +255,13 @@ async fn commit_merges_in_one_statement(
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
         let expenses = &super::sync::UPSERT_EXPENSES;
+        // The versions are taken in the same statement: a version another node took fails the
+        // whole statement on `doc_commits_pkey`, and nothing of the batch is written.
         format!(
-            "WITH new_changes AS ( \
+            "WITH new_versions AS ( \
+               INSERT INTO doc_commits (partnership_id, version, committed_at) \
+               SELECT p, v, $7 FROM UNNEST($18::uuid[], $19::int8[]) AS t(p, v)), \
+             new_changes AS ( \
                INSERT INTO doc_changes (partnership_id, hash, actor, seq, user_id, bytes, received_at) \
                SELECT p, h, a, s, u, b, $7 \
                FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::uuid[], $6::bytea[]) \
@@ -281,6 +301,8 @@ async fn commit_merges_in_one_statement(
         .bind(column(|r| &r.status))
         .bind(time(|r| r.created_at))
         .bind(time(|r| r.updated_at))
+        .bind(&versions.0)
+        .bind(&versions.1)
         .fetch_all(conn)
         .await
         .map_err(super::write_error)?;

@@ -138,5 +138,21 @@ async fn delete_changes(
     Ok(())
 }
 
+/// The latest committed version of each of these documents that has one, one statement each.
+async fn document_versions(pool: &SqlitePool, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>> {
+    let mut versions = Vec::with_capacity(ids.len());
+    for id in ids {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM doc_commits WHERE partnership_id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await?;
+        if let Some(version) = version {
+            versions.push((*id, version));
+        }
+    }
+    Ok(versions)
+}
+
 // The domain modules (`users`, `sessions`, ..., `sync`) over the glue above, and `Store`.
 super::backend::backend!(SqliteStore);

@@ -206,6 +206,20 @@ macro_rules! sync_queries {
             commit: &MergeCommit,
             now: DateTime<Utc>,
         ) -> StoreResult<u64> {
+            // The version first: a merge made from a state another node has moved on from
+            // fails here (`Conflict::Stale`) before it writes anything else.
+            if let Some(version) = commit.version {
+                sqlx::query(
+                    "INSERT INTO doc_commits (partnership_id, version, committed_at) \
+                     VALUES ($1, $2, $3)",
+                )
+                .bind(partnership_id)
+                .bind(version)
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err(write_error)?;
+            }
             for (actor, user_id) in &commit.bindings {
                 bind_actor(tx, partnership_id, actor, *user_id, now).await?;
             }

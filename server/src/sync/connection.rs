@@ -295,9 +295,16 @@ async fn run(state: AppState, session: Session, socket: WebSocket) {
     tokio::pin!(expiry);
     let mut revalidate = tokio::time::interval(limits.revalidate_every);
     revalidate.tick().await;
+    let mut draining = state.draining.subscribe();
+    let mut restarting = false;
 
     let close_reason: Option<String> = loop {
         tokio::select! {
+            // Checked between messages: one being merged is committed and answered first.
+            true = async { draining.wait_for(|d| *d).await.is_ok() } => {
+                restarting = true;
+                break None;
+            }
             incoming = stream.next() => {
                 let bytes = match incoming {
                     Some(Ok(Message::Binary(b))) => b,
@@ -365,8 +372,16 @@ async fn run(state: AppState, session: Session, socket: WebSocket) {
             .send(send_wire(&error_msg(Some(&conn.client_peer), &reason)))
             .await;
     }
-    let _ = sink.send(Message::Close(None)).await;
+    let close = restarting.then(|| axum::extract::ws::CloseFrame {
+        code: CLOSE_RESTARTING,
+        reason: "server restarting: reconnect".into(),
+    });
+    let _ = sink.send(Message::Close(close)).await;
 }
+
+/// WebSocket close code 1012 (service restart): the client should reconnect, and a load
+/// balancer sends it to another node.
+pub const CLOSE_RESTARTING: u16 = 1012;
 
 fn error_msg(target: Option<&str>, message: &str) -> WireMessage {
     WireMessage::Error {

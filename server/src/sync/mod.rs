@@ -1,6 +1,7 @@
 //! `GET /sync`: the automerge-repo WebSocket protocol, one [`doc_actor::DocActor`] per live
 //! partnership document, presence, and the limits that keep one client from hurting the rest.
 
+pub mod cluster;
 pub mod committer;
 pub mod connection;
 pub mod doc_actor;
@@ -22,8 +23,9 @@ pub enum DocEvent {
     Merge {
         /// The events, at most one per entity.
         events: Vec<splitsave_sync_core::events::Event>,
-        /// Who made the change.
-        by: splitsave_sync_core::ids::UserId,
+        /// Who made the change (unknown for a change caught up with after another node's
+        /// compaction).
+        by: Option<splitsave_sync_core::ids::UserId>,
     },
     /// Access ended for `user` (for everyone when `None`): their event streams close.
     AccessEnded {
@@ -89,6 +91,14 @@ pub struct SyncLimits {
     pub revalidate_every: Duration,
     /// How long a new connection may take to send `join`.
     pub handshake_timeout: Duration,
+    /// `CLUSTER_POLL_MS` (1,000): with several nodes, how often a node reads its live
+    /// documents' versions while Redis is not subscribed (the fan-out delay without Redis).
+    pub cluster_poll: Duration,
+    /// `CLUSTER_SAFETY_POLL_MS` (15,000): how often it does while Redis is subscribed.
+    pub cluster_safety_poll: Duration,
+    /// `PRESENCE_TTL_SECS` (20): how long a partner connected to another node counts as online
+    /// without hearing of it again (nodes repeat it every quarter of this).
+    pub presence_ttl: Duration,
 }
 
 impl Default for SyncLimits {
@@ -109,6 +119,9 @@ impl Default for SyncLimits {
             compact_after_changes: 500,
             revalidate_every: Duration::from_secs(15),
             handshake_timeout: Duration::from_secs(10),
+            cluster_poll: Duration::from_secs(1),
+            cluster_safety_poll: Duration::from_secs(15),
+            presence_ttl: Duration::from_secs(20),
         }
     }
 }
@@ -149,4 +162,15 @@ pub enum SyncError {
     /// An internal failure; logged.
     #[error("internal error")]
     Internal,
+}
+
+impl SyncError {
+    /// Another node committed a merge of the document first: the actor has caught up and the
+    /// merge is to be made again.
+    pub(crate) fn is_stale(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Store(StoreError::Conflict(crate::store::Conflict::Stale))
+        )
+    }
 }

@@ -10,6 +10,7 @@ use splitsave_sync_core::ops::OpError;
 use splitsave_sync_core::split_doc::DocSplit;
 use tokio::sync::{broadcast, mpsc, oneshot, OnceCell};
 
+use super::cluster::{ClusterLink, Notice};
 use super::committer::Committer;
 use super::doc_actor::{Command, DocActor, DocOp, OpValue};
 use super::{DocEvent, SyncError, SyncLimits};
@@ -32,13 +33,19 @@ pub struct Registry {
     /// Per partnership, the split its actor last computed, while the document is unchanged
     /// (the actor removes it before anyone hears of a change to the document), so reads
     /// of the split need no trip through the actor's mailbox.
-    splits: std::sync::Mutex<HashMap<PartnershipId, Arc<DocSplit>>>,
+    /// With the document version it was computed at.
+    splits: std::sync::Mutex<HashMap<PartnershipId, (i64, Arc<DocSplit>)>>,
     store: Arc<dyn Store>,
     /// Commits the actors' merges, several documents' in one transaction.
     committer: Committer,
     limits: SyncLimits,
     /// Random per process: makes this process's server actor id unique.
     node: [u8; 8],
+    /// The other nodes, when this one is part of a cluster ([`super::cluster::start`]).
+    cluster: std::sync::OnceLock<ClusterLink>,
+    /// Per live document, the latest version another node announced (see
+    /// [`Registry::announced`]).
+    announced: std::sync::Mutex<HashMap<PartnershipId, i64>>,
 }
 
 impl Registry {
@@ -53,7 +60,118 @@ impl Registry {
             store,
             limits,
             node,
+            cluster: std::sync::OnceLock::new(),
+            announced: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Links the registry to the cluster; false when it already is.
+    pub(crate) fn link_cluster(&self, link: ClusterLink) -> bool {
+        self.cluster.set(link).is_ok()
+    }
+
+    /// Whether other nodes may share this node's documents: live documents then stay up to
+    /// date with them, and `/api/events` subscriptions keep their document live.
+    pub fn clustered(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
+    /// Whether the other nodes' notices arrive over Redis right now (false without a cluster).
+    pub fn cluster_subscribed(&self) -> bool {
+        self.cluster.get().is_some_and(ClusterLink::subscribed)
+    }
+
+    /// Called by an actor once a merge committed: the other nodes holding the document catch up.
+    pub(crate) fn announce_commit(&self, pid: PartnershipId, version: i64) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.tell(Notice::Commit { pid, version });
+        }
+    }
+
+    fn announced_versions(&self) -> std::sync::MutexGuard<'_, HashMap<PartnershipId, i64>> {
+        self.announced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The latest version of the document other nodes announced while it was live here (0 when
+    /// none): an actor behind it catches up before its next merge.
+    pub(crate) fn announced(&self, pid: PartnershipId) -> i64 {
+        self.announced_versions().get(&pid).copied().unwrap_or(0)
+    }
+
+    /// The partnerships whose documents are live here.
+    pub(crate) fn live_ids(&self) -> Vec<uuid::Uuid> {
+        self.docs().keys().map(|p| p.0).collect()
+    }
+
+    /// What another node told: a commit makes the document's live actor here (if any) catch up;
+    /// a revocation is carried out here as on the node where it happened.
+    pub(crate) async fn heard(&self, notice: Notice, from: &str) {
+        match notice {
+            Notice::Commit { pid, version } => {
+                let tx = self.docs().get(&pid).and_then(|s| s.get().cloned());
+                if tx.is_some() {
+                    let mut announced = self.announced_versions();
+                    let latest = announced.entry(pid).or_insert(version);
+                    *latest = (*latest).max(version);
+                }
+                // Never waits: a busy actor misses this notice, and its next commit (stale)
+                // or the next poll brings it up to date.
+                if let Some(tx) = tx {
+                    let _ = tx.try_send(Command::CatchUp { version });
+                }
+            }
+            Notice::Presence { pid, user, online } => {
+                let tx = self.docs().get(&pid).and_then(|s| s.get().cloned());
+                if let Some(tx) = tx {
+                    let _ = tx.try_send(Command::RemotePresence {
+                        user,
+                        node: from.to_owned(),
+                        online,
+                    });
+                }
+            }
+            Notice::Who { pid } => {
+                let tx = self.docs().get(&pid).and_then(|s| s.get().cloned());
+                if let Some(tx) = tx {
+                    let _ = tx.try_send(Command::PresenceHeartbeat);
+                }
+            }
+            Notice::Revoke { pid, user } => self.revoke_here(pid, user).await,
+        }
+    }
+
+    /// Called by a new actor: the other nodes holding the document say who is connected there.
+    pub(crate) fn ask_presence(&self, pid: PartnershipId) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.tell(Notice::Who { pid });
+        }
+    }
+
+    /// Called by an actor when a user's first connection to its document opened here or the
+    /// last one closed: the other nodes tell their connections.
+    pub(crate) fn announce_presence(&self, pid: PartnershipId, user: UserId, online: bool) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.tell(Notice::Presence { pid, user, online });
+        }
+    }
+
+    /// Every live document repeats its local presence and forgets stale remote presence.
+    pub(crate) fn presence_heartbeat(&self) {
+        let live: Vec<mpsc::Sender<Command>> = self
+            .docs()
+            .values()
+            .filter_map(|s| s.get().cloned())
+            .collect();
+        for tx in live {
+            let _ = tx.try_send(Command::PresenceHeartbeat);
+        }
+    }
+
+    /// How long a partner on another node counts as online without hearing of it again.
+    pub(crate) fn presence_ttl(&self) -> std::time::Duration {
+        self.limits.presence_ttl
     }
 
     /// Where the actors make their merges durable.
@@ -156,6 +274,14 @@ impl Registry {
     /// connections send is applied, and their event streams are told to close. Nothing to do when the document is not loaded (it has no
     /// connection; new ones check access when they attach).
     pub async fn revoke(&self, pid: PartnershipId, user: Option<UserId>) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.tell(Notice::Revoke { pid, user });
+        }
+        self.revoke_here(pid, user).await;
+    }
+
+    /// [`Registry::revoke`] on this node only.
+    async fn revoke_here(&self, pid: PartnershipId, user: Option<UserId>) {
         let tx = self.docs().get(&pid).and_then(|s| s.get().cloned());
         if let Some(tx) = tx {
             let (reply, done) = oneshot::channel();
@@ -171,30 +297,37 @@ impl Registry {
 
     /// Called by an idle actor: removes it from the registry when no request is waiting in its
     /// mailbox, so no request is lost. Returns whether it was removed (and must stop).
+    /// In a cluster, a document with `/api/events` subscribers stays: its actor is what hears
+    /// the other nodes' commits and turns them into events.
     pub async fn evict_if_idle(&self, pid: PartnershipId, rx: &mpsc::Receiver<Command>) -> bool {
+        if self.clustered() && self.publisher(pid).is_some() {
+            return false;
+        }
         let mut docs = self.docs();
         if !rx.is_empty() {
             return false;
         }
         docs.remove(&pid);
         self.clear_split(pid);
+        self.announced_versions().remove(&pid);
         true
     }
 
-    fn splits(&self) -> std::sync::MutexGuard<'_, HashMap<PartnershipId, Arc<DocSplit>>> {
+    fn splits(&self) -> std::sync::MutexGuard<'_, HashMap<PartnershipId, (i64, Arc<DocSplit>)>> {
         self.splits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The split of the partnership's document as it is now, if its actor has one computed.
-    pub fn cached_split(&self, pid: PartnershipId) -> Option<Arc<DocSplit>> {
+    /// The split of the partnership's document as it is now on this node, if its actor has one
+    /// computed, with the document version it was computed at.
+    fn cached_split(&self, pid: PartnershipId) -> Option<(i64, Arc<DocSplit>)> {
         self.splits().get(&pid).cloned()
     }
 
-    /// Called by the actor: the split of its document as it is now.
-    pub(crate) fn publish_split(&self, pid: PartnershipId, split: Arc<DocSplit>) {
-        self.splits().insert(pid, split);
+    /// Called by the actor: the split of its document as it is now (at `version`).
+    pub(crate) fn publish_split(&self, pid: PartnershipId, version: i64, split: Arc<DocSplit>) {
+        self.splits().insert(pid, (version, split));
     }
 
     /// Called by the actor when its document changed (or a new actor starts): the published
@@ -204,12 +337,21 @@ impl Registry {
     }
 
     /// The split of the partnership's document: the published one, or computed by its actor
-    /// (which publishes it for the next reads).
+    /// (which publishes it for the next reads). In a cluster the stored version is read first,
+    /// so a read that follows a write acknowledged by another node sees it: a split from an
+    /// older version is not served, and the actor catches up before computing.
     pub async fn split(self: &Arc<Self>, pid: PartnershipId) -> Result<Arc<DocSplit>, SyncError> {
-        if let Some(split) = self.cached_split(pid) {
-            return Ok(split);
+        let at_least = if self.clustered() {
+            self.store.document_version(pid.0).await?
+        } else {
+            0
+        };
+        if let Some((version, split)) = self.cached_split(pid) {
+            if version >= at_least {
+                return Ok(split);
+            }
         }
-        self.call(pid, |reply| Command::Split { reply })
+        self.call(pid, |reply| Command::Split { at_least, reply })
             .await
             .and_then(|r| r)
     }

@@ -15,9 +15,11 @@ mod sync_support;
 
 // One module per feature.
 mod auth_flow;
+mod cluster;
 mod every_endpoint_auth;
 mod http_skeleton;
 mod partnerships_api;
+mod rate_limits_shared;
 mod rest_events;
 mod rest_expenses;
 mod rest_goals_approvals_messages;

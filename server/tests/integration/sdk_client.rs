@@ -27,17 +27,17 @@ use uuid::Uuid;
 use crate::common::{Backend, TestApp};
 use crate::real_server::{self, RealServer};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "correct horse battery";
 
 /// One partner's device: its store directory and client.
-struct Device {
-    dir: TempDir,
-    email: String,
-    client: Client,
+pub(crate) struct Device {
+    pub(crate) dir: TempDir,
+    pub(crate) email: String,
+    pub(crate) client: Client,
 }
 
-fn config(base_url: &str, dir: &Path) -> ClientConfig {
+pub(crate) fn config(base_url: &str, dir: &Path) -> ClientConfig {
     let mut config = ClientConfig::new(base_url, dir);
     // Tests restart servers: keep the retries quick.
     config.reconnect_min = Duration::from_millis(50);
@@ -45,7 +45,7 @@ fn config(base_url: &str, dir: &Path) -> ClientConfig {
     config
 }
 
-async fn register(base_url: &str, name: &str, income: i64) -> Device {
+pub(crate) async fn register(base_url: &str, name: &str, income: i64) -> Device {
     let dir = TempDir::new().expect("store dir");
     let client = Client::open(config(base_url, dir.path())).expect("open");
     let email = format!("{name}-{}@example.com", Uuid::new_v4().simple());
@@ -66,6 +66,12 @@ async fn register(base_url: &str, name: &str, income: i64) -> Device {
 async fn couple(base_url: &str) -> (Device, Device) {
     let ann = register(base_url, "ann", 4000).await;
     let bob = register(base_url, "bob", 2000).await;
+    pair(&ann, &bob).await;
+    (ann, bob)
+}
+
+/// Ann invites Bob, Bob accepts, and both devices sync until each has the shared document.
+pub(crate) async fn pair(ann: &Device, bob: &Device) {
     ann.client.invite(&bob.email).await.expect("invite");
     let invitations = bob
         .client
@@ -96,10 +102,9 @@ async fn couple(base_url: &str) -> (Device, Device) {
             .await
             .expect("synced");
     }
-    (ann, bob)
 }
 
-fn expense(name: &str, cents: i64) -> NewExpense {
+pub(crate) fn expense(name: &str, cents: i64) -> NewExpense {
     NewExpense {
         name: name.into(),
         amount: MinorUnits(cents),
@@ -109,7 +114,10 @@ fn expense(name: &str, cents: i64) -> NewExpense {
 }
 
 /// Waits for a feed event matching `pick`, returning what it returned; panics at the deadline.
-async fn next_matching<T>(events: &mut Events, pick: impl Fn(&ClientEvent) -> Option<T>) -> T {
+pub(crate) async fn next_matching<T>(
+    events: &mut Events,
+    pick: impl Fn(&ClientEvent) -> Option<T>,
+) -> T {
     tokio::time::timeout(DEADLINE, async {
         loop {
             let event = events.next().await.expect("feed open");

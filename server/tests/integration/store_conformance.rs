@@ -96,6 +96,7 @@ fn invitation(inviter: Uuid, email: &str) -> NewInvitation {
 
 fn snapshot(bytes: &[u8]) -> NewSnapshot {
     NewSnapshot {
+        version: 0,
         bytes: bytes.to_vec(),
         heads: vec!["ab".repeat(32)],
         change_count: 1,

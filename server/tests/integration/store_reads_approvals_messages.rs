@@ -88,6 +88,7 @@ async fn couple(store: &Arc<dyn Store>) -> (Uuid, Uuid, Uuid) {
             user_id: b.id,
             email: b.email.clone(),
             snapshot: NewSnapshot {
+                version: 0,
                 bytes: b"snapshot".to_vec(),
                 heads: vec!["ab".repeat(32)],
                 change_count: 1,

@@ -63,6 +63,9 @@ on_both_stores!(
     the_committer_answers_each_merge_of_a_failed_batch_on_its_own,
     a_peer_sync_state_is_kept_per_user_and_peer,
     the_server_storage_id_is_created_once_and_shared,
+    each_merge_takes_the_next_version_and_a_taken_one_is_stale_and_writes_nothing,
+    a_node_catches_up_with_what_was_committed_after_its_last_change,
+    a_snapshot_never_replaces_one_of_a_later_version,
 );
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -107,6 +110,7 @@ async fn couple(
             user_id: ben.id,
             email: ben.email.clone(),
             snapshot: NewSnapshot {
+                version: 0,
                 bytes: b"first snapshot".to_vec(),
                 heads: vec!["ab".repeat(32)],
                 change_count: 1,
@@ -277,6 +281,7 @@ fn amount_texts(changes: &[RowChange]) -> Vec<String> {
 
 fn commit(rows: Vec<RowChange>) -> MergeCommit {
     MergeCommit {
+        version: None,
         changes: vec![],
         bindings: vec![],
         rows,
@@ -392,6 +397,7 @@ async fn changes_are_stored_once_and_counted_until_compaction(db: &TestDb) {
     let store = db.store().await;
     let (ann, _ben, p) = couple(&store, "USD").await;
     let first = MergeCommit {
+        version: None,
         changes: vec![
             change("h1", "aa01", Some(ann.id)),
             change("h2", "aa01", Some(ann.id)),
@@ -434,6 +440,7 @@ async fn changes_are_stored_once_and_counted_until_compaction(db: &TestDb) {
         .compact(
             p.id,
             NewSnapshot {
+                version: 0,
                 bytes: b"compacted".to_vec(),
                 heads: vec!["cd".repeat(32)],
                 change_count: 3,
@@ -454,6 +461,7 @@ async fn an_actor_bound_to_another_user_rolls_back_the_whole_commit(db: &TestDb)
         .await
         .expect("ben's device");
     let forged = MergeCommit {
+        version: None,
         changes: vec![
             change("h1", "aa01", Some(ann.id)),
             change("h2", "bb02", Some(ann.id)),
@@ -481,6 +489,7 @@ async fn binding_a_non_member_rolls_back_the_whole_commit(db: &TestDb) {
     let (ann, ben, p) = couple(&store, "USD").await;
     let stranger = user(&store, "eve").await;
     let merge = MergeCommit {
+        version: None,
         changes: vec![change("h1", "ee05", Some(stranger.id))],
         bindings: vec![("ee05".into(), stranger.id)],
         rows: upserts(&sample_rows(ann.id, ben.id, 2)),
@@ -670,11 +679,13 @@ async fn merges_of_several_couples_commit_together_or_not_at_all(db: &TestDb) {
     let (cat, dan, second) = couple(&store, "USD").await;
     let their_rows = sample_rows(cat.id, dan.id, 2);
     let ours = MergeCommit {
+        version: None,
         changes: vec![change("h1", "aa01", Some(ann.id))],
         bindings: vec![("aa01".into(), ann.id)],
         rows: upserts(&sample_rows(ann.id, ben.id, 2)),
     };
     let theirs = MergeCommit {
+        version: None,
         changes: vec![
             change("h1", "cc03", Some(cat.id)),
             change("h2", "cc03", Some(cat.id)),
@@ -705,6 +716,7 @@ async fn merges_of_several_couples_commit_together_or_not_at_all(db: &TestDb) {
     let mut more = ours;
     more.changes.push(change("h9", "aa01", Some(ann.id)));
     let forged = MergeCommit {
+        version: None,
         changes: vec![change("h8", "cc03", Some(dan.id))],
         bindings: vec![("cc03".into(), dan.id)],
         rows: vec![],
@@ -750,6 +762,7 @@ async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
         expense(cat.id, "Rent", 90_000),
     );
     let ours = MergeCommit {
+        version: None,
         changes: vec![
             change("h1", "aa01", Some(ann.id)),
             change("h2", "aa01", Some(ann.id)),
@@ -758,6 +771,7 @@ async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
         rows: upserts(&[Row::Expense(milk.clone()), Row::Expense(bread.clone())]),
     };
     let theirs = MergeCommit {
+        version: None,
         changes: vec![change("h1", "cc03", Some(cat.id))],
         bindings: vec![],
         rows: upserts(&[Row::Expense(rent.clone())]),
@@ -798,11 +812,13 @@ async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
 
     // A batch with a merge for a partnership that no longer exists leaves nothing behind.
     let more = MergeCommit {
+        version: None,
         changes: vec![change("h4", "aa01", Some(ann.id))],
         bindings: vec![],
         rows: upserts(&[Row::Expense(expense(ann.id, "Tea", 300))]),
     };
     let orphan = MergeCommit {
+        version: None,
         changes: vec![change("h9", "ee09", None)],
         bindings: vec![],
         rows: vec![],
@@ -843,6 +859,7 @@ async fn the_committer_answers_each_merge_of_a_failed_batch_on_its_own(db: &Test
     for (i, (a, b, p)) in couples.iter().enumerate() {
         let forged = i == 0;
         let merge = MergeCommit {
+            version: None,
             changes: vec![change(&format!("h{i}"), "ab01", Some(a.id))],
             bindings: vec![("ab01".into(), if forged { b.id } else { a.id })],
             rows: if forged { vec![] } else { upserts(&rows[i]) },
@@ -950,4 +967,195 @@ async fn the_server_storage_id_is_created_once_and_shared(db: &TestDb) {
     drop(second_node);
     let restarted = db.store().await;
     assert_eq!(restarted.server_storage_id().await.expect("restarted"), id);
+}
+
+/// The expense row of `sample_rows`, as an upsert named `name`.
+fn expense_upsert(ann: Uuid, ben: Uuid, name: &str) -> RowChange {
+    let mut expense = sample_rows(ann, ben, 2)
+        .into_iter()
+        .find_map(|r| match r {
+            Row::Expense(e) => Some(e),
+            _ => None,
+        })
+        .expect("an expense row");
+    expense.id = EntityId::new_v7();
+    expense.name = name.to_string();
+    RowChange::Upsert(Row::Expense(expense))
+}
+
+async fn each_merge_takes_the_next_version_and_a_taken_one_is_stale_and_writes_nothing(
+    db: &TestDb,
+) {
+    let store = db.store().await;
+    let (ann, ben, p) = couple(&store, "USD").await;
+    assert_eq!(store.document_version(p.id).await.expect("version"), 0);
+    let first = MergeCommit {
+        version: Some(1),
+        changes: vec![change("h1", "aa01", Some(ann.id))],
+        bindings: vec![],
+        rows: vec![expense_upsert(ann.id, ben.id, "first")],
+    };
+    store
+        .commit_merge(p.id, first, Utc::now())
+        .await
+        .expect("version 1");
+    assert_eq!(store.document_version(p.id).await.expect("version"), 1);
+    let before = store.materialized_rows(p.id).await.expect("rows");
+
+    // Another node made its merge from version 0 too: both the one-statement path (changes and
+    // expense rows only) and the transaction path (an actor to bind) refuse it whole.
+    let late = MergeCommit {
+        version: Some(1),
+        changes: vec![change("h2", "bb01", Some(ben.id))],
+        bindings: vec![],
+        rows: vec![expense_upsert(ann.id, ben.id, "late")],
+    };
+    let mut late_binding = late.clone();
+    late_binding.bindings = vec![("bb01".into(), ben.id)];
+    for merge in [late, late_binding] {
+        let refused = store.commit_merge(p.id, merge, Utc::now()).await;
+        assert!(is_conflict(refused, "stale"));
+    }
+    assert_eq!(store.document_version(p.id).await.expect("version"), 1);
+    assert_eq!(store.materialized_rows(p.id).await.expect("rows"), before);
+    let (_, changes) = store.load_document(p.id).await.expect("load");
+    assert_eq!(changes, vec![b"change h1".to_vec()]);
+    assert_eq!(store.actor_owner(p.id, "bb01").await.expect("owner"), None);
+
+    // Made again from version 1, it commits as version 2.
+    let again = MergeCommit {
+        version: Some(2),
+        changes: vec![change("h2", "bb01", Some(ben.id))],
+        bindings: vec![("bb01".into(), ben.id)],
+        rows: vec![expense_upsert(ann.id, ben.id, "late")],
+    };
+    store
+        .commit_merge(p.id, again, Utc::now())
+        .await
+        .expect("version 2");
+    assert_eq!(store.document_version(p.id).await.expect("version"), 2);
+    assert_eq!(
+        store.document_versions(&[p.id]).await.expect("versions"),
+        vec![(p.id, 2)]
+    );
+}
+
+async fn a_node_catches_up_with_what_was_committed_after_its_last_change(db: &TestDb) {
+    let store = db.store().await;
+    let (ann, ben, p) = couple(&store, "USD").await;
+    let commit = |version: i64, hash: &str, user: Uuid| MergeCommit {
+        version: Some(version),
+        changes: vec![
+            change(hash, "aa01", Some(user)),
+            change(&format!("{hash}s"), "ff01", None),
+        ],
+        ..MergeCommit::default()
+    };
+    store
+        .commit_merge(p.id, commit(1, "h1", ann.id), Utc::now())
+        .await
+        .expect("v1");
+    // What a node loads: the version its content is exactly, with row ids.
+    let loaded = store.stored_document(p.id).await.expect("stored");
+    assert_eq!(loaded.version, 1);
+    let (snapshot_id, bytes) = loaded.snapshot.expect("snapshot");
+    assert_eq!(bytes, b"first snapshot".to_vec());
+    let last = loaded.changes.last().expect("changes").id;
+    assert_eq!(
+        loaded.changes.iter().map(|c| c.user_id).collect::<Vec<_>>(),
+        vec![Some(ann.id), None]
+    );
+    assert_eq!(
+        store
+            .document_tail(p.id, snapshot_id, last)
+            .await
+            .expect("tail"),
+        DocumentTail::Changes {
+            version: 1,
+            changes: vec![]
+        }
+    );
+    // Another node commits twice; the tail is exactly that, in order, with who stored it.
+    for (version, hash, user) in [(2, "h2", ben.id), (3, "h3", ann.id)] {
+        store
+            .commit_merge(p.id, commit(version, hash, user), Utc::now())
+            .await
+            .expect("commit");
+    }
+    let DocumentTail::Changes { version, changes } = store
+        .document_tail(p.id, snapshot_id, last)
+        .await
+        .expect("tail")
+    else {
+        panic!("no compaction happened");
+    };
+    assert_eq!(version, 3);
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.bytes.clone(), c.user_id))
+            .collect::<Vec<_>>(),
+        vec![
+            (b"change h2".to_vec(), Some(ben.id)),
+            (b"change h2s".to_vec(), None),
+            (b"change h3".to_vec(), Some(ann.id)),
+            (b"change h3s".to_vec(), None),
+        ]
+    );
+    assert!(changes.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+async fn a_snapshot_never_replaces_one_of_a_later_version(db: &TestDb) {
+    let store = db.store().await;
+    let (ann, _ben, p) = couple(&store, "USD").await;
+    for (version, hash) in [(1, "h1"), (2, "h2"), (3, "h3")] {
+        let merge = MergeCommit {
+            version: Some(version),
+            changes: vec![change(hash, "aa01", Some(ann.id))],
+            ..MergeCommit::default()
+        };
+        store
+            .commit_merge(p.id, merge, Utc::now())
+            .await
+            .expect("commit");
+    }
+    let loaded = store.stored_document(p.id).await.expect("stored");
+    let (first_snapshot, _) = loaded.snapshot.expect("snapshot");
+    let snapshot = |version: i64, bytes: &[u8]| NewSnapshot {
+        version,
+        bytes: bytes.to_vec(),
+        heads: vec!["cd".repeat(32)],
+        change_count: version,
+    };
+    // A node at version 2 compacts what it has.
+    let newer = store
+        .compact(
+            p.id,
+            snapshot(2, b"at 2"),
+            &["h1".into(), "h2".into()],
+            Utc::now(),
+        )
+        .await
+        .expect("compact")
+        .expect("stored");
+    // A node still at version 1 compacts later: refused, nothing deleted.
+    let older = store
+        .compact(p.id, snapshot(1, b"at 1"), &["h1".into()], Utc::now())
+        .await
+        .expect("compact");
+    assert_eq!(older, None);
+    let (snap, rest) = store.load_document(p.id).await.expect("load");
+    assert_eq!(snap.as_deref(), Some(&b"at 2"[..]));
+    assert_eq!(rest, vec![b"change h3".to_vec()]);
+    // A reader that loaded the first snapshot learns it must load again.
+    assert_eq!(
+        store
+            .document_tail(p.id, first_snapshot, 0)
+            .await
+            .expect("tail"),
+        DocumentTail::Compacted
+    );
+    assert!(store.document_tail(p.id, newer, 0).await.is_ok());
+    // The latest version survives the compaction of the versions below it.
+    assert_eq!(store.document_version(p.id).await.expect("version"), 3);
 }

@@ -763,6 +763,7 @@ fn build_document(
 
 fn snapshot_of(doc: &Automerge) -> NewSnapshot {
     NewSnapshot {
+        version: 0,
         heads: doc.get_heads().iter().map(|h| h.to_string()).collect(),
         change_count: i64::try_from(doc.get_changes(&[]).len()).unwrap_or(i64::MAX),
         bytes: doc.save(),

@@ -5,14 +5,14 @@
 use super::*;
 
 impl DocActor {
-    pub(super) async fn receive(&mut self, conn: ConnId, bytes: Vec<u8>) -> Result<(), SyncError> {
+    pub(super) async fn receive(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), SyncError> {
         if self.revoked.contains(&conn) {
             return Err(SyncError::AccessEnded);
         }
         self.follow_status();
         let peer = self.peers.get(&conn).ok_or(SyncError::NotAttached)?;
         let (user, read_only) = (peer.user, peer.read_only);
-        let mut message = sync::Message::decode(&bytes).map_err(|_| SyncError::Malformed)?;
+        let mut message = sync::Message::decode(bytes).map_err(|_| SyncError::Malformed)?;
         if read_only {
             // Paused: the peer still receives the document; its changes wait on its side (its
             // read-only sync state tells it so) and nothing of them is applied or stored.
@@ -142,8 +142,13 @@ impl DocActor {
             let touched = splitsave_sync_core::touched::touched_by(&self.doc, &candidate, &new);
             let before = Before::capture(&self.doc, touched);
             let previous = std::mem::replace(&mut self.doc, candidate);
+            let reloads = self.reloads;
             if let Err(err) = self.commit(user, &before, new, bindings).await {
-                self.doc = previous;
+                // Unless the failed commit reloaded the truth from storage, go back to the
+                // state before the message.
+                if self.reloads == reloads {
+                    self.doc = previous;
+                }
                 return Err(err);
             }
         } else {
@@ -228,7 +233,7 @@ impl DocActor {
             .map(|m| m.changes)
             .unwrap_or_default();
         self.persist(changes, bindings, rows, user).await?;
-        self.publish(&merged, user);
+        self.publish(&merged, Some(user));
         Ok(())
     }
 
@@ -244,13 +249,17 @@ impl DocActor {
             .iter()
             .filter_map(|(hex, _)| ActorId::try_from(hex.as_str()).ok())
             .collect();
+        let version = self.stored.version + 1;
         let commit = MergeCommit {
             changes,
             bindings,
             rows,
+            version: Some(version),
         };
         match self.registry.committer().commit(self.pid.0, commit).await {
             Ok(_) => {
+                self.stored.version = version;
+                self.registry.announce_commit(self.pid, version);
                 // Before anyone hears of the change (events, sync acknowledgements, answers).
                 self.drop_stale_split();
                 for a in bound {
@@ -263,6 +272,13 @@ impl DocActor {
             Err(crate::store::StoreError::Conflict(crate::store::Conflict::ActorBound)) => {
                 self.reload().await?;
                 Err(SyncError::ForeignActor)
+            }
+            // Another node committed first: the truth (with its merge) is loaded, and the
+            // caller makes this merge again on it.
+            Err(err @ crate::store::StoreError::Conflict(crate::store::Conflict::Stale)) => {
+                tracing::debug!(partnership = %self.pid, version, "another node committed first");
+                self.reload().await?;
+                Err(SyncError::Store(err))
             }
             Err(err) => {
                 tracing::error!(error = %err, partnership = %self.pid, "merge commit failed");

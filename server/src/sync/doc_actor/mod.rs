@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 mod access;
+mod catch_up;
 mod compaction;
 mod ephemeral;
 mod limits;
@@ -118,6 +119,23 @@ pub enum Command {
         /// The connection.
         conn: ConnId,
     },
+    /// Another node committed a merge of this document (at `version`): read what was
+    /// committed after what the actor has, apply it, tell the connections and subscribers.
+    CatchUp {
+        /// The version announced; nothing to do when the actor already has it.
+        version: i64,
+    },
+    /// Another node says `user` is connected to this document there (`online`), or no longer.
+    RemotePresence {
+        /// Whose presence.
+        user: UserId,
+        /// The node that says so.
+        node: String,
+        /// Connected there now?
+        online: bool,
+    },
+    /// Repeat this node's presence to the others; forget what they said too long ago.
+    PresenceHeartbeat,
     /// Run an operation as `user` (REST writes), commit it like a merge.
     Apply {
         /// The acting user.
@@ -130,6 +148,9 @@ pub enum Command {
     /// Compute the split of the document (or reuse the one computed at the same heads) and
     /// publish it in the registry for reads that follow.
     Split {
+        /// The document version the split must include (the actor catches up first when it
+        /// is behind).
+        at_least: i64,
         /// The split.
         reply: oneshot::Sender<Result<Arc<DocSplit>, SyncError>>,
     },
@@ -172,10 +193,18 @@ pub struct DocActor {
     bindings: HashMap<ActorId, UserId>,
     /// Hashes of stored changes not yet covered by a snapshot.
     uncompacted: Vec<String>,
+    /// Where the document stands in storage: the version its content is exactly, the snapshot
+    /// it was loaded from and the last stored change it has read (see [`Stored`]).
+    stored: Stored,
+    /// How many times the document was reloaded from storage (so a caller holding an earlier
+    /// copy knows not to put it back).
+    reloads: u64,
+    /// Users connected to this document through other nodes: by node, when it last said so.
+    remote_presence: HashMap<UserId, HashMap<String, tokio::time::Instant>>,
     /// The compaction running in the background, if any. One at a time: two in flight could
     /// commit out of order, and the older snapshot would then replace the newer one after the
     /// newer one had deleted the changes the older one lacks.
-    compaction: Option<tokio::task::JoinHandle<()>>,
+    compaction: Option<tokio::task::JoinHandle<Option<i64>>>,
     /// The heads at which the split published in the registry was computed, if one is.
     split_heads: Option<Vec<ChangeHash>>,
     /// A command taken from the mailbox while gathering a batch of REST operations, to handle
@@ -203,7 +232,11 @@ impl DocActor {
         node: [u8; 8],
     ) -> Result<mpsc::Sender<Command>, SyncError> {
         let actor = server_actor(node);
-        let (doc, uncompacted) = load(&*store, pid, &actor).await?;
+        let Loaded {
+            doc,
+            uncompacted,
+            stored,
+        } = load(&*store, pid, &actor).await?;
         let (tx, rx) = mpsc::channel(limits.actor_mailbox);
         let me = DocActor {
             pid,
@@ -215,6 +248,9 @@ impl DocActor {
             peers: HashMap::new(),
             bindings: HashMap::new(),
             uncompacted,
+            stored,
+            reloads: 0,
+            remote_presence: HashMap::new(),
             compaction: None,
             split_heads: None,
             deferred: None,
@@ -223,6 +259,8 @@ impl DocActor {
         // A split published by an earlier actor of this document (one that stopped without
         // being evicted) would not be cleared when this one changes the document.
         me.registry.clear_split(pid);
+        // Partners connected through other nodes count as online here at once.
+        me.registry.ask_presence(pid);
         // Boxed: the task then holds a pointer instead of the actor's state, which async fns
         // otherwise keep twice (argument and local), ~4 KiB each.
         tokio::spawn(Box::new(me).run(rx));
@@ -297,14 +335,47 @@ impl DocActor {
                 message,
                 reply,
             } => {
-                let r = self.receive(conn, message).await;
+                // A merge made from a state another node had moved on from is made again on the
+                // state caught up from storage (the actor reloaded when its commit failed).
+                self.catch_up_if_announced().await;
+                let mut r = self.receive(conn, &message).await;
+                for attempt in 0..MAX_STALE_RETRIES {
+                    if !r.as_ref().is_err_and(SyncError::is_stale) {
+                        break;
+                    }
+                    stale_backoff(attempt).await;
+                    r = self.receive(conn, &message).await;
+                }
                 self.drop_stale_split();
-                let _ = reply.send(r);
+                let _ = reply.send(r.map_err(|e| {
+                    if e.is_stale() {
+                        SyncError::Unavailable
+                    } else {
+                        e
+                    }
+                }));
+            }
+            Command::CatchUp { version } => {
+                if version > self.stored.version {
+                    if let Err(err) = self.catch_up().await {
+                        tracing::warn!(error = %err, partnership = %self.pid, "catching up failed");
+                    }
+                }
             }
             Command::Ephemeral { conn, data } => self.forward_ephemeral(conn, data),
+            Command::RemotePresence { user, node, online } => {
+                self.remote_presence(user, node, online);
+            }
+            Command::PresenceHeartbeat => self.presence_heartbeat(),
             Command::Detach { conn } => self.detach(conn).await,
             Command::Apply { user, op, reply } => self.apply_batch(vec![(user, op, reply)]).await,
-            Command::Split { reply } => {
+            Command::Split { at_least, reply } => {
+                if at_least > self.stored.version {
+                    if let Err(err) = self.catch_up().await {
+                        let _ = reply.send(Err(err));
+                        return;
+                    }
+                }
                 let _ = reply.send(self.split());
             }
             Command::Revoke { user, reply } => {
@@ -321,7 +392,8 @@ impl DocActor {
     fn split(&mut self) -> Result<Arc<DocSplit>, SyncError> {
         let heads = self.doc.get_heads();
         let split = Arc::new(split_doc::document_split(&self.doc).map_err(SyncError::Op)?);
-        self.registry.publish_split(self.pid, split.clone());
+        self.registry
+            .publish_split(self.pid, self.stored.version, split.clone());
         self.split_heads = Some(heads);
         Ok(split)
     }
@@ -453,7 +525,7 @@ impl DocActor {
     }
 
     /// Publishes the typed events of committed changes to subscribers.
-    fn publish(&self, changes: &[Change], by: UserId) {
+    fn publish(&self, changes: &[Change], by: Option<UserId>) {
         let Some(channel) = self.registry.publisher(self.pid) else {
             return;
         };
@@ -476,15 +548,22 @@ impl DocActor {
     /// Replaces the in-memory document with what storage holds (the truth), and restarts every
     /// peer's sync exchange so nobody relies on heads that were never committed.
     async fn reload(&mut self) -> Result<(), SyncError> {
-        let (doc, uncompacted) = load(&*self.store, self.pid, &self.actor).await?;
-        self.doc = doc;
-        self.uncompacted = uncompacted;
-        self.drop_stale_split();
+        let loaded = load(&*self.store, self.pid, &self.actor).await?;
+        self.adopt(loaded);
         for p in self.peers.values_mut() {
             p.state = sync::State::new();
             p.answered_at = None;
         }
         Ok(())
+    }
+
+    /// Takes a freshly loaded document as the live one.
+    fn adopt(&mut self, loaded: Loaded) {
+        self.doc = loaded.doc;
+        self.uncompacted = loaded.uncompacted;
+        self.stored = loaded.stored;
+        self.reloads += 1;
+        self.drop_stale_split();
     }
 }
 
@@ -498,39 +577,84 @@ fn stored_change(c: &Change, user: Option<Uuid>) -> NewChange {
     }
 }
 
-/// Loads a document from storage: the latest snapshot plus the changes stored after it.
-async fn load(
-    store: &dyn Store,
-    pid: PartnershipId,
-    actor: &ActorId,
-) -> Result<(Automerge, Vec<String>), SyncError> {
-    let (snapshot, changes) = store.load_document(pid.0).await?;
-    let Some(snapshot) = snapshot else {
+/// Where a live document stands in storage.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stored {
+    /// The committed version the document's content is exactly (its next merge commits
+    /// `version + 1`).
+    version: i64,
+    /// The row id of the snapshot it was loaded from.
+    snapshot_id: i64,
+    /// The row id of the last stored change it has read: a catch-up reads the ones after it.
+    last_change: i64,
+}
+
+/// A document loaded from storage.
+struct Loaded {
+    doc: Automerge,
+    /// Hashes of the stored changes beside the snapshot.
+    uncompacted: Vec<String>,
+    stored: Stored,
+}
+
+/// Loads a document from storage: the latest snapshot plus the changes stored after it, as of
+/// one instant (so its content is exactly the version read).
+async fn load(store: &dyn Store, pid: PartnershipId, actor: &ActorId) -> Result<Loaded, SyncError> {
+    let stored = store.stored_document(pid.0).await?;
+    let Some((snapshot_id, snapshot)) = stored.snapshot else {
         return Err(SyncError::NoDocument);
     };
     let mut doc = Automerge::load(&snapshot).map_err(|err| {
         tracing::error!(error = %err, partnership = %pid, "stored snapshot unreadable");
         SyncError::Internal
     })?;
-    let mut hashes = Vec::with_capacity(changes.len());
-    let mut parsed = Vec::with_capacity(changes.len());
-    for bytes in changes {
-        match Change::from_bytes(bytes) {
-            Ok(c) => {
-                hashes.push(c.hash().to_string());
-                parsed.push(c);
-            }
-            Err(_) => {
-                tracing::error!(partnership = %pid, "stored change unreadable");
-                return Err(SyncError::Internal);
-            }
-        }
-    }
+    let last_change = stored.changes.last().map_or(0, |c| c.id);
+    let parsed = parse_stored(pid, stored.changes)?;
+    let hashes = parsed.iter().map(|(c, _)| c.hash().to_string()).collect();
     // One batch: automerge 0.12 walks the whole document on every apply, so applying the
     // changes one by one made opening a document cost O(changes x document).
-    doc.apply_changes(parsed).map_err(|_| SyncError::Internal)?;
+    doc.apply_changes(parsed.into_iter().map(|(c, _)| c))
+        .map_err(|_| SyncError::Internal)?;
     doc.set_actor(actor.clone());
-    Ok((doc, hashes))
+    Ok(Loaded {
+        doc,
+        uncompacted: hashes,
+        stored: Stored {
+            version: stored.version,
+            snapshot_id,
+            last_change,
+        },
+    })
+}
+
+/// Parses stored changes, keeping who stored each.
+fn parse_stored(
+    pid: PartnershipId,
+    changes: Vec<crate::store::StoredChange>,
+) -> Result<Vec<(Change, Option<Uuid>)>, SyncError> {
+    changes
+        .into_iter()
+        .map(|c| match Change::from_bytes(c.bytes) {
+            Ok(change) => Ok((change, c.user_id)),
+            Err(_) => {
+                tracing::error!(partnership = %pid, "stored change unreadable");
+                Err(SyncError::Internal)
+            }
+        })
+        .collect()
+}
+
+/// How many times a merge is made again after another node committed first, before its sender
+/// is told to try later.
+const MAX_STALE_RETRIES: u32 = 16;
+
+/// Waits a random time before a merge is made again after another node committed first, up to
+/// 1, 2, 4, ... 32 ms as the attempts go on: two nodes writing one document as fast as they can
+/// would otherwise keep colliding (each reloading while the other commits).
+async fn stale_backoff(attempt: u32) {
+    let most = 1u64 << attempt.min(5);
+    let wait = rand::random::<u64>() % (most * 1000 + 1);
+    tokio::time::sleep(Duration::from_micros(wait)).await;
 }
 
 /// How long an actor with no connections stays loaded.

@@ -31,10 +31,45 @@ impl DocActor {
     /// commit fails the document is reloaded from storage and every operation of the batch is
     /// answered with an error: none of them is acknowledged without being durable, and none
     /// answers from a state that was not committed.
+    ///
+    /// When another node committed first, the batch runs again on the document caught up
+    /// from storage: the operations decide on the state that includes the other node's merge.
     pub(super) async fn apply_batch(&mut self, batch: Vec<PendingOp>) {
-        let mut answers = Vec::with_capacity(batch.len());
+        let (ops, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|(user, op, reply)| ((user, op), reply))
+            .unzip();
+        self.catch_up_with_storage().await;
+        let mut answers = self.run_batch(&ops).await;
+        for attempt in 0..MAX_STALE_RETRIES {
+            if !answers
+                .iter()
+                .any(|a| a.as_ref().is_err_and(SyncError::is_stale))
+            {
+                break;
+            }
+            stale_backoff(attempt).await;
+            answers = self.run_batch(&ops).await;
+        }
+        self.drop_stale_split();
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let answer = answer.map_err(|e| {
+                if e.is_stale() {
+                    SyncError::Unavailable
+                } else {
+                    e
+                }
+            });
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Runs and commits the operations once; their answers.
+    async fn run_batch(&mut self, ops: &[(UserId, DocOp)]) -> Vec<Result<OpValue, SyncError>> {
+        let mut answers = Vec::with_capacity(ops.len());
         let mut written: Vec<(UserId, Vec<Change>)> = Vec::new();
-        for (user, op, reply) in batch {
+        for (user, op) in ops {
+            let user = *user;
             let now = Millis::now();
             let heads = self.doc.get_heads();
             let result = self.doc.transact_with(
@@ -55,7 +90,7 @@ impl DocActor {
                 }
                 Err(failure) => Err(SyncError::Op(failure.error)),
             };
-            answers.push((reply, answer));
+            answers.push(answer);
         }
         if !written.is_empty() {
             let all: Vec<Change> = written
@@ -74,7 +109,7 @@ impl DocActor {
             match self.persist(changes, Vec::new(), rows, first_user).await {
                 Ok(()) => {
                     for (user, new) in &written {
-                        self.publish(new, *user);
+                        self.publish(new, Some(*user));
                     }
                     // A pause or resume written by this batch holds for the next message.
                     self.follow_status();
@@ -82,16 +117,13 @@ impl DocActor {
                 }
                 Err(err) => {
                     let mut err = Some(err);
-                    for (_, answer) in answers.iter_mut().filter(|(_, a)| a.is_ok()) {
+                    for answer in answers.iter_mut().filter(|a| a.is_ok()) {
                         // The cause goes to the first; the rest learn the write did not happen.
                         *answer = Err(err.take().unwrap_or(SyncError::Unavailable));
                     }
                 }
             }
         }
-        self.drop_stale_split();
-        for (reply, answer) in answers {
-            let _ = reply.send(answer);
-        }
+        answers
     }
 }

@@ -15,6 +15,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use automerge::Automerge;
@@ -42,8 +43,11 @@ pub struct RealServer {
     child: Option<Child>,
     /// The port it listens on.
     pub port: u16,
-    /// The database and the data directory (kept across restarts).
-    pub db: TestDb,
+    /// The database and the data directory (kept across restarts; shared by the nodes of a
+    /// cluster, [`RealServer::join`]).
+    pub db: Arc<TestDb>,
+    /// Names this node's log files (`server-<node>-<start>.log`).
+    node: usize,
     /// Extra environment variables (e.g. `SYNC_*` limits).
     env: Vec<(String, String)>,
     starts: usize,
@@ -58,7 +62,8 @@ impl RealServer {
         let mut server = RealServer {
             child: None,
             port: 0,
-            db,
+            db: Arc::new(db),
+            node: 0,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -71,6 +76,25 @@ impl RealServer {
         };
         server.launch().await;
         Some(server)
+    }
+
+    /// Starts another node on this one's database and data directory (so on its JWT secrets:
+    /// a token from one node is good on every other), with the extra environment `env` and
+    /// this node's own.
+    pub async fn join(&self, env: &[(&str, &str)]) -> RealServer {
+        let mut all = self.env.clone();
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut server = RealServer {
+            child: None,
+            port: 0,
+            db: self.db.clone(),
+            node: self.node + 1 + (Uuid::new_v4().as_u128() % 1_000_000) as usize,
+            env: all,
+            starts: 0,
+            http: self.http.clone(),
+        };
+        server.launch().await;
+        server
     }
 
     /// Spawns the binary on a free port and waits until `/healthz` answers. A port taken between
@@ -157,6 +181,30 @@ impl RealServer {
         }
     }
 
+    /// Sends SIGTERM and waits for the process to exit (panics after 30 s); how long it took
+    /// and whether it exited successfully.
+    pub fn terminate(&mut self) -> (Duration, bool) {
+        let child = self.child.as_mut().expect("server running");
+        let started = std::time::Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.child = None;
+                return (started.elapsed(), status.success());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not exit after SIGTERM; log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the binary again on the same data directory and database (after [`Self::kill`]).
     pub async fn restart(&mut self) {
         self.kill();
@@ -198,7 +246,7 @@ impl RealServer {
         self.db
             .dir
             .path()
-            .join(format!("server-{}.log", self.starts))
+            .join(format!("server-{}-{}.log", self.node, self.starts))
     }
 
     /// The last lines the current (or last) process logged, for failure messages.
@@ -236,6 +284,11 @@ impl RealServer {
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `POST path` with a JSON body as `token`: the status and the JSON body.
+    pub async fn post_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call(path, Some(token), Some(body)).await
     }
 
     async fn call(&self, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
@@ -390,7 +443,7 @@ pub struct Couple {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
