@@ -20,7 +20,7 @@
 //!
 //! * Without `REDIS_URL`, [`MemoryCounter`] keeps them in this process: right for one node.
 //! * With `REDIS_URL`, [`RedisCounter`] keeps them in Redis (one expiring key per counter,
-//!   `<REDIS_PREFIX>rl:<key>`, counted atomically), so every node behind the load balancer
+//!   `<REDIS_PREFIX>rl:<hashed key>`, counted atomically), so every node behind the load balancer
 //!   counts against the same budget: a client gets `API_RATE_LIMIT` requests in all, not per
 //!   node, and login attempts on one node count on the others.
 //!

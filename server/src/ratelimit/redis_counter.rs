@@ -1,7 +1,10 @@
 //! [`RedisCounter`]: fixed windows kept in Redis, shared by every node of a deployment.
 //!
-//! One key per counter, `<REDIS_PREFIX>rl:<key>` (e.g. `splitsave:rl:api:203.0.113.7`), holding
-//! the count and expiring when the window ends:
+//! One key per counter, `<REDIS_PREFIX>rl:<sha256 of the counter's name>`, holding the count and
+//! expiring when the window ends. The name is hashed because it carries who is limited (an
+//! email address for the login and forgot-password limits, a client address): Redis, its
+//! snapshots and its `MONITOR` need not hold them.
+//!
 //!
 //! * `hit` runs one Lua script, so it is atomic however many nodes count at once: `INCR`, then
 //!   `PEXPIRE <window>` when the key was just created (or, should one ever be found, has no
@@ -108,9 +111,10 @@ impl RedisCounter {
         })
     }
 
-    /// The Redis key of counter `key`.
+    /// The Redis key of counter `key` (its name hashed, see the module documentation).
     pub fn redis_key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        use sha2::Digest;
+        format!("{}{}", self.prefix, hex::encode(sha2::Sha256::digest(key)))
     }
 
     fn link(&self) -> MutexGuard<'_, Link> {
@@ -310,7 +314,12 @@ mod tests {
         let first = counter.hit("api:10.0.0.1", window).await.expect("hit");
         assert_eq!(first.count, 1);
         assert!(first.resets_in <= window && first.resets_in > Duration::from_secs(55));
-        let key = format!("{prefix}rl:api:10.0.0.1");
+        let key = counter.redis_key("api:10.0.0.1");
+        assert!(key.starts_with(&format!("{prefix}rl:")), "{key}");
+        assert!(
+            !key.contains("10.0.0.1"),
+            "the client address is not in the key: {key}"
+        );
         let ttl = pttl(&admin, &key).await;
         assert!((55_000..=60_000).contains(&ttl), "{key} expires: {ttl}");
 
@@ -354,11 +363,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_left_without_expiry_gets_one() {
-        let Some((counter, admin, prefix)) = counter() else {
+        let Some((counter, admin, _)) = counter() else {
             return;
         };
         let mut conn = admin.get_multiplexed_async_connection().await.unwrap();
-        let key = format!("{prefix}rl:stuck");
+        let key = counter.redis_key("stuck");
         let () = redis::cmd("SET")
             .arg(&key)
             .arg(7)

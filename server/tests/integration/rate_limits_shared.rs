@@ -478,12 +478,14 @@ async fn a_node_counts_in_redis_again_once_redis_answers_again() {
     })
     .await;
     let node = Node::of(&app);
-    let mut admin = redis::Client::open(redis_url)
+    let mut admin = redis::Client::open(redis_url.as_str())
         .expect("client")
         .get_multiplexed_async_connection()
         .await
         .expect("connect to TEST_REDIS_URL");
-    let key = format!("{prefix}rl:api:127.0.0.1");
+    let key = splitsave_server::ratelimit::RedisCounter::new(&redis_url, &prefix)
+        .expect("counter")
+        .redis_key("api:127.0.0.1");
     let mut shared_count = async || -> Option<u64> {
         redis::cmd("GET")
             .arg(&key)
