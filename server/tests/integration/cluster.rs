@@ -842,3 +842,55 @@ async fn presence_crosses_nodes_and_a_dead_node_stops_counting_its_users_online(
     ann.client.shutdown().await;
     bob.client.shutdown().await;
 }
+
+// ---- draining --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_draining_node_tells_its_websocket_clients_to_reconnect_elsewhere() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let Some(mut nodes) = nodes(1, &[]).await else {
+        return;
+    };
+    let couple = nodes[0].register_couple().await;
+    // An event stream and a sync connection, both open when SIGTERM comes.
+    let url = format!(
+        "ws://127.0.0.1:{}/api/events?token={}",
+        nodes[0].port, couple.a.token
+    );
+    let (mut events, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("event stream");
+    let (mut sync, _, _) = nodes[0]
+        .fetch_document(&couple.b.token, &couple.document_id)
+        .await;
+    let (took, clean) = nodes[0].terminate();
+    assert!(clean, "exits cleanly");
+    assert!(
+        took < Duration::from_secs(10),
+        "exits within 10 s: {took:?}"
+    );
+    let close = loop {
+        match events.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        close.map(|f| f.code),
+        Some(CloseCode::Restart),
+        "1012: reconnect (through the load balancer, to another node)"
+    );
+    // The sync connection is closed too, without an `error` message: nothing went wrong, the
+    // client just reconnects.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), sync.recv()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => break,
+            other => panic!("expected the sync connection to close, got {other:?}"),
+        }
+    }
+}
