@@ -433,6 +433,25 @@ async fn stored_exactly_once(node: &RealServer, pid: Uuid, names: &[String]) {
     }
 }
 
+/// Waits until `device` has an expense of each of `names`.
+async fn has_every_expense(device: &Device, names: &[String]) {
+    until(device, "every edit reaches the device", |d| {
+        names
+            .iter()
+            .all(|n| d.expenses.iter().any(|e| &e.name == n))
+    })
+    .await;
+}
+
+/// nginx in front of the first two nodes and a couple whose devices reach them through it.
+async fn couple_behind(nodes: &[RealServer]) -> Option<(Nginx, Device, Device)> {
+    let nginx = Nginx::start(&[&nodes[0], &nodes[1]])?;
+    let ann = register(&nginx.url(), "ann", 4000).await;
+    let bob = register(&nginx.url(), "bob", 2000).await;
+    pair(&ann, &bob).await;
+    Some((nginx, ann, bob))
+}
+
 async fn partnership_id(device: &Device) -> Uuid {
     device
         .client
@@ -493,12 +512,7 @@ async fn with_redis_restarted_nothing_is_lost_and_the_fast_fan_out_comes_back_by
     }
     eprintln!("propagation while Redis was down: {slow:?}");
     stored_exactly_once(&nodes[0], partnership_id(&ann).await, &names).await;
-    until(&bob, "Bob has every edit", |d| {
-        names
-            .iter()
-            .all(|n| d.expenses.iter().any(|e| &e.name == n))
-    })
-    .await;
+    has_every_expense(&bob, &names).await;
     ann.client.shutdown().await;
     bob.client.shutdown().await;
 }
@@ -508,12 +522,9 @@ async fn a_node_killed_mid_stream_loses_no_acknowledged_edit() {
     let Some(mut nodes) = nodes(2, &[]).await else {
         return;
     };
-    let Some(nginx) = Nginx::start(&[&nodes[0], &nodes[1]]) else {
+    let Some((_nginx, ann, bob)) = couple_behind(&nodes).await else {
         return;
     };
-    let ann = register(&nginx.url(), "ann", 4000).await;
-    let bob = register(&nginx.url(), "bob", 2000).await;
-    pair(&ann, &bob).await;
     let mut names = Vec::new();
     for i in 0..40 {
         if i == 15 {
@@ -531,12 +542,7 @@ async fn a_node_killed_mid_stream_loses_no_acknowledged_edit() {
         .wait_until_synced(DEADLINE)
         .await
         .expect("Ann's device syncs again through nginx");
-    until(&bob, "Bob has every edit", |d| {
-        names
-            .iter()
-            .all(|n| d.expenses.iter().any(|e| &e.name == n))
-    })
-    .await;
+    has_every_expense(&bob, &names).await;
     stored_exactly_once(&nodes[1], partnership_id(&ann).await, &names).await;
     ann.client.shutdown().await;
     bob.client.shutdown().await;
@@ -547,12 +553,9 @@ async fn a_rolling_restart_under_a_steady_edit_stream_loses_nothing_and_strands_
     let Some(mut nodes) = nodes(2, &[]).await else {
         return;
     };
-    let Some(nginx) = Nginx::start(&[&nodes[0], &nodes[1]]) else {
+    let Some((_nginx, ann, bob)) = couple_behind(&nodes).await else {
         return;
     };
-    let ann = register(&nginx.url(), "ann", 4000).await;
-    let bob = register(&nginx.url(), "bob", 2000).await;
-    pair(&ann, &bob).await;
     // Both partners edit steadily while each node in turn drains and restarts.
     async fn writer(device: &Device, who: &str, count: i64) -> Vec<String> {
         let mut names = Vec::new();
@@ -588,10 +591,7 @@ async fn a_rolling_restart_under_a_steady_edit_stream_loses_nothing_and_strands_
             .wait_until_synced(DEADLINE)
             .await
             .expect("every device syncs again");
-        until(device, "every edit reaches both devices", |d| {
-            all.iter().all(|n| d.expenses.iter().any(|e| &e.name == n))
-        })
-        .await;
+        has_every_expense(device, &all).await;
     }
     stored_exactly_once(&nodes[0], partnership_id(&ann).await, &all).await;
     ann.client.shutdown().await;
