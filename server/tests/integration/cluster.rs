@@ -95,8 +95,17 @@ async fn three_nodes_serve_one_couple_and_every_node_agrees() {
     pair(&ann, &bob).await;
     let token = ann.client.access_token().await.expect("token");
     let rest = &nodes[2];
+    // Bob's web app follows the live events through node 3.
+    let bob_token = bob.client.access_token().await.expect("token");
+    let (mut events, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{}/api/events?token={bob_token}",
+        rest.port
+    ))
+    .await
+    .expect("event stream on node 3");
 
-    // Online: Ann's edit through node 1 reaches Bob's device on node 2.
+    // Online: Ann's edit through node 1 reaches Bob's device on node 2, and his event stream
+    // on node 3.
     ann.client
         .add_expense(expense("Internet", 4_500))
         .expect("add");
@@ -104,6 +113,25 @@ async fn three_nodes_serve_one_couple_and_every_node_agrees() {
         d.expenses.iter().any(|e| e.name == "Internet")
     })
     .await;
+    let added = tokio::time::timeout(DEADLINE, async {
+        use futures::StreamExt;
+        loop {
+            let frame = events.next().await.expect("stream open").expect("frame");
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                let event: Value = serde_json::from_str(&text).expect("json");
+                if event["event"] == "expense:added" {
+                    return event;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the event reaches node 3 within the deadline");
+    assert_eq!(added["data"]["name"], "Internet");
+    assert_eq!(
+        added["by"],
+        json!(ann.client.user_id().expect("ann").to_string())
+    );
     // Bob proposes a goal through node 2; Ann approves it through node 1.
     let Outcome::ApprovalRequested {
         request_id,
