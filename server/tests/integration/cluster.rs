@@ -713,12 +713,19 @@ async fn hammer(
 /// Two partners write through two nodes at once, each a random schedule: every write lands
 /// once, the goal's counter is the exact sum of the contributions acknowledged, every expense
 /// over the threshold waits for approval, the rows equal the document and both nodes answer
-/// alike. Cases: `PROPTEST_CASES` (default 3, each on a new couple).
+/// alike, with compaction and idle eviction running on both nodes meanwhile. Cases:
+/// `PROPTEST_CASES` (default 3, each on a new couple).
 #[test]
 fn one_document_hammered_from_two_nodes_stays_exact() {
     use proptest::test_runner::{Config, TestRunner};
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let Some(nodes) = runtime.block_on(nodes(2, &[])) else {
+    // Compaction every 8 stored changes and eviction after a second idle, so both run on each
+    // node while the other commits: neither may lose what the other node committed meanwhile.
+    let env = [
+        ("SYNC_COMPACT_AFTER", "8"),
+        ("SYNC_IDLE_EVICTION_SECS", "1"),
+    ];
+    let Some(nodes) = runtime.block_on(nodes(2, &env)) else {
         return;
     };
     let cases = std::env::var("PROPTEST_CASES")
