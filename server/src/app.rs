@@ -61,6 +61,46 @@ pub struct AppState {
     /// Set once the process is shutting down ([`AppState::drain`]): `/readyz` answers 503, and
     /// sync connections and event streams close with 1012 so clients reconnect elsewhere.
     pub draining: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The open WebSockets (sync connections, event streams), which a draining node waits for.
+    pub sockets: OpenSockets,
+}
+
+/// Counts the open WebSockets. An upgraded connection is no longer the HTTP server's, whose
+/// graceful shutdown therefore does not wait for it: a draining node waits here until each has
+/// sent its close frame, so clients see 1012 rather than a reset.
+#[derive(Clone, Default)]
+pub struct OpenSockets(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
+
+impl OpenSockets {
+    /// Counts one WebSocket as open until the guard is dropped.
+    pub fn open(&self) -> OpenSocket {
+        self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        OpenSocket(self.clone())
+    }
+
+    /// Returns once no WebSocket is open.
+    pub async fn all_closed(&self) {
+        loop {
+            // Created before the check, so a close in between still wakes it.
+            let closed = self.0 .1.notified();
+            if self.0 .0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
+
+/// One open WebSocket ([`OpenSockets::open`]).
+pub struct OpenSocket(OpenSockets);
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        let counter = &self.0 .0;
+        if counter.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            counter.1.notify_waiters();
+        }
+    }
 }
 
 /// Why the application could not be assembled at start-up.
@@ -135,6 +175,7 @@ impl AppState {
             sync: Registry::new(store.clone(), config.sync.clone()),
             auth_cache: Arc::new(AuthCache::default()),
             draining: Arc::new(tokio::sync::watch::channel(false).0),
+            sockets: OpenSockets::default(),
             tokens: Arc::new(TokenKeys::new(&config)),
             passwords: Arc::new(PasswordHasher::new(&config)?),
             limits: Arc::new(RateLimits::new(&config)),

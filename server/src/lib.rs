@@ -28,14 +28,22 @@ pub async fn serve(state: app::AppState) -> std::io::Result<()> {
     tracing::info!(address = %listener.local_addr()?, env = ?state.config.env, "listening");
     state.start_cluster();
     let drain = state.clone();
+    let sockets = state.sockets.clone();
     let mut drained = state.draining.subscribe();
     let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        // Stop accepting (axum), and close the long-lived connections so that the graceful
-        // shutdown does not wait for them: their clients reconnect to another node.
-        drain.drain();
-    });
+    let server = async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                // Stop accepting (axum), and close the long-lived connections so that the
+                // graceful shutdown does not wait for them: their clients reconnect elsewhere.
+                drain.drain();
+            })
+            .await?;
+        // The WebSockets were upgraded out of the HTTP server: wait for their close frames.
+        sockets.all_closed().await;
+        Ok(())
+    };
     // Whatever still runs `DRAIN_DEADLINE` after the signal is cut off, so a node always exits
     // within its orchestrator's grace period (10 s is common).
     let deadline = async move {

@@ -166,7 +166,10 @@ pub async fn stream(
     Ok(upgrade
         .max_message_size(MAX_INCOMING_BYTES)
         .max_frame_size(MAX_INCOMING_BYTES)
-        .on_upgrade(move |socket| run(state, subscription, events, socket)))
+        .on_upgrade(move |socket| async move {
+            let _open = state.sockets.open();
+            run(state, subscription, events, socket).await;
+        }))
 }
 
 /// Who listens to which partnership, and until when.

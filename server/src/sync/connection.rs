@@ -78,6 +78,7 @@ pub async fn handler(
         .write_buffer_size(0)
         .max_write_buffer_size(limits.max_message_bytes * 4)
         .on_upgrade(move |socket| async move {
+            let _open = state.sockets.open();
             match auth {
                 Ok(session) => run(state, session, socket).await,
                 Err(reason) => refuse(socket, reason).await,
