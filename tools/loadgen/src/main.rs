@@ -49,6 +49,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
+mod compare;
+mod nginx;
+mod redis_probe;
+
 /// Everything that can stop a run.
 #[derive(Debug, thiserror::Error)]
 enum LoadError {
@@ -134,6 +138,37 @@ enum Scenario {
     Cold,
 }
 
+/// How the clients reach the nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Front {
+    /// nginx with more than one node (and with --compare-nodes), direct otherwise.
+    Auto,
+    /// Through nginx: deploy/nginx.conf with one upstream and one listen port per node.
+    Nginx,
+    /// Straight to each node's port.
+    Direct,
+}
+
+/// Which node each client connects to when there are several.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Placement {
+    /// A couple's first partner on node 1, the second on node 2: every edit crosses nodes.
+    Partners,
+    /// Both partners of a couple on one node, the couples spread over the nodes: no edit
+    /// crosses nodes (the common case in production, where nginx balances connections).
+    Couples,
+}
+
+impl Placement {
+    /// The node (index into `nodes`) of partner `user` of `pair`.
+    fn node(self, pair: &Pair, user: usize, nodes: usize) -> usize {
+        match self {
+            Placement::Partners => user % nodes.max(1),
+            Placement::Couples => pair.index % nodes.max(1),
+        }
+    }
+}
+
 /// Load generator for SplitSave's `/sync` (real WebSockets, PostgreSQL, loopback only).
 #[derive(Debug, Parser)]
 #[command(name = "splitsave-loadgen", version)]
@@ -164,9 +199,13 @@ struct Args {
     /// Offered load of the latency scenario, merges per second over all partnerships.
     #[arg(long, default_value_t = 1000)]
     rate: u32,
-    /// Length of the latency scenario, seconds.
-    #[arg(long, default_value_t = 20)]
-    latency_seconds: u64,
+    /// Length of the latency scenario, seconds [default: 20; 30 with --compare-nodes].
+    #[arg(long)]
+    latency_seconds: Option<u64>,
+    /// Unrecorded edits at --rate before the latency scenario measures, seconds (database
+    /// connections opened, documents warm) [default: 0; 3 with --compare-nodes].
+    #[arg(long)]
+    latency_warmup_seconds: Option<u64>,
     /// Extra idle connections (spread over the partnerships' users) for the memory figure.
     #[arg(short = 'k', long, default_value_t = 2000)]
     idle: usize,
@@ -217,6 +256,65 @@ struct Args {
     /// server's memory can be inspected with other tools while the documents are hot.
     #[arg(long, default_value_t = 0)]
     hold_seconds: u64,
+    /// Server processes ("nodes") started on the run's one database, telling each other their
+    /// commits over Redis (--redis-url). By default (--placement partners) each couple's first
+    /// partner connects to node 1 and the second to node 2, so with N >= 2 every propagation the
+    /// latency scenario measures crosses nodes. The memory and cold scenarios use node 1 only.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Redis for the nodes (their REDIS_URL; every run gets a REDIS_PREFIX of its own). Given to
+    /// the nodes with --nodes >= 2 and with --compare-nodes (its single node too, so both
+    /// sessions run the same configuration); a lone node otherwise runs without it. Without it
+    /// several nodes learn of each other's commits by polling (CLUSTER_POLL_MS, 1 s).
+    #[arg(long, env = "TEST_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// How clients reach the nodes: through nginx (deploy/nginx.conf with one upstream and one
+    /// listen port per node, so each client stays on its node), or directly.
+    #[arg(long, value_enum, default_value_t = Front::Auto)]
+    front: Front,
+    /// With several nodes, which node each client goes to.
+    #[arg(long, value_enum, default_value_t = Placement::Partners)]
+    placement: Placement,
+    /// An extra environment variable for every started node, KEY=VALUE (repeatable), e.g.
+    /// PRESENCE_TTL_SECS=3600 to see what the presence heartbeats cost.
+    #[arg(long, value_name = "KEY=VALUE")]
+    node_env: Vec<String>,
+    /// The nginx binary for --front nginx.
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    nginx_bin: PathBuf,
+    /// In one run, measure one node and then two (a fresh database each, the same front): the
+    /// latency scenario at --rate and the throughput scenario, then a table of single-node vs
+    /// cross-node figures and their ratios. Ignores --scenarios and --nodes.
+    #[arg(long)]
+    compare_nodes: bool,
+}
+
+impl Args {
+    fn latency_secs(&self) -> u64 {
+        self.latency_seconds
+            .unwrap_or(if self.compare_nodes { 30 } else { 20 })
+    }
+
+    fn latency_warmup_secs(&self) -> u64 {
+        self.latency_warmup_seconds
+            .unwrap_or(if self.compare_nodes { 3 } else { 0 })
+    }
+
+    /// Whether the clients go through nginx with `nodes` nodes.
+    fn via_nginx(&self, nodes: usize) -> bool {
+        match self.front {
+            Front::Nginx => true,
+            Front::Direct => false,
+            Front::Auto => nodes > 1 || self.compare_nodes,
+        }
+    }
+
+    /// The Redis the nodes get with `nodes` nodes.
+    fn nodes_redis(&self, nodes: usize) -> Option<&str> {
+        (nodes > 1 || self.compare_nodes)
+            .then_some(self.redis_url.as_deref())
+            .flatten()
+    }
 }
 
 /// Amounts in the generated expenses: well under the default approval threshold (100.00), so
@@ -251,27 +349,46 @@ fn main() -> std::process::ExitCode {
 
 // ---- environment: database and server -----------------------------------------------------------
 
-/// The database and server of one run, torn down at the end unless `--keep`.
+/// The database and server(s) of one run, torn down at the end unless `--keep`.
 struct Environment {
+    /// Node 1, directly (readiness, REST).
     http_base: String,
+    /// Node 1 as the clients reach it (through nginx or directly).
     ws_base: String,
+    /// Every node as the clients reach it (which client goes to which: `--placement`).
+    ws_bases: Vec<String>,
     database_url: String,
     keys: TokenKeys,
-    server: Option<Child>,
+    servers: Vec<Child>,
+    /// Node 1's process id (memory figures).
     server_pid: Option<u32>,
+    /// Every node's process id (CPU figures).
+    server_pids: Vec<u32>,
+    nginx: Option<nginx::Nginx>,
+    /// The nodes' REDIS_URL and REDIS_PREFIX, when they have one.
+    redis: Option<(String, String)>,
     /// Database to drop at the end: (admin URL, name).
     created_db: Option<(String, String)>,
     data_dir: Option<PathBuf>,
 }
 
 impl Environment {
-    async fn prepare(args: &Args) -> Result<Self> {
+    /// A fresh database and `nodes` servers on it (or the server at `--url`).
+    async fn prepare(args: &Args, nodes: usize) -> Result<Self> {
         let Some(db) = args.database_url.clone() else {
             return Err(LoadError::Usage(
                 "set --database-url or TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)".into(),
             ));
         };
+        if nodes == 0 {
+            return Err(LoadError::Usage("--nodes must be at least 1".into()));
+        }
         if let Some(url) = &args.url {
+            if nodes > 1 || args.compare_nodes {
+                return Err(LoadError::Usage(
+                    "--url drives one running server: --nodes > 1 and --compare-nodes start their own".into(),
+                ));
+            }
             let base = url.trim_end_matches('/').to_string();
             if !is_loopback(&base) {
                 return Err(LoadError::Usage(format!(
@@ -283,13 +400,18 @@ impl Environment {
             })?;
             // Only the access-token key matters here; the opaque-token key is never used.
             let keys = TokenKeys::from_secrets(secret.as_bytes(), b"unused-by-the-load-generator");
+            let ws = ws_of(&base);
             return Ok(Self {
-                ws_base: ws_of(&base),
+                ws_bases: vec![ws.clone()],
+                ws_base: ws,
                 http_base: base,
                 database_url: db,
                 keys,
-                server: None,
+                servers: Vec::new(),
                 server_pid: args.server_pid,
+                server_pids: args.server_pid.into_iter().collect(),
+                nginx: None,
+                redis: None,
                 created_db: None,
                 data_dir: None,
             });
@@ -308,21 +430,25 @@ impl Environment {
         let mut env = Self {
             http_base: String::new(),
             ws_base: String::new(),
+            ws_bases: Vec::new(),
             database_url,
             keys: TokenKeys::from_secrets(b"placeholder", b"placeholder"),
-            server: None,
+            servers: Vec::new(),
             server_pid: None,
+            server_pids: Vec::new(),
+            nginx: None,
+            redis: None,
             created_db: Some((db, name)),
             data_dir: None,
         };
-        if let Err(err) = env.start_server(args).await {
+        if let Err(err) = env.start_servers(args, nodes).await {
             env.teardown(args.keep).await;
             return Err(err);
         }
         Ok(env)
     }
 
-    async fn start_server(&mut self, args: &Args) -> Result<()> {
+    async fn start_servers(&mut self, args: &Args, nodes: usize) -> Result<()> {
         // Applies the migrations before the server starts, like a deployment's migration job.
         drop(PgStore::connect(&self.database_url).await?);
         let bin = match &args.server_bin {
@@ -337,62 +463,135 @@ impl Environment {
                 bin.display()
             )));
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| LoadError::Server(e.to_string()))?
-            .port();
-        let data_dir =
-            std::env::temp_dir().join(format!("splitsave-loadgen-{}", std::process::id()));
+        let data_dir = std::env::temp_dir().join(format!(
+            "splitsave-loadgen-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         std::fs::create_dir_all(&data_dir).map_err(|e| LoadError::Server(e.to_string()))?;
-        let log = std::fs::File::create(data_dir.join("server.log"))
-            .map_err(|e| LoadError::Server(e.to_string()))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| LoadError::Server(e.to_string()))?;
+        self.data_dir = Some(data_dir.clone());
+        // One pair of secrets for every node: a token issued by one is checked by the others.
         let jwt_secret = hex::encode(rand::random::<[u8; 32]>());
         let refresh_secret = hex::encode(rand::random::<[u8; 32]>());
-        let child = Command::new(&bin)
-            .arg("serve")
-            .env("SPLITSAVE_ENV", "production")
-            .env("RUST_LOG", "warn")
-            .env("PORT", port.to_string())
-            .env("SPLITSAVE_DATA_DIR", &data_dir)
-            .env("DATABASE_URL", &self.database_url)
-            .env("JWT_SECRET", &jwt_secret)
-            .env("JWT_REFRESH_SECRET", &refresh_secret)
-            .env("SYNC_MESSAGES_PER_SECOND", args.sync_rate_limit.to_string())
-            .env(
-                "SYNC_IDLE_EVICTION_SECS",
-                args.idle_eviction_secs.to_string(),
-            )
-            .env(
-                "SYNC_MESSAGE_BURST",
-                args.sync_rate_limit.saturating_mul(2).to_string(),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
-            .spawn()
-            .map_err(|e| LoadError::Server(format!("cannot start {}: {e}", bin.display())))?;
-        self.server_pid = Some(child.id());
-        self.server = Some(child);
-        self.data_dir = Some(data_dir);
         self.keys = TokenKeys::from_secrets(jwt_secret.as_bytes(), refresh_secret.as_bytes());
-        self.http_base = format!("http://127.0.0.1:{port}");
-        self.ws_base = ws_of(&self.http_base);
-        self.wait_ready().await
+        self.redis = args.nodes_redis(nodes).map(|url| {
+            let prefix = format!(
+                "splitsave-loadgen-{}-{:08x}:",
+                std::process::id(),
+                rand::random::<u32>()
+            );
+            (url.to_string(), prefix)
+        });
+        if nodes > 1 && self.redis.is_none() {
+            println!(
+                "warning: {nodes} nodes without Redis (--redis-url / TEST_REDIS_URL): they learn of each other's commits by polling"
+            );
+        }
+        let mut ports = Vec::with_capacity(nodes);
+        for k in 0..nodes {
+            let port = free_port()?;
+            let node_dir = data_dir.join(format!("node{}", k + 1));
+            std::fs::create_dir_all(&node_dir).map_err(|e| LoadError::Server(e.to_string()))?;
+            let log_name = if nodes == 1 {
+                "server.log".to_string()
+            } else {
+                format!("server{}.log", k + 1)
+            };
+            let log = std::fs::File::create(data_dir.join(log_name))
+                .map_err(|e| LoadError::Server(e.to_string()))?;
+            let log_err = log
+                .try_clone()
+                .map_err(|e| LoadError::Server(e.to_string()))?;
+            let mut cmd = Command::new(&bin);
+            cmd.arg("serve")
+                .env("SPLITSAVE_ENV", "production")
+                .env("RUST_LOG", "warn")
+                .env("PORT", port.to_string())
+                .env("SPLITSAVE_DATA_DIR", &node_dir)
+                .env("DATABASE_URL", &self.database_url)
+                .env("JWT_SECRET", &jwt_secret)
+                .env("JWT_REFRESH_SECRET", &refresh_secret)
+                .env("SYNC_MESSAGES_PER_SECOND", args.sync_rate_limit.to_string())
+                .env(
+                    "SYNC_IDLE_EVICTION_SECS",
+                    args.idle_eviction_secs.to_string(),
+                )
+                .env(
+                    "SYNC_MESSAGE_BURST",
+                    args.sync_rate_limit.saturating_mul(2).to_string(),
+                )
+                .env_remove("REDIS_URL")
+                .env_remove("REDIS_PREFIX");
+            if let Some((url, prefix)) = &self.redis {
+                cmd.env("REDIS_URL", url).env("REDIS_PREFIX", prefix);
+            }
+            for kv in &args.node_env {
+                let Some((key, value)) = kv.split_once('=') else {
+                    return Err(LoadError::Usage(format!(
+                        "--node-env {kv:?}: expected KEY=VALUE"
+                    )));
+                };
+                cmd.env(key, value);
+            }
+            if args.via_nginx(nodes) {
+                // nginx's address: its X-Forwarded-For is believed (deploy/nginx.conf).
+                cmd.env("TRUSTED_PROXIES", "127.0.0.1");
+            }
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(log_err))
+                .spawn()
+                .map_err(|e| LoadError::Server(format!("cannot start {}: {e}", bin.display())))?;
+            self.server_pids.push(child.id());
+            self.servers.push(child);
+            ports.push(port);
+        }
+        self.server_pid = self.server_pids.first().copied();
+        self.http_base = format!("http://127.0.0.1:{}", ports[0]);
+        for (k, port) in ports.iter().enumerate() {
+            self.wait_ready(k, &format!("http://127.0.0.1:{port}"))
+                .await?;
+        }
+        let bases: Vec<String> = if args.via_nginx(nodes) {
+            let fronts: Vec<(u16, u16)> = ports
+                .iter()
+                .map(|&p| free_port().map(|f| (f, p)))
+                .collect::<Result<_>>()?;
+            let nginx = nginx::Nginx::start(&args.nginx_bin, &data_dir.join("nginx"), &fronts)
+                .map_err(LoadError::Server)?;
+            self.nginx = Some(nginx);
+            let bases: Vec<String> = fronts
+                .iter()
+                .map(|(f, _)| format!("http://127.0.0.1:{f}"))
+                .collect();
+            // Every node answers through its front.
+            for (k, b) in bases.iter().enumerate() {
+                self.wait_ready(k, b).await?;
+            }
+            bases
+        } else {
+            ports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}"))
+                .collect()
+        };
+        self.ws_bases = bases.iter().map(|b| ws_of(b)).collect();
+        self.ws_base = self.ws_bases[0].clone();
+        Ok(())
     }
 
-    /// Polls `/readyz` until it answers 200, with a deadline.
-    async fn wait_ready(&mut self) -> Result<()> {
+    /// Polls `{base}/readyz` until it answers 200, with a deadline; node `k` must stay up.
+    async fn wait_ready(&mut self, k: usize, base: &str) -> Result<()> {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("{}/readyz", self.http_base);
+        let url = format!("{base}/readyz");
         loop {
-            if let Some(child) = self.server.as_mut() {
+            if let Some(child) = self.servers.get_mut(k) {
                 if let Ok(Some(status)) = child.try_wait() {
                     return Err(LoadError::Server(format!(
-                        "exited with {status} (see its log)"
+                        "node {} exited with {status} (see its log)",
+                        k + 1
                     )));
                 }
             }
@@ -408,8 +607,34 @@ impl Environment {
         }
     }
 
+    /// What the run's clients reach: one line.
+    fn describe(&self) -> String {
+        let nodes = self.server_pids.len().max(1);
+        let front = if self.nginx.is_some() {
+            "through nginx"
+        } else {
+            "directly"
+        };
+        let pids: Vec<String> = self.server_pids.iter().map(u32::to_string).collect();
+        format!(
+            "{nodes} node(s) (pid {}), clients {front}: {}; redis {}",
+            if pids.is_empty() {
+                "unknown".to_string()
+            } else {
+                pids.join(", ")
+            },
+            self.ws_bases.join(", "),
+            self.redis
+                .as_ref()
+                .map_or("none".to_string(), |(_, prefix)| format!("prefix {prefix}"))
+        )
+    }
+
     async fn teardown(&mut self, keep: bool) {
-        if let Some(mut child) = self.server.take() {
+        if let Some(mut nginx) = self.nginx.take() {
+            nginx.stop();
+        }
+        for mut child in self.servers.drain(..) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -418,7 +643,7 @@ impl Environment {
                 println!("kept database {name}");
             }
             if let Some(dir) = &self.data_dir {
-                println!("kept server log {}", dir.join("server.log").display());
+                println!("kept server log(s) and nginx files in {}", dir.display());
             }
             return;
         }
@@ -447,6 +672,14 @@ impl Environment {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
     }
+}
+
+/// A port free on loopback right now.
+fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| LoadError::Server(e.to_string()))
 }
 
 fn is_loopback(base: &str) -> bool {
@@ -499,20 +732,23 @@ fn cpu_secs(pid: Option<u32>) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// CPU seconds of every `postgres` process on the machine (the database is shared, so this
-/// includes anyone else's queries).
+/// CPU seconds of a process's children that ended and were waited for (a PostgreSQL backend
+/// that exited, in its postmaster's figure).
+fn reaped_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let cutime: f64 = fields.get(13)?.parse().ok()?;
+    let cstime: f64 = fields.get(14)?.parse().ok()?;
+    Some((cutime + cstime) / 100.0)
+}
+
+/// CPU seconds of every `postgres` process on the machine, the backends that already exited
+/// included (the database is shared, so this includes anyone else's queries). Without the
+/// exited ones a window in which connections close (a node replacing a failed merge
+/// connection, say) could even come out negative.
 fn postgres_cpu_secs() -> f64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "postgres")
-        })
-        .filter_map(|pid| cpu_secs(Some(pid)))
-        .sum()
+    named_cpu_secs("postgres")
 }
 
 /// Busy and total jiffies of the whole machine.
@@ -529,47 +765,169 @@ fn machine_jiffies() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// CPU use over a scenario: server, generator, and the whole machine.
+/// CPU seconds of every process named `name` on the machine, with their children that ended.
+fn named_cpu_secs(name: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .filter_map(|pid| Some(cpu_secs(Some(pid))? + reaped_cpu_secs(pid).unwrap_or(0.0)))
+        .sum()
+}
+
+/// CPU seconds of a process and its children (nginx: the master and its workers).
+fn tree_cpu_secs(root: u32) -> Option<f64> {
+    let own = cpu_secs(Some(root))?;
+    let dir = std::fs::read_dir("/proc").ok()?;
+    let children: f64 = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rfind(')')
+                    .and_then(|i| stat.get(i + 2..))
+                    .and_then(|rest| rest.split_whitespace().nth(1))
+                    .and_then(|ppid| ppid.parse::<u32>().ok())
+                    == Some(root)
+            })
+        })
+        .filter_map(|pid| cpu_secs(Some(pid)))
+        .sum();
+    Some(own + children)
+}
+
+/// CPU seconds of all the given processes; `None` when any cannot be read (or there is none).
+fn sum_cpu_secs(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| cpu_secs(Some(*p))).sum()
+}
+
+/// CPU used over a measured window, in cores (CPU seconds per wall second).
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuUse {
+    wall: f64,
+    /// Every node together.
+    servers: Option<f64>,
+    generator: Option<f64>,
+    postgres: f64,
+    nginx: Option<f64>,
+    /// Every `redis-server` on the machine.
+    redis: Option<f64>,
+    /// Busy share of all cores (0..1).
+    machine: Option<f64>,
+    /// Cores busy with anything not counted above (other people's builds, the kernel's own
+    /// work): the machine's busy cores minus the processes above.
+    others: Option<f64>,
+}
+
+impl CpuUse {
+    /// Server CPU per merge, milliseconds (all nodes together).
+    fn server_ms_per(&self, merges: u64) -> Option<f64> {
+        (merges > 0).then_some(())?;
+        Some(self.servers? * self.wall / merges as f64 * 1000.0)
+    }
+}
+
+/// CPU use over a scenario: the node(s), generator, PostgreSQL, nginx, Redis and the whole
+/// machine.
 struct CpuMeter {
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
+    nginx_pid: Option<u32>,
+    redis_on: bool,
     server: Option<f64>,
     me: Option<f64>,
     postgres: f64,
+    nginx: Option<f64>,
+    redis: f64,
     machine: Option<(u64, u64)>,
     start: Instant,
 }
 
 impl CpuMeter {
-    fn start(server_pid: Option<u32>) -> Self {
+    fn start(env: &Environment) -> Self {
+        let nginx_pid = env.nginx.as_ref().map(nginx::Nginx::pid);
         Self {
-            server_pid,
-            server: cpu_secs(server_pid).filter(|_| server_pid.is_some()),
+            server_pids: env.server_pids.clone(),
+            nginx_pid,
+            redis_on: env.redis.is_some(),
+            server: sum_cpu_secs(&env.server_pids),
             me: cpu_secs(None),
             postgres: postgres_cpu_secs(),
+            nginx: nginx_pid.and_then(tree_cpu_secs),
+            redis: named_cpu_secs("redis-server"),
             machine: machine_jiffies(),
             start: Instant::now(),
         }
     }
 
-    fn report(&self) -> String {
-        let wall = self.start.elapsed().as_secs_f64();
-        let mut parts = Vec::new();
-        if let (Some(a), Some(b)) = (self.server, cpu_secs(self.server_pid)) {
-            parts.push(format!("server {:.0}%", (b - a) / wall * 100.0));
-        }
-        if let (Some(a), Some(b)) = (self.me, cpu_secs(None)) {
-            parts.push(format!("generator {:.0}%", (b - a) / wall * 100.0));
-        }
-        parts.push(format!(
-            "postgres {:.0}%",
-            (postgres_cpu_secs() - self.postgres) / wall * 100.0
-        ));
-        if let (Some((b0, t0)), Some((b1, t1))) = (self.machine, machine_jiffies()) {
-            let busy = (b1 - b0) as f64 / (t1 - t0).max(1) as f64;
-            parts.push(format!("machine {:.0}% of all cores", busy * 100.0));
-        }
-        format!("CPU (100% = one core): {}", parts.join(", "))
+    fn measure(&self) -> CpuUse {
+        let wall = self.start.elapsed().as_secs_f64().max(1e-9);
+        let rate = |a: Option<f64>, b: Option<f64>| Some((b? - a?) / wall);
+        let redis = (named_cpu_secs("redis-server") - self.redis) / wall;
+        let mut u = CpuUse {
+            wall,
+            servers: rate(self.server, sum_cpu_secs(&self.server_pids)),
+            generator: rate(self.me, cpu_secs(None)),
+            postgres: (postgres_cpu_secs() - self.postgres) / wall,
+            nginx: rate(self.nginx, self.nginx_pid.and_then(tree_cpu_secs)),
+            redis: self.redis_on.then_some(redis),
+            machine: match (self.machine, machine_jiffies()) {
+                (Some((b0, t0)), Some((b1, t1))) => {
+                    Some((b1 - b0) as f64 / (t1 - t0).max(1) as f64)
+                }
+                _ => None,
+            },
+            others: None,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        u.others = u.machine.map(|m| {
+            let known = u.servers.unwrap_or(0.0)
+                + u.generator.unwrap_or(0.0)
+                + u.postgres
+                + u.nginx.unwrap_or(0.0)
+                + redis;
+            (m * cores - known).max(0.0)
+        });
+        u
     }
+
+    fn report(&self) -> String {
+        cpu_line(&self.measure(), self.server_pids.len())
+    }
+}
+
+fn cpu_line(u: &CpuUse, nodes: usize) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = u.servers {
+        if nodes > 1 {
+            parts.push(format!("servers ({nodes} nodes) {:.0}%", s * 100.0));
+        } else {
+            parts.push(format!("server {:.0}%", s * 100.0));
+        }
+    }
+    if let Some(g) = u.generator {
+        parts.push(format!("generator {:.0}%", g * 100.0));
+    }
+    parts.push(format!("postgres {:.0}%", u.postgres * 100.0));
+    if let Some(n) = u.nginx {
+        parts.push(format!("nginx {:.0}%", n * 100.0));
+    }
+    if let Some(r) = u.redis {
+        parts.push(format!("redis {:.0}%", r * 100.0));
+    }
+    if let Some(m) = u.machine {
+        parts.push(format!("machine {:.0}% of all cores", m * 100.0));
+    }
+    if let Some(o) = u.others {
+        parts.push(format!("everything else {:.0}%", o * 100.0));
+    }
+    format!("CPU (100% = one core): {}", parts.join(", "))
 }
 
 // ---- setup through the store --------------------------------------------------------------------
@@ -577,6 +935,8 @@ impl CpuMeter {
 /// One partnership of the run and its two users' access tokens.
 #[derive(Clone)]
 struct Pair {
+    /// Its number among the partnerships of its kind.
+    index: usize,
     pid: PartnershipId,
     users: [UserId; 2],
     tokens: [String; 2],
@@ -712,6 +1072,7 @@ impl Setup {
             tokens.push(issued.token);
         }
         Ok(Pair {
+            index: i,
             pid: PartnershipId(id),
             users: [UserId(users[0].id), UserId(users[1].id)],
             tokens: [tokens[0].clone(), tokens[1].clone()],
@@ -1013,6 +1374,12 @@ struct Stats {
     acks_total: AtomicU64,
     ack_rtt_us: Mutex<Vec<u64>>,
     propagation_us: Mutex<Vec<u64>>,
+    /// (document, scheduled, partner has it) of every delivered edit while `timeline` is set.
+    deliveries: Mutex<Vec<(PartnershipId, Instant, Instant)>>,
+    /// (document, scheduled, the author saw it acknowledged) of offered edits while `timeline`
+    /// is set.
+    ack_times: Mutex<Vec<(PartnershipId, Instant, Instant)>>,
+    timeline: std::sync::atomic::AtomicBool,
     delivered: AtomicU64,
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
@@ -1057,6 +1424,8 @@ async fn drive_inner(
     let mut outstanding: Option<(ChangeHash, Instant)> = None;
     let mut flood_until: Option<Instant> = None;
     let mut finish: Option<oneshot::Sender<(usize, bool)>> = None;
+    // Offered edits whose acknowledgement is timed (while `stats.timeline` is set).
+    let mut awaiting_ack: Vec<(ChangeHash, Instant)> = Vec::new();
     loop {
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -1064,6 +1433,9 @@ async fn drive_inner(
                 Some(Cmd::Edit { scheduled }) => {
                     let hash = client.edit()?;
                     pair.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, scheduled);
+                    if stats.timeline.load(Ordering::Relaxed) {
+                        awaiting_ack.push((hash, scheduled));
+                    }
                     client.flush().await?;
                 }
                 Some(Cmd::Flood { until }) => {
@@ -1087,6 +1459,17 @@ async fn drive_inner(
                 let before = client.doc.get_heads();
                 let Some(server_heads) = client.apply(msg)? else { continue };
                 record_arrivals(client, &before, pair, stats);
+                if !awaiting_ack.is_empty() {
+                    let now = Instant::now();
+                    awaiting_ack.retain(|(hash, scheduled)| {
+                        if !client.server_has(&server_heads, hash) {
+                            return true;
+                        }
+                        stats.ack_times.lock().unwrap_or_else(|e| e.into_inner())
+                            .push((pair.pid, *scheduled, now));
+                        false
+                    });
+                }
                 if let Some((hash, made)) = outstanding {
                     if client.server_has(&server_heads, &hash) {
                         let now = Instant::now();
@@ -1135,6 +1518,13 @@ fn record_arrivals(client: &Client, before: &[ChangeHash], pair: &PairState, sta
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(now.duration_since(scheduled).as_micros() as u64);
+            if stats.timeline.load(Ordering::Relaxed) {
+                stats
+                    .deliveries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((pair.pid, scheduled, now));
+            }
         }
     }
 }
@@ -1156,14 +1546,17 @@ async fn open(ws_base: &str, pair: &Pair, user: usize) -> Result<Client> {
     Ok(c)
 }
 
-/// Opens many clients concurrently; fails on the first error.
+/// Opens many clients concurrently; fails on the first error. Each goes to the node of
+/// `ws_bases` that `placement` gives it.
 async fn open_many(
-    ws_base: &str,
+    ws_bases: &[String],
+    placement: Placement,
     targets: Vec<(Pair, usize)>,
     concurrency: usize,
 ) -> Result<Vec<(Pair, usize, Client)>> {
     let results: Vec<Result<(Pair, usize, Client)>> = stream::iter(targets)
         .map(|(pair, user)| async move {
+            let ws_base = &ws_bases[placement.node(&pair, user, ws_bases.len())];
             let c = open(ws_base, &pair, user).await?;
             Ok((pair, user, c))
         })
@@ -1176,6 +1569,7 @@ async fn open_many(
 // ---- figures ----------------------------------------------------------------------------------
 
 /// Percentiles of a sample in microseconds.
+#[derive(Clone, Copy, Debug)]
 struct Percentiles {
     n: usize,
     p50: f64,
@@ -1185,7 +1579,12 @@ struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut v: Vec<u64>) -> Option<Self> {
+    fn of(v: Vec<u64>) -> Option<Self> {
+        Self::of_signed(v.into_iter().map(|x| x as i64).collect())
+    }
+
+    /// Of a sample that may hold negative values (a difference of two clocks' events).
+    fn of_signed(mut v: Vec<i64>) -> Option<Self> {
         if v.is_empty() {
             return None;
         }
@@ -1238,8 +1637,13 @@ fn row(figure: &str, measured: String, target: &str, pass: Option<bool>) -> Row 
 // ---- the run ----------------------------------------------------------------------------------
 
 async fn run(args: Args) -> Result<()> {
+    let scenarios: Vec<Scenario> = if args.compare_nodes {
+        vec![Scenario::Latency, Scenario::Throughput]
+    } else {
+        args.scenarios.clone()
+    };
     if args.partnerships == 0
-        && args.scenarios.iter().any(|s| {
+        && scenarios.iter().any(|s| {
             matches!(
                 s,
                 Scenario::Throughput | Scenario::Latency | Scenario::Memory
@@ -1248,20 +1652,68 @@ async fn run(args: Args) -> Result<()> {
     {
         return Err(LoadError::Usage("--partnerships must be at least 1".into()));
     }
+    if args.compare_nodes && args.redis_url.is_none() {
+        return Err(LoadError::Usage(
+            "--compare-nodes needs --redis-url or TEST_REDIS_URL (the nodes' REDIS_URL)".into(),
+        ));
+    }
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     println!("command: {command_line}");
-    let mut env = Environment::prepare(&args).await?;
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    if !args.compare_nodes {
+        let session = session(&args, args.nodes, &scenarios, deadline).await?;
+        print_summary(&command_line, &args, &session);
+        return Ok(());
+    }
+    let mut sessions = Vec::with_capacity(2);
+    for nodes in [1, 2] {
+        println!();
+        println!("=== session {}: {nodes} node(s) ===", sessions.len() + 1);
+        let session = session(&args, nodes, &scenarios, deadline).await?;
+        print_summary(&command_line, &args, &session);
+        sessions.push(session);
+    }
+    compare::print(&command_line, &args, &sessions[0], &sessions[1]);
+    Ok(())
+}
+
+/// One environment (fresh database, `nodes` nodes), the scenarios, and the teardown.
+async fn session(
+    args: &Args,
+    nodes: usize,
+    scenarios: &[Scenario],
+    deadline: Instant,
+) -> Result<compare::Session> {
+    println!("machine: load average {}", load_average());
+    let mut env = Environment::prepare(args, nodes).await?;
     let result = tokio::select! {
-        r = run_scenarios(&args, &env) => r,
-        _ = tokio::time::sleep(Duration::from_secs(args.max_seconds)) => {
+        r = run_scenarios(args, &env, scenarios) => r,
+        _ = tokio::time::sleep_until(deadline.into()) => {
             Err(LoadError::Timeout("the whole run (--max-seconds)"))
         }
         _ = tokio::signal::ctrl_c() => Err(LoadError::Usage("interrupted".into())),
     };
     env.teardown(args.keep).await;
-    let rows = result?;
-    print_summary(&command_line, &args, &rows);
-    Ok(())
+    let (rows, latency, throughput) = result?;
+    Ok(compare::Session {
+        nodes: env.server_pids.len().max(1),
+        front: if args.via_nginx(nodes) && args.url.is_none() {
+            "nginx"
+        } else {
+            "direct"
+        },
+        rows,
+        latency,
+        throughput,
+    })
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Asks PostgreSQL to write out what the setup just wrote (tens of MiB of WAL: the cold and
@@ -1284,14 +1736,33 @@ async fn checkpoint(database_url: &str) {
     }
 }
 
-async fn run_scenarios(args: &Args, env: &Environment) -> Result<Vec<Row>> {
+type Figures = (
+    Vec<Row>,
+    Option<compare::LatencyFigures>,
+    Option<compare::ThroughputFigures>,
+);
+
+async fn run_scenarios(args: &Args, env: &Environment, scenarios: &[Scenario]) -> Result<Figures> {
     let t0 = Instant::now();
     println!(
-        "server {} (pid {}), database {}",
-        env.http_base,
-        env.server_pid.map_or("unknown".into(), |p| p.to_string()),
+        "server {}, database {}",
+        env.describe(),
         env.database_url.rsplit('/').next().unwrap_or("")
     );
+    // The generator's own ear on the nodes' cluster channel (where the time goes).
+    let notices = Arc::new(redis_probe::Notices::default());
+    let redis_addr = match &env.redis {
+        Some((url, _)) => Some(redis_probe::RedisAddr::parse(url).map_err(LoadError::Usage)?),
+        None => None,
+    };
+    let listener = match (&redis_addr, &env.redis) {
+        (Some(addr), Some((_, prefix))) => Some(tokio::spawn(redis_probe::subscribe(
+            addr.clone(),
+            format!("{prefix}cluster"),
+            notices.clone(),
+        ))),
+        _ => None,
+    };
     let store: Arc<dyn Store> = Arc::new(PgStore::connect(&env.database_url).await?);
     let password_hash = {
         use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
@@ -1307,7 +1778,7 @@ async fn run_scenarios(args: &Args, env: &Environment) -> Result<Vec<Row>> {
         password_hash,
         run_tag: format!("{:08x}", rand::random::<u32>()),
     });
-    let wants = |s: Scenario| args.scenarios.contains(&s);
+    let wants = |s: Scenario| scenarios.contains(&s);
     let n = if wants(Scenario::Throughput) || wants(Scenario::Latency) || wants(Scenario::Memory) {
         args.partnerships
     } else {
@@ -1354,7 +1825,7 @@ async fn run_scenarios(args: &Args, env: &Environment) -> Result<Vec<Row>> {
         .iter()
         .flat_map(|p| [(p.clone(), 0), (p.clone(), 1)])
         .collect();
-    let opened = open_many(&env.ws_base, targets, args.concurrency).await?;
+    let opened = open_many(&env.ws_bases, args.placement, targets, args.concurrency).await?;
     println!(
         "connected {} clients in {:.1} s (server RSS {} -> {} KiB)",
         opened.len(),
@@ -1381,13 +1852,31 @@ async fn run_scenarios(args: &Args, env: &Environment) -> Result<Vec<Row>> {
     }
 
     let mut rows = Vec::new();
-    for scenario in &args.scenarios {
+    let mut latency_figures = None;
+    let mut throughput_figures = None;
+    for scenario in scenarios {
         match scenario {
             Scenario::Memory => rows.extend(memory(args, env, &*store, &pairs, &hot).await?),
             Scenario::Cold => rows.extend(cold_open(args, env, &*store, &cold).await?),
-            Scenario::Latency => rows.extend(latency(args, env, &pairs, &drivers, &stats).await?),
-            Scenario::Throughput => rows.extend(throughput(args, env, &drivers, &stats).await?),
+            Scenario::Latency => {
+                let probes = Probes {
+                    store: store.clone(),
+                    redis: redis_addr.clone(),
+                    notices: listener.is_some().then(|| notices.clone()),
+                };
+                let (r, f) = latency(args, env, &pairs, &drivers, &stats, &probes).await?;
+                rows.extend(r);
+                latency_figures = Some(f);
+            }
+            Scenario::Throughput => {
+                let (r, f) = throughput(args, env, &drivers, &stats).await?;
+                rows.extend(r);
+                throughput_figures = Some(f);
+            }
         }
+    }
+    if let Some(task) = listener {
+        task.abort();
     }
     if stats.errors.load(Ordering::Relaxed) > 0 {
         let first = stats
@@ -1415,7 +1904,7 @@ async fn run_scenarios(args: &Args, env: &Environment) -> Result<Vec<Row>> {
         rows.extend(durability(&env.database_url, &*store, confirmed, args.concurrency).await?);
     }
     println!("total run time {:.1} s", t0.elapsed().as_secs_f64());
-    Ok(rows)
+    Ok((rows, latency_figures, throughput_figures))
 }
 
 /// Every confirmed edit (acknowledged to its author or received by the partner) must be in the
@@ -1502,12 +1991,34 @@ fn fmt_opt(v: Option<u64>) -> String {
     v.map_or("?".into(), |v| v.to_string())
 }
 
+/// PostgreSQL's committed and rolled-back transactions in the run's database so far (the
+/// statistics lag by up to a second or so; a stale merge commit on a node that missed another
+/// node's commit is a rollback).
+async fn pg_xacts(database_url: &str) -> Option<(i64, i64)> {
+    let read = async {
+        let mut conn = sqlx::PgConnection::connect(database_url).await?;
+        let row: (i64, i64) = sqlx::query_as(
+            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        conn.close().await?;
+        Ok::<_, sqlx::Error>(row)
+    };
+    read.await.ok()
+}
+
+fn xacts_delta(before: Option<(i64, i64)>, after: Option<(i64, i64)>) -> Option<(i64, i64)> {
+    let (b, a) = (before?, after?);
+    Some((a.0 - b.0, a.1 - b.1))
+}
+
 async fn throughput(
     args: &Args,
     env: &Environment,
     drivers: &HashMap<(PartnershipId, usize), Driver>,
     stats: &Arc<Stats>,
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, compare::ThroughputFigures)> {
     println!(
         "throughput: {} clients edit as fast as acknowledgements return, {} s",
         drivers.len(),
@@ -1519,7 +2030,8 @@ async fn throughput(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clear();
-    let cpu = CpuMeter::start(env.server_pid);
+    let xacts_before = pg_xacts(&env.database_url).await;
+    let cpu = CpuMeter::start(env);
     let start = Instant::now();
     let until = start + Duration::from_secs(args.seconds);
     for d in drivers.values() {
@@ -1527,7 +2039,7 @@ async fn throughput(
     }
     tokio::time::sleep_until(until.into()).await;
     let acks = stats.acks_in_window.load(Ordering::Relaxed);
-    let cpu_report = cpu.report();
+    let cpu_use = cpu.measure();
     let rate = acks as f64 / args.seconds as f64;
     let rtt = Percentiles::of(std::mem::take(
         &mut *stats.ack_rtt_us.lock().unwrap_or_else(|e| e.into_inner()),
@@ -1539,7 +2051,11 @@ async fn throughput(
     if let Some(r) = &rtt {
         println!("  edit -> acknowledgement: {r}");
     }
-    println!("  {cpu_report}");
+    println!("  {}", cpu_line(&cpu_use, env.server_pids.len()));
+    let per_merge = cpu_use.server_ms_per(acks);
+    if let Some(ms) = per_merge {
+        println!("  server CPU per durable merge (all nodes): {ms:.3} ms");
+    }
     // Let the last edits in flight land before the next scenario.
     let drain = Instant::now() + DRAIN_TIMEOUT;
     let mut last = stats.acks_total.load(Ordering::Relaxed);
@@ -1551,51 +2067,73 @@ async fn throughput(
         }
         last = now;
     }
-    Ok(vec![
-        row(
-            &format!("durable merges/s ({} clients)", drivers.len()),
-            format!("{rate:.0}"),
-            ">= 5,000",
-            Some(rate >= 5000.0),
-        ),
-        row(
-            "  edit -> ack under that load",
-            rtt.map_or("-".into(), |r| {
-                format!("p50 {:.1} ms, p99 {:.1} ms", r.p50, r.p99)
-            }),
-            "",
-            None,
-        ),
-    ])
+    let xacts = xacts_delta(xacts_before, pg_xacts(&env.database_url).await);
+    if let Some((commits, rollbacks)) = xacts {
+        println!(
+            "  PostgreSQL transactions in the run's database over the flood: {commits} committed, {rollbacks} rolled back"
+        );
+    }
+    let figures = compare::ThroughputFigures {
+        rate,
+        rtt,
+        cpu: cpu_use,
+        server_ms_per_merge: per_merge,
+        xacts,
+    };
+    Ok((
+        vec![
+            row(
+                &format!("durable merges/s ({} clients)", drivers.len()),
+                format!("{rate:.0}"),
+                ">= 5,000",
+                Some(rate >= 5000.0),
+            ),
+            row(
+                "  edit -> ack under that load",
+                rtt.map_or("-".into(), |r| {
+                    format!("p50 {:.1} ms, p99 {:.1} ms", r.p50, r.p99)
+                }),
+                "",
+                None,
+            ),
+            row(
+                "  server CPU per merge (all nodes)",
+                per_merge.map_or("-".into(), |ms| format!("{ms:.3} ms")),
+                "",
+                None,
+            ),
+        ],
+        figures,
+    ))
 }
 
-async fn latency(
-    args: &Args,
-    env: &Environment,
+/// What the latency scenario measures besides the clients: the generator's own Redis
+/// subscription and probes of Redis and PostgreSQL under the same load.
+struct Probes {
+    store: Arc<dyn Store>,
+    redis: Option<redis_probe::RedisAddr>,
+    notices: Option<Arc<redis_probe::Notices>>,
+}
+
+/// Offers `rate` edits per second for `seconds`, partners alternating, edit `first` onwards;
+/// returns (offered, not offered because a client's queue was full, how late the generator
+/// was for each edit in microseconds: its own scheduling lag).
+async fn offer(
+    rate: u32,
+    seconds: u64,
+    first: u64,
     pairs: &[Pair],
     drivers: &HashMap<(PartnershipId, usize), Driver>,
-    stats: &Arc<Stats>,
-) -> Result<Vec<Row>> {
-    let rate = args.rate.max(1);
-    println!(
-        "latency: {rate} merges/s offered over {} partnerships for {} s (tokio interval; time from the scheduled edit to the partner having it)",
-        pairs.len(),
-        args.latency_seconds
-    );
-    stats
-        .propagation_us
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
-    stats.delivered.store(0, Ordering::Relaxed);
-    let cpu = CpuMeter::start(env.server_pid);
+) -> (u64, u64, Vec<u64>) {
     let period = Duration::from_secs_f64(1.0 / f64::from(rate));
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let total = u64::from(rate) * args.latency_seconds;
+    let total = u64::from(rate) * seconds;
     let mut skipped = 0u64;
-    for i in 0..total {
+    let mut lag = Vec::with_capacity(total as usize);
+    for i in first..first + total {
         let scheduled = interval.tick().await.into_std();
+        lag.push(scheduled.elapsed().as_micros() as u64);
         let idx = (i as usize) % pairs.len();
         let side = ((i as usize) / pairs.len()) % 2;
         let Some(d) = drivers.get(&(pairs[idx].pid, side)) else {
@@ -1605,13 +2143,304 @@ async fn latency(
             skipped += 1;
         }
     }
-    let sent_at = Instant::now();
-    let expected = total - skipped;
-    let deadline = sent_at + DRAIN_TIMEOUT;
+    (total, skipped, lag)
+}
+
+/// Waits until `expected` edits were delivered (or [`DRAIN_TIMEOUT`] passed).
+async fn await_delivered(stats: &Stats, expected: u64) {
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
     while stats.delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let cpu_report = cpu.report();
+}
+
+/// Times `PING` on its own connection every `every` until `stop`; microseconds.
+async fn ping_probe(
+    addr: redis_probe::RedisAddr,
+    every: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<u64> {
+    let mut out = Vec::new();
+    let Ok(mut pinger) = redis_probe::Pinger::connect(&addr).await else {
+        return out;
+    };
+    let mut tick = tokio::time::interval(every);
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        match pinger.ping().await {
+            Ok(d) => out.push(d.as_micros() as u64),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Every `every` until `stop`, times the read a node makes to catch up with another node's
+/// commit (`Store::document_tail` after the document's second-to-last stored change, so it
+/// reads one change, as a catch-up after one merge does) on the next of `pids`; microseconds.
+async fn catch_up_probe(
+    store: Arc<dyn Store>,
+    pids: Vec<Uuid>,
+    every: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut tick = tokio::time::interval(every);
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) && !pids.is_empty() {
+        tick.tick().await;
+        let pid = pids[i % pids.len()];
+        i += 1;
+        let Ok(stored) = store.stored_document(pid).await else {
+            continue;
+        };
+        let (Some((snapshot_id, _)), Some(last)) = (stored.snapshot, stored.changes.last()) else {
+            continue;
+        };
+        let start = Instant::now();
+        if store
+            .document_tail(pid, snapshot_id, last.id - 1)
+            .await
+            .is_ok()
+        {
+            out.push(start.elapsed().as_micros() as u64);
+        }
+    }
+    out
+}
+
+/// Bursts of presence notices: every live document repeats its local users' presence every
+/// PRESENCE_TTL_SECS / 4 (5 s by default), all at once. Clusters of at least 10 notices less
+/// than 200 ms apart: (first heard, last heard, notices).
+fn presence_bursts(mut at: Vec<Instant>) -> Vec<(Instant, Instant, usize)> {
+    at.sort();
+    let gap = Duration::from_millis(200);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < at.len() {
+        let mut j = i;
+        while j + 1 < at.len() && at[j + 1].duration_since(at[j]) < gap {
+            j += 1;
+        }
+        if j + 1 - i >= 10 {
+            out.push((at[i], at[j], j + 1 - i));
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// Propagation of the edits scheduled during a presence burst (from 100 ms before its first
+/// notice was heard until 50 ms after its last) and of the others.
+fn burst_figures(
+    bursts: Vec<(Instant, Instant, usize)>,
+    deliveries: &[(PartnershipId, Instant, Instant)],
+    phase: Duration,
+) -> compare::BurstFigures {
+    let windows: Vec<(Instant, Instant)> = bursts
+        .iter()
+        .map(|(first, last, _)| {
+            (
+                first
+                    .checked_sub(Duration::from_millis(100))
+                    .unwrap_or(*first),
+                *last + Duration::from_millis(50),
+            )
+        })
+        .collect();
+    let (mut during, mut outside) = (Vec::new(), Vec::new());
+    for (_, scheduled, delivered) in deliveries {
+        let us = delivered.duration_since(*scheduled).as_micros() as u64;
+        if windows
+            .iter()
+            .any(|(a, b)| scheduled >= a && scheduled <= b)
+        {
+            during.push(us);
+        } else {
+            outside.push(us);
+        }
+    }
+    let count = bursts.len();
+    let covered: f64 = windows
+        .iter()
+        .map(|(a, b)| b.duration_since(*a).as_secs_f64())
+        .sum();
+    compare::BurstFigures {
+        count,
+        mean_notices: bursts.iter().map(|b| b.2 as f64).sum::<f64>() / count.max(1) as f64,
+        mean_ms: bursts
+            .iter()
+            .map(|(a, b, _)| b.duration_since(*a).as_secs_f64() * 1000.0)
+            .sum::<f64>()
+            / count.max(1) as f64,
+        share: covered / phase.as_secs_f64().max(1e-9),
+        during: Percentiles::of(during),
+        outside: Percentiles::of(outside),
+    }
+}
+
+/// Each delivered edit's propagation cut where the generator saw the author's
+/// acknowledgement and heard the committing node's notice on Redis, in microseconds.
+#[derive(Default)]
+struct NoticeSplit {
+    /// Scheduled -> notice heard.
+    to_notice: Vec<i64>,
+    /// Author acknowledged -> notice heard (the publisher's queue and Redis).
+    ack_to_notice: Vec<i64>,
+    /// Notice heard -> partner has it (negative: the partner had it first).
+    after_notice: Vec<i64>,
+    /// Documents matched, of those with deliveries.
+    matched: usize,
+    docs: usize,
+}
+
+fn signed_us(from: Instant, to: Instant) -> i64 {
+    if to >= from {
+        to.duration_since(from).as_micros() as i64
+    } else {
+        -(from.duration_since(to).as_micros() as i64)
+    }
+}
+
+/// Matches each document's delivered edits with the commit notices heard for it: a document is
+/// matched when it has as many notices as delivered edits, each notice no earlier than its
+/// edit (one commit per edit, in order); the others are left out.
+fn split_at_notices(
+    deliveries: &[(PartnershipId, Instant, Instant)],
+    mut notices: HashMap<Uuid, Vec<Instant>>,
+    acked: &HashMap<(PartnershipId, Instant), Instant>,
+) -> NoticeSplit {
+    let mut by_pid: HashMap<Uuid, Vec<(Instant, Instant)>> = HashMap::new();
+    for (pid, scheduled, delivered) in deliveries {
+        by_pid
+            .entry(pid.0)
+            .or_default()
+            .push((*scheduled, *delivered));
+    }
+    let mut out = NoticeSplit {
+        docs: by_pid.len(),
+        ..NoticeSplit::default()
+    };
+    for (pid, mut edits) in by_pid {
+        let Some(mut heard) = notices.remove(&pid) else {
+            continue;
+        };
+        if heard.len() != edits.len() {
+            continue;
+        }
+        edits.sort();
+        heard.sort();
+        if edits.iter().zip(&heard).any(|((s, _), n)| n < s) {
+            continue;
+        }
+        out.matched += 1;
+        for ((scheduled, delivered), notice) in edits.iter().zip(&heard) {
+            out.to_notice.push(signed_us(*scheduled, *notice));
+            out.after_notice.push(signed_us(*notice, *delivered));
+            if let Some(ack) = acked.get(&(PartnershipId(pid), *scheduled)) {
+                out.ack_to_notice.push(signed_us(*ack, *notice));
+            }
+        }
+    }
+    out
+}
+
+async fn latency(
+    args: &Args,
+    env: &Environment,
+    pairs: &[Pair],
+    drivers: &HashMap<(PartnershipId, usize), Driver>,
+    stats: &Arc<Stats>,
+    probes: &Probes,
+) -> Result<(Vec<Row>, compare::LatencyFigures)> {
+    let rate = args.rate.max(1);
+    let seconds = args.latency_secs();
+    let warmup = args.latency_warmup_secs();
+    let nodes = env.server_pids.len().max(1);
+    println!(
+        "latency: {rate} merges/s offered over {} partnerships for {seconds} s (tokio interval; time from the scheduled edit to the partner having it){}",
+        pairs.len(),
+        match (nodes > 1, args.placement) {
+            (false, _) => String::new(),
+            (true, Placement::Partners) => format!("; partners on different nodes ({nodes})"),
+            (true, Placement::Couples) => {
+                format!("; each couple on one node, couples spread over {nodes}")
+            }
+        }
+    );
+    let mut first = 0;
+    if warmup > 0 {
+        stats.delivered.store(0, Ordering::Relaxed);
+        let (total, skipped, _) = offer(rate, warmup, 0, pairs, drivers).await;
+        await_delivered(stats, total - skipped).await;
+        // Notices of the warm-up's last commits must not land in the measured window.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        println!(
+            "  warm-up: {warmup} s at the same rate, {} of {total} delivered (not recorded)",
+            stats.delivered.load(Ordering::Relaxed)
+        );
+        first = total;
+    }
+    stats
+        .propagation_us
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    stats
+        .deliveries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    stats
+        .ack_times
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    stats.delivered.store(0, Ordering::Relaxed);
+    stats.timeline.store(true, Ordering::Relaxed);
+    if let Some(n) = &probes.notices {
+        n.arm();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let every = Duration::from_millis(50);
+    let pinger = probes
+        .redis
+        .clone()
+        .map(|addr| tokio::spawn(ping_probe(addr, every, stop.clone())));
+    // Both probes run whenever the nodes have Redis, so a one-node and a two-node session
+    // carry the same extra load.
+    let reader = probes.redis.is_some().then(|| {
+        tokio::spawn(catch_up_probe(
+            probes.store.clone(),
+            pairs.iter().map(|p| p.pid.0).collect(),
+            every,
+            stop.clone(),
+        ))
+    });
+    let xacts_before = pg_xacts(&env.database_url).await;
+    let cpu = CpuMeter::start(env);
+    let phase = Instant::now();
+    let (total, skipped, lag) = offer(rate, seconds, first, pairs, drivers).await;
+    let phase = phase.elapsed();
+    let generator_lag = Percentiles::of(lag);
+    let expected = total - skipped;
+    await_delivered(stats, expected).await;
+    let cpu_use = cpu.measure();
+    stop.store(true, Ordering::Relaxed);
+    stats.timeline.store(false, Ordering::Relaxed);
+    let heard = probes
+        .notices
+        .as_ref()
+        .map(|n| (n.subscribed(), n.heard(), n.disarm()));
+    let xacts = xacts_delta(xacts_before, pg_xacts(&env.database_url).await);
+    let ping = match pinger {
+        Some(task) => Percentiles::of(task.await.unwrap_or_default()),
+        None => None,
+    };
+    let catch_up_read = match reader {
+        Some(task) => Percentiles::of(task.await.unwrap_or_default()),
+        None => None,
+    };
     let delivered = stats.delivered.load(Ordering::Relaxed);
     let p = Percentiles::of(std::mem::take(
         &mut *stats
@@ -1619,15 +2448,90 @@ async fn latency(
             .lock()
             .unwrap_or_else(|e| e.into_inner()),
     ));
+    let deliveries =
+        std::mem::take(&mut *stats.deliveries.lock().unwrap_or_else(|e| e.into_inner()));
+    let acked: HashMap<(PartnershipId, Instant), Instant> =
+        std::mem::take(&mut *stats.ack_times.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .map(|(pid, scheduled, at)| ((pid, scheduled), at))
+            .collect();
+    let to_ack = Percentiles::of(
+        deliveries
+            .iter()
+            .filter_map(|(pid, s, _)| acked.get(&(*pid, *s)).map(|a| a.duration_since(*s)))
+            .map(|d| d.as_micros() as u64)
+            .collect(),
+    );
     println!("  delivered {delivered}/{expected} (lost {}, not offered because a client queue was full: {skipped})", expected.saturating_sub(delivered));
     if let Some(p) = &p {
         println!("  A edits -> B has it: {p}");
     }
-    println!("  {cpu_report}");
+    if let Some(a) = &to_ack {
+        println!("  A edits -> A has the acknowledgement (the merge committed on A's node): {a}");
+    }
+    println!("  {}", cpu_line(&cpu_use, nodes));
+    let per_merge = cpu_use.server_ms_per(delivered);
+    if let Some(ms) = per_merge {
+        println!("  server CPU per delivered merge (all nodes): {ms:.3} ms");
+    }
+    if let Some((commits, rollbacks)) = xacts {
+        println!(
+            "  PostgreSQL transactions in the run's database: {commits} committed, {rollbacks} rolled back"
+        );
+    }
+    if let Some(l) = &generator_lag {
+        println!("  generator's own lateness at each scheduled edit (its event loop on the shared cores): {l}");
+    }
+    let mut split = None;
+    let mut bursts = None;
+    if let Some((subscribed, count, (notices, presence))) = heard {
+        let b = burst_figures(presence_bursts(presence), &deliveries, phase);
+        if b.count == 0 {
+            println!("  presence heartbeat bursts heard on Redis: none");
+        } else {
+            println!(
+            "  presence heartbeat bursts heard on Redis: {} of {:.0} notices on average, {:.0} ms long; {:.1}% of the time",
+            b.count,
+            b.mean_notices,
+            b.mean_ms,
+            b.share * 100.0
+        );
+        }
+        if let Some(d) = &b.during {
+            println!("    edits scheduled during a burst: {d}");
+        }
+        if let Some(o) = &b.outside {
+            println!("    edits scheduled outside the bursts: {o}");
+        }
+        bursts = Some(b);
+        let cut = split_at_notices(&deliveries, notices, &acked);
+        let (matched, docs) = (cut.matched, cut.docs);
+        let a = Percentiles::of_signed(cut.to_notice);
+        let b = Percentiles::of_signed(cut.after_notice);
+        let c = Percentiles::of_signed(cut.ack_to_notice);
+        println!(
+            "  the generator's Redis subscription ({}): {count} commit notices heard; {matched} of {docs} documents matched one notice per edit",
+            if subscribed { "up" } else { "down" }
+        );
+        if let (Some(a), Some(b)) = (&a, &b) {
+            println!("    edit scheduled -> commit notice heard (commit on the author's node, publish, Redis): {a}");
+            if let Some(c) = &c {
+                println!("    author acknowledged -> commit notice heard (the node's publisher queue, Redis): {c}");
+            }
+            println!("    commit notice heard -> partner has it: {b}");
+        }
+        split = Some((a, b, c, matched, docs));
+    }
+    if let Some(r) = &ping {
+        println!("  Redis PING round trip from the generator, every 50 ms: {r}");
+    }
+    if let Some(r) = &catch_up_read {
+        println!("  catch-up read (Store::document_tail of one change) from the generator, every 50 ms: {r}");
+    }
     let (p50, p99, p999) = p
         .as_ref()
         .map_or((f64::NAN, f64::NAN, f64::NAN), |p| (p.p50, p.p99, p.p999));
-    Ok(vec![
+    let mut rows = vec![
         row(
             &format!("propagation p99 at {rate}/s offered"),
             format!("{p99:.2} ms (p50 {p50:.2}, p99.9 {p999:.2})"),
@@ -1640,7 +2544,47 @@ async fn latency(
             "all",
             Some(delivered == expected && skipped == 0),
         ),
-    ])
+        row(
+            "  server CPU per merge (all nodes)",
+            per_merge.map_or("-".into(), |ms| format!("{ms:.3} ms")),
+            "",
+            None,
+        ),
+    ];
+    if let Some((Some(a), Some(b), _, _, _)) = &split {
+        rows.push(row(
+            "  scheduled -> commit notice heard",
+            format!("p50 {:.2} ms, p99 {:.2} ms", a.p50, a.p99),
+            "",
+            None,
+        ));
+        rows.push(row(
+            "  commit notice heard -> partner has it",
+            format!("p50 {:.2} ms, p99 {:.2} ms", b.p50, b.p99),
+            "",
+            None,
+        ));
+    }
+    let figures = compare::LatencyFigures {
+        rate,
+        propagation: p,
+        delivered,
+        expected,
+        skipped,
+        cpu: cpu_use,
+        server_ms_per_merge: per_merge,
+        xacts,
+        to_ack,
+        to_notice: split.as_ref().and_then(|s| s.0),
+        after_notice: split.as_ref().and_then(|s| s.1),
+        ack_to_notice: split.as_ref().and_then(|s| s.2),
+        matched_docs: split.as_ref().map(|s| (s.3, s.4)),
+        redis_ping: ping,
+        catch_up_read,
+        generator_lag,
+        bursts,
+    };
+    Ok((rows, figures))
 }
 
 async fn memory(
@@ -1660,7 +2604,13 @@ async fn memory(
         .map(|i| (pairs[i % pairs.len()].clone(), (i / pairs.len()) % 2))
         .collect();
     let rss0 = env.rss_kib();
-    let idle = open_many(&env.ws_base, targets, args.concurrency).await?;
+    let idle = open_many(
+        std::slice::from_ref(&env.ws_base),
+        Placement::Partners,
+        targets,
+        args.concurrency,
+    )
+    .await?;
     let rss1 = env.rss_kib();
     let per_conn = match (rss0, rss1) {
         (Some(a), Some(b)) if !idle.is_empty() => {
@@ -1684,7 +2634,13 @@ async fn memory(
     // Hot documents: each loaded by one attached, synced connection.
     let rss2 = env.rss_kib();
     let targets: Vec<(Pair, usize)> = hot.iter().map(|p| (p.clone(), 0)).collect();
-    let hot_conns = open_many(&env.ws_base, targets, args.concurrency).await?;
+    let hot_conns = open_many(
+        std::slice::from_ref(&env.ws_base),
+        Placement::Partners,
+        targets,
+        args.concurrency,
+    )
+    .await?;
     let rss3 = env.rss_kib();
     if let (Some(a), Some(b)) = (rss2, rss3) {
         if !hot_conns.is_empty() {
@@ -1839,7 +2795,7 @@ async fn automerge_costs(store: &dyn Store, pair: &Pair) -> Result<()> {
 /// is about), and until the client has loaded it too (adds this generator's own Automerge load
 /// of the same document, on the same cores).
 async fn cold_round(env: &Environment, cold: &[Pair], label: &str) -> Result<String> {
-    let cpu = CpuMeter::start(env.server_pid);
+    let cpu = CpuMeter::start(env);
     let mut answered = Vec::with_capacity(cold.len());
     let mut loaded = Vec::with_capacity(cold.len());
     for pair in cold {
@@ -1894,22 +2850,25 @@ async fn cold_round(env: &Environment, cold: &[Pair], label: &str) -> Result<Str
     })
 }
 
-fn print_summary(command_line: &str, args: &Args, rows: &[Row]) {
+fn print_summary(command_line: &str, args: &Args, session: &compare::Session) {
+    let rows = &session.rows;
     println!();
     println!("== splitsave-loadgen summary ==");
     println!("command: {command_line}");
     println!(
-        "partnerships {} (x2 clients), throughput {} s, offered {} merges/s for {} s, idle {}, hot {} x {} items, cold {} x {} items, generator threads {}",
+        "partnerships {} (x2 clients), throughput {} s, offered {} merges/s for {} s, idle {}, hot {} x {} items, cold {} x {} items, generator threads {}, nodes {} ({})",
         args.partnerships,
         args.seconds,
         args.rate,
-        args.latency_seconds,
+        args.latency_secs(),
         args.idle,
         args.hot,
         args.hot_items,
         args.cold,
         args.cold_items,
-        args.threads
+        args.threads,
+        session.nodes,
+        session.front
     );
     let w0 = rows
         .iter()
