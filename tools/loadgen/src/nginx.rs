@@ -183,8 +183,16 @@ mod tests {
         assert!(conf.contains("upstream splitsave_0 {"));
         assert!(conf.contains("upstream splitsave_1 {"));
         assert!(!conf.contains("upstream splitsave {"));
-        assert!(conf.contains("server 127.0.0.1:13001 max_fails=1 fail_timeout=2s;"));
-        assert!(conf.contains("server 127.0.0.1:13002 max_fails=1 fail_timeout=2s;"));
+        // Each node's line keeps the shipped parameters (max_fails, fail_timeout, ...).
+        let shipped_params = SHIPPED
+            .lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix("server 127.0.0.1:"))
+            .and_then(|rest| rest.split_once(' '))
+            .map(|(_, params)| params)
+            .expect("the shipped upstream has a server line with parameters");
+        assert!(conf.contains(&format!("server 127.0.0.1:13001 {shipped_params}")));
+        assert!(conf.contains(&format!("server 127.0.0.1:13002 {shipped_params}")));
         assert!(!conf.contains(":3001"));
         assert!(!conf.contains(":3002"));
         assert!(conf.contains("listen 127.0.0.1:18001;"));
