@@ -8,17 +8,26 @@
 //! `/api/events` subscribers, and rarely hit a stale commit.
 //!
 //! - **Redis pub/sub, the fast path.** After each commit a node publishes `c <partnership>
-//!   <version> <node>` on `<prefix>cluster`; revocations (password change or reset, account
+//!   <version> <node>` on `<prefix>cluster`, or, when the merge's changes are small (at most
+//!   [`NOTICE_CHANGES_MAX`] bytes, which is nearly every merge), `C <partnership> <version>
+//!   <node>` followed by the changes themselves; revocations (password change or reset, account
 //!   deletion) go out as `r <partnership> <user or -> <node>`. Every node subscribes and hands
-//!   commits of documents it holds live to their actors, which read what was committed after what
-//!   they have ([`super::doc_actor`]'s catch-up).
+//!   commits of documents it holds live to their actors. An actor whose live copy is exactly one
+//!   version behind a notice that carries its changes applies them as they are: they are what
+//!   PostgreSQL committed (the notice is sent only after the commit). Otherwise (a notice
+//!   without changes, or one missed in between) it reads what was committed after what it has
+//!   ([`super::doc_actor`]'s catch-up). Carrying the changes spares the other nodes a
+//!   PostgreSQL transaction per merge, which is what made propagation across nodes slow.
 //! - **Polling PostgreSQL, the slow path.** Every `poll_every` while Redis is not subscribed
 //!   (not configured, down, or reconnecting) and every `safety_poll_every` while it is, a node
 //!   reads the versions of its live documents in one query and catches up those that moved. A
 //!   node that re-subscribes after a gap polls at once, so nothing it missed waits.
 //!
-//! Publishing never waits on Redis: notices go through a bounded queue to one task, and a notice
-//! that cannot be sent is dropped (the other nodes' polls find the commit).
+//! Publishing never waits on Redis: notices go through a bounded queue to one task, which sends
+//! whatever has queued up as one pipeline (one round trip for a burst), and a notice that
+//! cannot be sent is dropped (the other nodes' polls find the commit). Presence heartbeats are
+//! spread over their period in [`HEARTBEAT_SLOTS`] slices, so they never queue up all at once in
+//! front of commit notices.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +43,14 @@ use crate::store::Store;
 
 /// Notices waiting to be published; beyond it they are dropped (polling covers them).
 const QUEUE: usize = 4096;
+/// Most notices sent in one pipeline.
+const PIPELINE: usize = 256;
+/// The most change bytes a commit notice carries; a larger merge is announced without them
+/// (the other nodes read it from PostgreSQL).
+pub(crate) const NOTICE_CHANGES_MAX: usize = 32 * 1024;
+/// How many slices the presence heartbeat is spread over: each tick repeats the presence of
+/// the live documents of one slice.
+pub(crate) const HEARTBEAT_SLOTS: u32 = 8;
 /// Longest a connection attempt to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Backoff between attempts to reach Redis again.
@@ -67,6 +84,8 @@ pub(crate) enum Notice {
         pid: PartnershipId,
         /// Its new version.
         version: i64,
+        /// The merge's changes, when small enough to travel with the notice.
+        changes: Option<Arc<CommittedChanges>>,
     },
     /// `user` is connected to the document on the sending node (`online`), or no longer is.
     /// Repeated every [`ClusterConfig::presence_ttl`] / 4 while true: a node that stops
@@ -94,10 +113,76 @@ pub(crate) enum Notice {
     },
 }
 
+/// The changes of one merge commit, in commit order, each with the user who sent it (`None`
+/// for the server's own changes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CommittedChanges(pub(crate) Vec<(Option<Uuid>, Vec<u8>)>);
+
+impl CommittedChanges {
+    /// Bytes of change data carried.
+    pub(crate) fn size(&self) -> usize {
+        self.0.iter().map(|(_, bytes)| bytes.len()).sum()
+    }
+
+    /// Each change as `0` or `1` + the user's 16 bytes, then its length (u32, big-endian) and
+    /// its bytes.
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        for (user, bytes) in &self.0 {
+            match user {
+                Some(user) => {
+                    out.push(1);
+                    out.extend_from_slice(user.as_bytes());
+                }
+                None => out.push(0),
+            }
+            out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+    }
+
+    fn decode(mut body: &[u8]) -> Option<CommittedChanges> {
+        let mut changes = Vec::new();
+        while let Some((&flag, rest)) = body.split_first() {
+            let (user, rest) = match flag {
+                0 => (None, rest),
+                1 => {
+                    let (id, rest) = rest.split_first_chunk::<16>()?;
+                    (Some(Uuid::from_bytes(*id)), rest)
+                }
+                _ => return None,
+            };
+            let (len, rest) = rest.split_first_chunk::<4>()?;
+            let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+            if rest.len() < len {
+                return None;
+            }
+            let (bytes, rest) = rest.split_at(len);
+            changes.push((user, bytes.to_vec()));
+            body = rest;
+        }
+        Some(CommittedChanges(changes))
+    }
+}
+
 impl Notice {
-    fn encode(&self, node: &str) -> String {
+    fn encode(&self, node: &str) -> Vec<u8> {
+        if let Notice::Commit {
+            pid,
+            version,
+            changes: Some(changes),
+        } = self
+        {
+            let mut out = format!("C {pid} {version} {node}\n").into_bytes();
+            out.reserve(changes.size() + changes.0.len() * 21);
+            changes.encode_into(&mut out);
+            return out;
+        }
+        self.encode_text(node).into_bytes()
+    }
+
+    fn encode_text(&self, node: &str) -> String {
         match self {
-            Notice::Commit { pid, version } => format!("c {pid} {version} {node}"),
+            Notice::Commit { pid, version, .. } => format!("c {pid} {version} {node}"),
             Notice::Who { pid } => format!("w {pid} {node}"),
             Notice::Presence { pid, user, online } => {
                 format!("p {pid} {user} {} {node}", u8::from(*online))
@@ -110,7 +195,28 @@ impl Notice {
     }
 
     /// The notice and the node that sent it.
-    fn decode(text: &str) -> Option<(Notice, &str)> {
+    fn decode(payload: &[u8]) -> Option<(Notice, &str)> {
+        if let Some(end) = payload.iter().position(|&b| b == b'\n') {
+            let header = std::str::from_utf8(&payload[..end]).ok()?;
+            let mut parts = header.split(' ');
+            if parts.next()? != "C" {
+                return None;
+            }
+            let pid = PartnershipId(parts.next()?.parse::<Uuid>().ok()?);
+            let version = parts.next()?.parse().ok()?;
+            let node = parts.next()?;
+            if parts.next().is_some() {
+                return None;
+            }
+            let changes = CommittedChanges::decode(&payload[end + 1..])?;
+            let notice = Notice::Commit {
+                pid,
+                version,
+                changes: Some(Arc::new(changes)),
+            };
+            return Some((notice, node));
+        }
+        let text = std::str::from_utf8(payload).ok()?;
         let mut parts = text.split(' ');
         let kind = parts.next()?;
         let pid = PartnershipId(parts.next()?.parse::<Uuid>().ok()?);
@@ -118,6 +224,7 @@ impl Notice {
             "c" => Notice::Commit {
                 pid,
                 version: parts.next()?.parse().ok()?,
+                changes: None,
             },
             "p" => Notice::Presence {
                 pid,
@@ -207,15 +314,19 @@ pub fn start(registry: &Arc<Registry>, store: Arc<dyn Store>, config: ClusterCon
 }
 
 /// Every `every`, each live document repeats its local presence to the other nodes and forgets
-/// remote presence not heard of for too long.
+/// remote presence not heard of for too long: one slice of the documents every `every` /
+/// [`HEARTBEAT_SLOTS`], so the notices go out evenly rather than in one burst.
 async fn heartbeat(registry: std::sync::Weak<Registry>, every: Duration) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    let every = every.max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every / HEARTBEAT_SLOTS);
+    let mut slot = 0;
     loop {
         tick.tick().await;
         let Some(registry) = registry.upgrade() else {
             return;
         };
-        registry.presence_heartbeat();
+        registry.presence_heartbeat(slot);
+        slot = (slot + 1) % HEARTBEAT_SLOTS;
     }
 }
 
@@ -247,7 +358,12 @@ async fn publish(
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     let mut backoff = RECONNECT_MIN;
     let mut retry_at = tokio::time::Instant::now();
-    while let Some(notice) = rx.recv().await {
+    let mut batch = Vec::with_capacity(PIPELINE);
+    loop {
+        batch.clear();
+        if rx.recv_many(&mut batch, PIPELINE).await == 0 {
+            return;
+        }
         if conn.is_none() && tokio::time::Instant::now() >= retry_at {
             conn = connect(&client).await;
             if conn.is_none() {
@@ -260,11 +376,16 @@ async fn publish(
         let Some(c) = conn.as_mut() else {
             continue;
         };
-        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(notice.encode(&node))
-            .query_async(c)
-            .await;
+        // Everything queued goes in one pipeline: a burst of notices costs one round trip, and
+        // a commit notice never waits behind others' answers one by one.
+        let mut pipe = redis::pipe();
+        for notice in &batch {
+            pipe.cmd("PUBLISH")
+                .arg(&channel)
+                .arg(notice.encode(&node))
+                .ignore();
+        }
+        let sent: redis::RedisResult<()> = pipe.query_async(c).await;
         if let Err(err) = sent {
             tracing::warn!(error = %err, "cannot publish to Redis");
             conn = None;
@@ -311,13 +432,14 @@ async fn subscribe(
             let Some(registry) = registry.upgrade() else {
                 return;
             };
-            let Ok(text) = message.get_payload::<String>() else {
-                continue;
-            };
-            match Notice::decode(&text) {
+            let payload = message.get_payload_bytes();
+            match Notice::decode(payload) {
                 Some((_, from)) if from == node => {}
                 Some((notice, from)) => registry.heard(notice, from).await,
-                None => tracing::warn!(notice = %text, "unreadable cluster notice"),
+                None => tracing::warn!(
+                    notice = %String::from_utf8_lossy(&payload[..payload.len().min(200)]),
+                    "unreadable cluster notice"
+                ),
             }
         }
         subscribed.store(false, Ordering::Relaxed);
@@ -361,6 +483,7 @@ async fn poll(
                             Notice::Commit {
                                 pid: PartnershipId(pid),
                                 version,
+                                changes: None,
                             },
                             "",
                         )
@@ -381,7 +504,25 @@ mod tests {
         let pid = PartnershipId(Uuid::now_v7());
         let user = UserId(Uuid::now_v7());
         for notice in [
-            Notice::Commit { pid, version: 42 },
+            Notice::Commit {
+                pid,
+                version: 42,
+                changes: None,
+            },
+            Notice::Commit {
+                pid,
+                version: 43,
+                changes: Some(Arc::new(CommittedChanges(vec![
+                    (Some(user.0), vec![0x85, 0x6f, 0x4a, 0x83, b'\n', 0, 1]),
+                    (None, Vec::new()),
+                    (None, vec![b' '; 300]),
+                ]))),
+            },
+            Notice::Commit {
+                pid,
+                version: 44,
+                changes: Some(Arc::new(CommittedChanges::default())),
+            },
             Notice::Presence {
                 pid,
                 user,
@@ -399,8 +540,8 @@ mod tests {
             Notice::Revoke { pid, user: None },
             Notice::Who { pid },
         ] {
-            let text = notice.encode("n1");
-            assert_eq!(Notice::decode(&text), Some((notice, "n1")));
+            let bytes = notice.encode("n1");
+            assert_eq!(Notice::decode(&bytes), Some((notice, "n1")));
         }
         let nil = Uuid::nil();
         for garbage in [
@@ -412,8 +553,12 @@ mod tests {
             format!("r {nil} not-a-user n"),
             format!("p {nil} {nil} 2 n"),
             format!("c {nil} 1 n extra"),
+            format!("C {nil} 1 n\n\x02"),
+            format!("C {nil} 1 n\n\x00\x00\x00\x00\x05abc"),
+            format!("C {nil} 1 n extra\n"),
+            format!("c {nil} 1 n\n"),
         ] {
-            assert!(Notice::decode(&garbage).is_none(), "{garbage:?}");
+            assert!(Notice::decode(garbage.as_bytes()).is_none(), "{garbage:?}");
         }
     }
 }

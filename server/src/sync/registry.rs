@@ -10,7 +10,7 @@ use splitsave_sync_core::ops::OpError;
 use splitsave_sync_core::split_doc::DocSplit;
 use tokio::sync::{broadcast, mpsc, oneshot, OnceCell};
 
-use super::cluster::{ClusterLink, Notice};
+use super::cluster::{ClusterLink, CommittedChanges, Notice, HEARTBEAT_SLOTS};
 use super::committer::Committer;
 use super::doc_actor::{Command, DocActor, DocOp, OpValue};
 use super::{DocEvent, SyncError, SyncLimits};
@@ -43,9 +43,48 @@ pub struct Registry {
     node: [u8; 8],
     /// The other nodes, when this one is part of a cluster ([`super::cluster::start`]).
     cluster: std::sync::OnceLock<ClusterLink>,
-    /// Per live document, the latest version another node announced (see
-    /// [`Registry::announced`]).
-    announced: std::sync::Mutex<HashMap<PartnershipId, i64>>,
+    /// Per live document, what other nodes announced (see [`Registry::announced`]).
+    announced: std::sync::Mutex<HashMap<PartnershipId, Announced>>,
+}
+
+/// What other nodes announced of one live document.
+#[derive(Default)]
+struct Announced {
+    /// The latest version announced.
+    latest: i64,
+    /// The changes of the announced commits that carried them, by version, until the actor
+    /// takes them (at most [`MAX_ANNOUNCED_CHANGES`]; the oldest go first, and the actor then
+    /// reads what they held from storage).
+    changes: std::collections::BTreeMap<i64, Arc<CommittedChanges>>,
+}
+
+/// Most announced commits whose changes wait for a document's actor.
+const MAX_ANNOUNCED_CHANGES: usize = 64;
+
+impl Announced {
+    /// Takes a notice heard.
+    fn heard(&mut self, version: i64, changes: Option<Arc<CommittedChanges>>) {
+        self.latest = self.latest.max(version);
+        if let Some(changes) = changes {
+            self.changes.insert(version, changes);
+            while self.changes.len() > MAX_ANNOUNCED_CHANGES {
+                self.changes.pop_first();
+            }
+        }
+    }
+
+    /// Takes the changes of the versions right after `version`, without a gap; drops those
+    /// of `version` and before.
+    fn take_after(&mut self, version: i64) -> Vec<(i64, Arc<CommittedChanges>)> {
+        self.changes = self.changes.split_off(&(version + 1));
+        let mut chain = Vec::new();
+        let mut next = version + 1;
+        while let Some(changes) = self.changes.remove(&next) {
+            chain.push((next, changes));
+            next += 1;
+        }
+        chain
+    }
 }
 
 impl Registry {
@@ -81,14 +120,24 @@ impl Registry {
         self.cluster.get().is_some_and(ClusterLink::subscribed)
     }
 
-    /// Called by an actor once a merge committed: the other nodes holding the document catch up.
-    pub(crate) fn announce_commit(&self, pid: PartnershipId, version: i64) {
+    /// Called by an actor once a merge committed: the other nodes holding the document catch up
+    /// (from `changes`, the merge's, when given).
+    pub(crate) fn announce_commit(
+        &self,
+        pid: PartnershipId,
+        version: i64,
+        changes: Option<CommittedChanges>,
+    ) {
         if let Some(cluster) = self.cluster.get() {
-            cluster.tell(Notice::Commit { pid, version });
+            cluster.tell(Notice::Commit {
+                pid,
+                version,
+                changes: changes.map(Arc::new),
+            });
         }
     }
 
-    fn announced_versions(&self) -> std::sync::MutexGuard<'_, HashMap<PartnershipId, i64>> {
+    fn announced_versions(&self) -> std::sync::MutexGuard<'_, HashMap<PartnershipId, Announced>> {
         self.announced
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -97,7 +146,20 @@ impl Registry {
     /// The latest version of the document other nodes announced while it was live here (0 when
     /// none): an actor behind it catches up before its next merge.
     pub(crate) fn announced(&self, pid: PartnershipId) -> i64 {
-        self.announced_versions().get(&pid).copied().unwrap_or(0)
+        self.announced_versions().get(&pid).map_or(0, |a| a.latest)
+    }
+
+    /// The announced changes of the commits right after `version`, in order and without a gap
+    /// (`version + 1`, `version + 2`, ...), taken; those of earlier commits are dropped.
+    pub(crate) fn take_announced(
+        &self,
+        pid: PartnershipId,
+        version: i64,
+    ) -> Vec<(i64, Arc<CommittedChanges>)> {
+        self.announced_versions()
+            .get_mut(&pid)
+            .map(|a| a.take_after(version))
+            .unwrap_or_default()
     }
 
     /// The partnerships whose documents are live here.
@@ -109,12 +171,15 @@ impl Registry {
     /// a revocation is carried out here as on the node where it happened.
     pub(crate) async fn heard(&self, notice: Notice, from: &str) {
         match notice {
-            Notice::Commit { pid, version } => {
+            Notice::Commit {
+                pid,
+                version,
+                changes,
+            } => {
                 let tx = self.docs().get(&pid).and_then(|s| s.get().cloned());
                 if tx.is_some() {
                     let mut announced = self.announced_versions();
-                    let latest = announced.entry(pid).or_insert(version);
-                    *latest = (*latest).max(version);
+                    announced.entry(pid).or_default().heard(version, changes);
                 }
                 // Never waits: a busy actor misses this notice, and its next commit (stale)
                 // or the next poll brings it up to date.
@@ -157,12 +222,14 @@ impl Registry {
         }
     }
 
-    /// Every live document repeats its local presence and forgets stale remote presence.
-    pub(crate) fn presence_heartbeat(&self) {
+    /// The live documents of heartbeat slice `slot` repeat their local presence and forget
+    /// stale remote presence.
+    pub(crate) fn presence_heartbeat(&self, slot: u32) {
         let live: Vec<mpsc::Sender<Command>> = self
             .docs()
-            .values()
-            .filter_map(|s| s.get().cloned())
+            .iter()
+            .filter(|(pid, _)| pid.0.as_u128() % u128::from(HEARTBEAT_SLOTS) == u128::from(slot))
+            .filter_map(|(_, s)| s.get().cloned())
             .collect();
         for tx in live {
             let _ = tx.try_send(Command::PresenceHeartbeat);
@@ -480,5 +547,45 @@ mod tests {
             .send(presence())
             .expect("delivered");
         assert!(again.recv().await.is_ok());
+    }
+}
+
+#[cfg(test)]
+mod announced_tests {
+    use super::*;
+
+    fn changes(tag: u8) -> Option<Arc<CommittedChanges>> {
+        Some(Arc::new(CommittedChanges(vec![(None, vec![tag])])))
+    }
+
+    #[test]
+    fn announced_changes_are_taken_in_order_up_to_the_first_gap() {
+        let mut a = Announced::default();
+        a.heard(5, changes(5));
+        a.heard(3, changes(3));
+        a.heard(4, changes(4));
+        a.heard(7, changes(7));
+        a.heard(8, None);
+        assert_eq!(a.latest, 8);
+        // The live copy is at 3: 4 and 5 follow on; 6 was not carried, so 7 waits (a read
+        // from storage brings 6 and 7); 3 is dropped as already had.
+        let chain: Vec<i64> = a.take_after(3).into_iter().map(|(v, _)| v).collect();
+        assert_eq!(chain, vec![4, 5]);
+        assert_eq!(a.changes.keys().copied().collect::<Vec<_>>(), vec![7]);
+        // Caught up to 7 from storage: nothing is left to apply.
+        assert!(a.take_after(7).is_empty());
+        assert!(a.changes.is_empty());
+    }
+
+    #[test]
+    fn a_document_far_behind_keeps_only_the_latest_announced_changes() {
+        let mut a = Announced::default();
+        for v in 1..=(MAX_ANNOUNCED_CHANGES as i64 + 10) {
+            a.heard(v, changes(0));
+        }
+        assert_eq!(a.changes.len(), MAX_ANNOUNCED_CHANGES);
+        assert_eq!(a.changes.keys().next(), Some(&11));
+        // At version 0 the chain cannot start (1 to 10 were dropped): storage is read instead.
+        assert!(a.take_after(0).is_empty());
     }
 }

@@ -376,7 +376,19 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// Fast shutdown (SIGTERM: the master stops its workers before it exits); SIGKILL only if
+    /// it lingers. Killing the master outright would leave its workers running, orphaned.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

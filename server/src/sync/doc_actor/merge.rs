@@ -3,6 +3,7 @@
 //! compensation), committed with its rows, and only then answered.
 
 use super::*;
+use crate::sync::cluster::{CommittedChanges, NOTICE_CHANGES_MAX};
 
 impl DocActor {
     pub(super) async fn receive(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), SyncError> {
@@ -250,6 +251,19 @@ impl DocActor {
             .filter_map(|(hex, _)| ActorId::try_from(hex.as_str()).ok())
             .collect();
         let version = self.stored.version + 1;
+        // The changes travel with the commit notice when small: the other nodes holding the
+        // document then apply them without reading them back.
+        let announced = self.registry.clustered().then(|| {
+            let size: usize = changes.iter().map(|c| c.bytes.len()).sum();
+            (size <= NOTICE_CHANGES_MAX).then(|| {
+                CommittedChanges(
+                    changes
+                        .iter()
+                        .map(|c| (c.user_id, c.bytes.clone()))
+                        .collect(),
+                )
+            })
+        });
         let commit = MergeCommit {
             changes,
             bindings,
@@ -259,7 +273,8 @@ impl DocActor {
         match self.registry.committer().commit(self.pid.0, commit).await {
             Ok(_) => {
                 self.stored.version = version;
-                self.registry.announce_commit(self.pid, version);
+                self.registry
+                    .announce_commit(self.pid, version, announced.flatten());
                 // Before anyone hears of the change (events, sync acknowledgements, answers).
                 self.drop_stale_split();
                 for a in bound {

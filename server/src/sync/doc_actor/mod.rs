@@ -357,7 +357,7 @@ impl DocActor {
             }
             Command::CatchUp { version } => {
                 if version > self.stored.version {
-                    if let Err(err) = self.catch_up().await {
+                    if let Err(err) = self.catch_up(version).await {
                         tracing::warn!(error = %err, partnership = %self.pid, "catching up failed");
                     }
                 }
@@ -371,7 +371,7 @@ impl DocActor {
             Command::Apply { user, op, reply } => self.apply_batch(vec![(user, op, reply)]).await,
             Command::Split { at_least, reply } => {
                 if at_least > self.stored.version {
-                    if let Err(err) = self.catch_up().await {
+                    if let Err(err) = self.catch_up(at_least).await {
                         let _ = reply.send(Err(err));
                         return;
                     }
