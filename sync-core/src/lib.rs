@@ -47,6 +47,7 @@ pub mod events;
 pub mod ids;
 pub mod materialize;
 pub mod money;
+pub mod notifications;
 pub mod ops;
 pub mod policy;
 pub mod presence;
