@@ -190,14 +190,16 @@ impl Notices {
         if !self.armed.load(Ordering::Relaxed) {
             return;
         }
-        // `c <partnership> <version> <node>`, `p <partnership> <user> <0|1> <node>`;
-        // revocations are not timed.
-        let Ok(text) = std::str::from_utf8(payload) else {
+        // `c <partnership> <version> <node>`, or `C <partnership> <version> <node>` + a line
+        // break + the merge's changes; `p <partnership> <user> <0|1> <node>`; revocations are
+        // not timed.
+        let header = payload.split(|&b| b == b'\n').next().unwrap_or_default();
+        let Ok(text) = std::str::from_utf8(header) else {
             return;
         };
         let mut parts = text.split(' ');
         match parts.next() {
-            Some("c") => {}
+            Some("c" | "C") => {}
             Some("p") => {
                 self.presence
                     .lock()
@@ -303,7 +305,9 @@ mod tests {
         let pid = Uuid::now_v7();
         n.record(format!("c {pid} 3 abcd").as_bytes(), Instant::now());
         n.arm();
-        n.record(format!("c {pid} 4 abcd").as_bytes(), Instant::now());
+        let mut with_changes = format!("C {pid} 4 abcd\n").into_bytes();
+        with_changes.extend_from_slice(&[0, 0, 0, 0, 2, 0xff, 0x20]);
+        n.record(&with_changes, Instant::now());
         n.record(format!("p {pid} {pid} 1 abcd").as_bytes(), Instant::now());
         assert_eq!(n.heard(), 1);
         let (got, presence) = n.disarm();
