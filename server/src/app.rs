@@ -165,6 +165,29 @@ impl AppState {
         }
     }
 
+    /// Starts this node's push sender when FCM or Web Push is configured: merges and operations
+    /// then queue notifications for partners who are not watching (docs/push.md). Needs a
+    /// runtime; the sender stops when the node drains.
+    pub fn start_push(&self) -> Result<(), crate::push::PushSetupError> {
+        let push = &self.config.push;
+        if push.fcm.is_none() && push.web_push.is_none() {
+            return Ok(());
+        }
+        let pusher = Arc::new(crate::push::Pusher::new(push)?);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        self.sync
+            .link_push(wake.clone(), self.config.push_give_up_after);
+        let config = crate::notify::push_outbox::SenderConfig {
+            give_up_after: self.config.push_give_up_after,
+            ..Default::default()
+        };
+        let sender =
+            crate::notify::push_outbox::PushSender::new(self.store.clone(), pusher, wake, config);
+        tokio::spawn(sender.run(self.draining.subscribe()));
+        tracing::info!("push notifications on");
+        Ok(())
+    }
+
     /// Builds the state around an open store and a chosen mailer (tests pass a `MemoryMailer`).
     pub fn with_parts(
         config: Config,
@@ -195,6 +218,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .nest("/api/auth", crate::auth::routes::router())
         .merge(crate::routes::users::router())
+        .merge(crate::routes::devices::router())
         .merge(crate::routes::partnerships::router())
         .merge(crate::routes::expenses::router())
         .merge(crate::routes::contributions::router())

@@ -98,6 +98,13 @@ pub struct Config {
     /// `SYNC_MAX_VALUE_BYTES` (16 KiB per value), `SYNC_MESSAGES_PER_SECOND` (50, bursts of 100), `SYNC_IDLE_EVICTION_SECS` (120),
     /// `SYNC_COMPACT_AFTER` (500 changes), `SYNC_REVALIDATE_SECS` (15).
     pub sync: SyncLimits,
+    /// Push notifications (docs/push.md): `FCM_SERVICE_ACCOUNT_FILE`, `FCM_ENDPOINT`,
+    /// `FCM_TOKEN_URI`, `VAPID_PRIVATE_KEY`, `VAPID_PUBLIC_KEY`, `VAPID_SUBJECT`. With neither
+    /// FCM nor Web Push configured, no notification is derived or queued.
+    pub push: crate::push::PushConfig,
+    /// `PUSH_GIVE_UP_AFTER_SECS`: how long a queued notification is still worth sending,
+    /// default one day.
+    pub push_give_up_after: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -123,6 +130,8 @@ impl std::fmt::Debug for Config {
             .field("mail_from", &self.mail_from)
             .field("public_url", &self.public_url)
             .field("argon2", &self.argon2)
+            .field("push", &self.push)
+            .field("push_give_up_after", &self.push_give_up_after)
             .field("max_concurrent_hashes", &self.max_concurrent_hashes)
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("request_timeout", &self.request_timeout)
@@ -357,6 +366,15 @@ impl Config {
             body_limit_bytes,
             request_timeout: Duration::from_secs(timeout_secs),
             sync: sync_limits_from_env(&var)?,
+            push: crate::push::PushConfig::from_lookup(&|name: &str| lookup(name))?,
+            push_give_up_after: Duration::from_secs(
+                parse_or(
+                    var("PUSH_GIVE_UP_AFTER_SECS"),
+                    "PUSH_GIVE_UP_AFTER_SECS",
+                    86_400u64,
+                )?
+                .max(1),
+            ),
         })
     }
 
@@ -389,6 +407,8 @@ impl Config {
             body_limit_bytes: 256 * 1024,
             request_timeout: Duration::from_secs(30),
             sync: SyncLimits::default(),
+            push: crate::push::PushConfig::default(),
+            push_give_up_after: Duration::from_secs(86_400),
         }
     }
 

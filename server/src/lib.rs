@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod notify;
 pub mod openapi;
+pub mod push;
 pub mod ratelimit;
 pub mod routes;
 pub mod store;
@@ -27,6 +28,7 @@ pub async fn serve(state: app::AppState) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, env = ?state.config.env, "listening");
     state.start_cluster();
+    state.start_push().map_err(std::io::Error::other)?;
     let drain = state.clone();
     let sockets = state.sockets.clone();
     let mut drained = state.draining.subscribe();

@@ -1,6 +1,7 @@
 //! `splitsave`: the SplitSave server binary. `splitsave serve` (the default) runs the server,
-//! `splitsave migrate` applies the database migrations and exits. Configuration comes from the
-//! environment and an optional `.env` file (see the README's configuration table).
+//! `splitsave migrate` applies the database migrations and exits, `splitsave vapid-keys` prints
+//! a new Web Push key pair. Configuration comes from the environment and an optional `.env`
+//! file (see the README's configuration table).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -39,6 +40,9 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Print a new VAPID key pair for Web Push (VAPID_PRIVATE_KEY and VAPID_PUBLIC_KEY lines,
+    /// ready for the environment or .env) and exit.
+    VapidKeys,
 }
 
 /// What the chosen command runs with.
@@ -67,6 +71,14 @@ fn init_tracing(production: bool) {
     }
 }
 
+/// `splitsave vapid-keys`: a new key pair as environment lines.
+fn print_vapid_keys() -> ExitCode {
+    let keys = splitsave_server::push::generate_vapid_keys();
+    println!("VAPID_PRIVATE_KEY={}", keys.private_key);
+    println!("VAPID_PUBLIC_KEY={}", keys.public_key);
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A missing .env is normal; a malformed one is worth saying (before logging is set up).
@@ -89,6 +101,8 @@ fn main() -> ExitCode {
         (Command::Migrate, Some(url)) => Ok(Plan::Migrate(url)),
         (Command::Migrate, None) => Config::from_env().map(|c| Plan::Migrate(c.database_url)),
         (Command::Serve, _) => Config::from_env().map(|c| Plan::Serve(Box::new(c))),
+        // Needs no configuration at all.
+        (Command::VapidKeys, _) => return print_vapid_keys(),
     };
     let plan = match plan {
         Ok(plan) => plan,

@@ -31,6 +31,8 @@ use crate::routes::{health, partnerships, users};
         users::update_profile,
         users::update_income,
         users::delete_account,
+        users::get_notifications,
+        users::update_notifications,
         partnerships::invite,
         partnerships::invitations,
         partnerships::accept,
@@ -52,7 +54,7 @@ use crate::routes::{health, partnerships, users};
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Registration, login, sessions, password reset"),
-        (name = "users", description = "The caller's profile and account"),
+        (name = "users", description = "The caller's profile, account and notification preferences"),
         (name = "partnerships", description = "Invitations and the caller's partnership"),
         (name = "expenses", description = "Shared expenses (additions above the threshold and edits need the partner's approval) and the split"),
         (name = "contributions", description = "Monthly contributions: each partner's share of the month and its paid state"),
@@ -87,6 +89,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::routes::goals::openapi());
     doc.merge(crate::routes::approvals::openapi());
     doc.merge(crate::routes::messages::openapi());
+    doc.merge(crate::routes::devices::openapi());
     doc
 }
 

@@ -1,7 +1,10 @@
 //! Domain types for user input ("parse, don't validate"): a handler turns raw request fields into
 //! these types once, so an invalid email, name, country or income cannot travel further into the
 //! server. Every `parse` returns the message that goes into the `validation_failed` details for
-//! the field, e.g. `{"email": ["must be a valid email address"]}`.
+//! the field, e.g. `{"email": ["must be a valid email address"]}`. [`push`] holds the push
+//! devices' (tokens, Web Push endpoints and keys).
+
+pub mod push;
 
 use std::fmt;
 

@@ -24,6 +24,9 @@ pub struct AuthUser {
     pub partnership_id: Option<Uuid>,
     /// The token version the token carries, equal to the user's current one.
     pub token_version: i64,
+    /// The session (refresh-token family) the token belongs to; `None` for a token that names
+    /// none (issued before sessions were named, or by a tool).
+    pub session_id: Option<Uuid>,
 }
 
 impl<S> FromRequestParts<S> for AuthUser
@@ -66,6 +69,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser, Aut
         user_id: claims.sub,
         partnership_id: claims.pid,
         token_version: claims.ver,
+        session_id: claims.sid,
     })
 }
 

@@ -5,7 +5,7 @@
 //! | `/register`        | 201 session (tokens + user)     | 409 `email_taken`                      |
 //! | `/login`           | 200 session                     | 401 `invalid_credentials`              |
 //! | `/refresh`         | 200 new token pair              | 401 `invalid_refresh_token`            |
-//! | `/logout`          | 204                             | —                                      |
+//! | `/logout`          | 204 (the session's devices go)  | —                                      |
 //! | `/forgot-password` | 202, same body for any email    | —                                      |
 //! | `/reset-password`  | 204                             | 400 `invalid_reset_token`              |
 //! | `/change-password` | 200 session (bearer token)      | 401 `unauthorized`, `invalid_credentials` |
@@ -380,10 +380,11 @@ pub async fn refresh(
         // Another request used the same token a moment ago: the same theft signal as a reuse.
         return Err(refuse_reuse(&state, &record, now).await);
     }
-    let access = state.tokens.issue_access_token(
+    let access = state.tokens.issue_session_token(
         user.id,
         current_partnership_id(&state, user.id).await?,
         user.token_version,
+        record.family_id,
         now,
     )?;
     Ok(Json(TokenPair {
@@ -394,12 +395,13 @@ pub async fn refresh(
     }))
 }
 
-/// Ends the session the refresh token belongs to. Answers 204 whatever the token.
+/// Ends the session the refresh token belongs to, and removes the push devices registered in
+/// it. Answers 204 whatever the token.
 #[utoipa::path(
     post, path = "/api/auth/logout", tag = "auth",
     request_body = RefreshRequest,
     responses(
-        (status = 204, description = "Signed out (also for an unknown token)"),
+        (status = 204, description = "Signed out, the session's devices removed (also 204 for an unknown token)"),
         (status = 400, description = "Malformed JSON or wrong types", body = ErrorBody),
         (status = 422, description = "`validation_failed`: the token is missing", body = ErrorBody),
     )
@@ -418,6 +420,12 @@ pub async fn logout(
                 .store
                 .revoke_refresh_family(record.family_id, Utc::now())
                 .await?;
+            // A signed-out phone must not keep receiving the account's notifications.
+            let removed = state
+                .store
+                .delete_session_devices(record.user_id, record.family_id)
+                .await?;
+            tracing::info!(user_id = %record.user_id, devices = removed, "signed out");
         }
     }
     Ok(StatusCode::NO_CONTENT)
@@ -715,16 +723,19 @@ async fn start_session(
     now: DateTime<Utc>,
 ) -> Result<TokenPair, AuthError> {
     let pid = current_partnership_id(state, user.id).await?;
-    let access = state
-        .tokens
-        .issue_access_token(user.id, pid, user.token_version, now)?;
+    // The refresh-token family is the session: the access tokens of this login name it.
+    let family_id = Uuid::new_v4();
+    let access =
+        state
+            .tokens
+            .issue_session_token(user.id, pid, user.token_version, family_id, now)?;
     let refresh = state.tokens.generate_opaque();
     state
         .store
         .insert_refresh_token(NewRefreshToken {
             id: Uuid::now_v7(),
             user_id: user.id,
-            family_id: Uuid::new_v4(),
+            family_id,
             token_hash: refresh.hash,
             expires_at: now + REFRESH_TOKEN_TTL,
         })

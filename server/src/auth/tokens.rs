@@ -52,6 +52,11 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Unique id of this token, for tracing.
     pub jti: Uuid,
+    /// The session the token belongs to: the refresh-token family of the login that issued it
+    /// (devices registered with the token are tied to it, and signing out removes them).
+    /// Absent in tokens issued before sessions were named, and in those of tools and tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 /// A freshly signed access token.
@@ -125,12 +130,43 @@ impl TokenKeys {
         }
     }
 
-    /// Signs an access token for `user_id` valid from `now` for [`ACCESS_TOKEN_TTL_SECS`].
+    /// Signs an access token for `user_id` valid from `now` for [`ACCESS_TOKEN_TTL_SECS`],
+    /// naming no session (tools and tests; logins use [`TokenKeys::issue_session_token`]).
     pub fn issue_access_token(
         &self,
         user_id: Uuid,
         partnership_id: Option<Uuid>,
         token_version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedAccessToken, AuthError> {
+        self.sign(user_id, partnership_id, token_version, None, now)
+    }
+
+    /// Signs an access token like [`TokenKeys::issue_access_token`] that belongs to the session
+    /// `session_id` (the refresh-token family of the login), carried as `sid`.
+    pub fn issue_session_token(
+        &self,
+        user_id: Uuid,
+        partnership_id: Option<Uuid>,
+        token_version: i64,
+        session_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedAccessToken, AuthError> {
+        self.sign(
+            user_id,
+            partnership_id,
+            token_version,
+            Some(session_id),
+            now,
+        )
+    }
+
+    fn sign(
+        &self,
+        user_id: Uuid,
+        partnership_id: Option<Uuid>,
+        token_version: i64,
+        session_id: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> Result<IssuedAccessToken, AuthError> {
         let iat = now.timestamp();
@@ -141,6 +177,7 @@ impl TokenKeys {
             iat,
             exp: iat + ACCESS_TOKEN_TTL_SECS,
             jti: Uuid::new_v4(),
+            sid: session_id,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Internal(format!("cannot sign access token: {e}")))?;
@@ -222,6 +259,30 @@ mod tests {
     }
 
     #[test]
+    fn a_session_token_names_its_session_and_an_older_token_without_one_still_verifies() {
+        let keys = keys();
+        let session = Uuid::new_v4();
+        let issued = keys
+            .issue_session_token(Uuid::new_v4(), None, 0, session, Utc::now())
+            .expect("sign");
+        let claims = keys.verify_access_token(&issued.token).expect("verify");
+        assert_eq!(claims.sid, Some(session));
+        // A token signed before `sid` existed has no such claim at all.
+        let plain = keys
+            .issue_access_token(Uuid::new_v4(), None, 0, Utc::now())
+            .expect("sign");
+        let payload = plain.token.split('.').nth(1).expect("payload");
+        let json: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64"))
+                .expect("json");
+        assert_eq!(json.get("sid"), None);
+        assert_eq!(
+            keys.verify_access_token(&plain.token).expect("verify").sid,
+            None
+        );
+    }
+
+    #[test]
     fn an_expired_access_token_is_refused() {
         let keys = keys();
         let sixteen_minutes_ago = Utc::now() - Duration::minutes(16);
@@ -286,6 +347,7 @@ mod tests {
             iat: Utc::now().timestamp(),
             exp: Utc::now().timestamp() + 600,
             jti: Uuid::new_v4(),
+            sid: None,
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),

@@ -1,4 +1,5 @@
-//! Messages the server sends to people outside a request: mail now (password resets,
-//! invitations); push notifications later.
+//! Messages the server sends to people outside a request: mail (password resets, invitations)
+//! and push notifications from the durable outbox.
 
 pub mod mail;
+pub mod push_outbox;

@@ -147,7 +147,7 @@ pub async fn stream(
     let pid = PartnershipId(partnership.id);
     // Subscribed before the 101 goes out: a client that writes right after connecting sees its
     // own write on the stream.
-    let events = state.sync.subscribe(pid);
+    let events = state.sync.subscribe_as(pid, UserId(user.user_id));
     // With several nodes, what the others commit reaches this node's subscribers through the
     // document's live actor here: load it (it stays while subscribed).
     if state.sync.clustered() {

@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod contributions;
+pub mod devices;
 pub mod events;
 pub mod expenses;
 pub mod goals;

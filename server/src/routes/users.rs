@@ -1,13 +1,19 @@
-//! `/api/users/*`: the caller's own profile, income and account.
+//! `/api/users/*`: the caller's own profile, income, notification preferences and account.
+//!
+//! **Notification preferences** (`GET`/`PUT /api/users/notifications`): which kinds of push
+//! notification the user wants (all until they choose), and whether amounts and names may
+//! appear on the lock screen (`show_details`; off, a notification says only who did what and
+//! carries ids).
 //!
 //! **Deleting an account** (`DELETE /api/users/account`, password required) deletes the user's
-//! personal data (profile, sessions, reset tokens, device tokens, actor bindings) and **ends their
-//! partnership**: the partnership, its document and every materialized row derived from it are
+//! personal data (profile, sessions, reset tokens, push devices, notification preferences and
+//! the notifications waiting for them, actor bindings) and **ends their partnership**: the partnership, its document and every materialized row derived from it are
 //! deleted, because shared data of a couple cannot be kept without one of its two members. The
 //! former partner keeps their account and may invite or be invited again. Pending invitations the
 //! user sent are deleted too; invitations other people sent to the user's email stay (they are
 //! the inviters' data) and can be accepted by whoever registers that email later.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
@@ -25,7 +31,7 @@ use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiJson, FieldErrors};
 use crate::routes::shared::load_user;
-use crate::store::{ProfileUpdate, UserRecord};
+use crate::store::{NotificationKind, NotificationPreferences, ProfileUpdate, UserRecord};
 use crate::validation::{CountryCode, CurrencyCode, Email, Income, Payday, PersonName};
 
 /// The `/api/users` routes.
@@ -34,6 +40,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/profile", get(get_profile).put(update_profile))
         .route("/api/users/update-income", put(update_income))
         .route("/api/users/account", delete(delete_account))
+        .route(
+            "/api/users/notifications",
+            get(get_notifications).put(update_notifications),
+        )
 }
 
 /// A user's own profile as the API shows it (never the password hash).
@@ -275,4 +285,107 @@ pub async fn delete_account(
     }
     tracing::info!(user_id = %user.user_id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user's notification preferences as the API shows them.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "kinds": {
+        "approval_requested": true, "approval_answered": true, "message": false,
+        "invitation": true, "contributions_opened": true, "partner_paid": true,
+        "goal_reached": true
+    },
+    "show_details": false
+}))]
+pub struct NotificationSettings {
+    /// Every kind of notification, and whether the user wants it.
+    pub kinds: BTreeMap<&'static str, bool>,
+    /// Whether amounts and names may appear on the lock screen.
+    pub show_details: bool,
+}
+
+impl From<NotificationPreferences> for NotificationSettings {
+    fn from(p: NotificationPreferences) -> Self {
+        NotificationSettings {
+            kinds: NotificationKind::ALL
+                .into_iter()
+                .map(|k| (k.as_str(), p.wants(k)))
+                .collect(),
+            show_details: p.show_details,
+        }
+    }
+}
+
+/// A change of notification preferences: kinds not named, and `show_details` when absent, stay
+/// as they are.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"kinds": {"message": false}, "show_details": false}))]
+pub struct UpdateNotificationSettings {
+    /// Kinds to turn on (`true`) or off (`false`): `approval_requested`, `approval_answered`,
+    /// `message`, `invitation`, `contributions_opened`, `partner_paid`, `goal_reached`.
+    pub kinds: Option<BTreeMap<String, bool>>,
+    /// Whether amounts and names may appear on the lock screen.
+    pub show_details: Option<bool>,
+}
+
+/// The caller's notification preferences.
+#[utoipa::path(get, path = "/api/users/notifications", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The preferences", body = NotificationSettings),
+        (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
+    ))]
+pub async fn get_notifications(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<NotificationSettings>, ApiError> {
+    let preferences = state.store.notification_preferences(user.user_id).await?;
+    Ok(Json(preferences.into()))
+}
+
+/// Turns kinds of notification on or off, and details on the lock screen.
+#[utoipa::path(put, path = "/api/users/notifications", tag = "users", security(("bearer" = [])),
+    request_body = UpdateNotificationSettings,
+    responses(
+        (status = 200, description = "The updated preferences", body = NotificationSettings),
+        (status = 400, description = "Malformed JSON or wrong types", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
+        (status = 422, description = "An unknown kind, named as `kinds.<name>`", body = crate::error::ErrorBody),
+    ))]
+pub async fn update_notifications(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<UpdateNotificationSettings>,
+) -> Result<Json<NotificationSettings>, ApiError> {
+    let mut preferences = state.store.notification_preferences(user.user_id).await?;
+    apply_notification_settings(&mut preferences, body)?;
+    state
+        .store
+        .set_notification_preferences(user.user_id, &preferences, Utc::now())
+        .await?;
+    Ok(Json(preferences.into()))
+}
+
+/// Applies a change to the preferences; every unknown kind is a validation error (and nothing
+/// changes).
+fn apply_notification_settings(
+    preferences: &mut NotificationPreferences,
+    change: UpdateNotificationSettings,
+) -> Result<(), ApiError> {
+    let mut errors = FieldErrors::default();
+    for (name, wanted) in change.kinds.unwrap_or_default() {
+        match NotificationKind::parse(&name) {
+            Some(kind) if wanted => {
+                preferences.disabled.remove(&kind);
+            }
+            Some(kind) => {
+                preferences.disabled.insert(kind);
+            }
+            None => errors.push(format!("kinds.{name}"), "is not a notification kind"),
+        }
+    }
+    errors.into_result()?;
+    if let Some(show_details) = change.show_details {
+        preferences.show_details = show_details;
+    }
+    Ok(())
 }

@@ -4,7 +4,8 @@
 //! itself is `commit_batch` (how a group of merges is made durable).
 
 /// Expands, in a backend's module, one child module per domain (`users`, `sessions`,
-/// `partnerships`, `documents`, `devices`, `sync`, `reads`, `approvals_messages`), each holding
+/// `partnerships`, `documents`, `devices`, `notifications`, `sync`, `reads`,
+/// `approvals_messages`), each holding
 /// that domain's queries over the backend's glue, gives the backend's store type its public
 /// `pool()` and implements `Store` for it. The type has a `pool` field and a
 /// `commit_batch(&self, merges, now)` method.
@@ -25,6 +26,9 @@ macro_rules! backend {
         mod devices {
             $crate::store::devices::device_queries!();
         }
+        mod notifications {
+            $crate::store::notifications::notification_queries!();
+        }
         mod sync {
             $crate::store::sync::sync_queries!();
         }
@@ -44,8 +48,8 @@ macro_rules! backend {
 
         mod trait_impl {
             use super::{
-                approvals_messages, devices, documents, partnerships, reads, sessions, sync, users,
-                $store,
+                approvals_messages, devices, documents, notifications, partnerships, reads,
+                sessions, sync, users, $store,
             };
             use chrono::{DateTime, Utc};
             use rust_decimal::Decimal;
@@ -56,8 +60,9 @@ macro_rules! backend {
             use uuid::Uuid;
 
             use $crate::store::{
-                AcceptInvitation, DeviceTokenRecord, InvitationRecord, MergeCommit, MessageCursor,
-                NewChange, NewInvitation, NewPasswordReset, NewRefreshToken, NewSnapshot, NewUser,
+                AcceptInvitation, ClaimedNotification, DeviceRecord, InvitationRecord, MergeCommit,
+                MessageCursor, NewChange, NewDevice, NewInvitation, NewNotification,
+                NewPasswordReset, NewRefreshToken, NewSnapshot, NewUser, NotificationPreferences,
                 PartnershipRecord, PartnershipStatus, ProfileUpdate, RefreshTokenRecord, Store,
                 StoreResult, UserRecord,
             };
@@ -298,27 +303,94 @@ macro_rules! backend {
                     documents::actor_owner(&self.pool, partnership_id, actor_id).await
                 }
 
-                // ---- device tokens ----
+                // ---- devices ----
 
-                async fn register_device_token(
+                async fn register_device(
                     &self,
                     user_id: Uuid,
-                    token: &str,
-                    platform: &str,
+                    device: NewDevice,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<DeviceRecord> {
+                    devices::register_device(&self.pool, user_id, device, now).await
+                }
+
+                async fn devices(&self, user_id: Uuid) -> StoreResult<Vec<DeviceRecord>> {
+                    devices::devices(&self.pool, user_id).await
+                }
+
+                async fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreResult<()> {
+                    devices::delete_device(&self.pool, user_id, id).await
+                }
+
+                async fn delete_device_by_id(&self, id: Uuid) -> StoreResult<bool> {
+                    devices::delete_device_by_id(&self.pool, id).await
+                }
+
+                async fn delete_session_devices(
+                    &self,
+                    user_id: Uuid,
+                    session_id: Uuid,
+                ) -> StoreResult<u64> {
+                    devices::delete_session_devices(&self.pool, user_id, session_id).await
+                }
+
+                // ---- notifications ----
+
+                async fn notification_preferences(
+                    &self,
+                    user_id: Uuid,
+                ) -> StoreResult<NotificationPreferences> {
+                    notifications::preferences(&self.pool, user_id).await
+                }
+
+                async fn set_notification_preferences(
+                    &self,
+                    user_id: Uuid,
+                    preferences: &NotificationPreferences,
                     now: DateTime<Utc>,
                 ) -> StoreResult<()> {
-                    devices::register_device_token(&self.pool, user_id, token, platform, now).await
+                    notifications::set_preferences(&self.pool, user_id, preferences, now).await
                 }
 
-                async fn remove_device_token(&self, user_id: Uuid, token: &str) -> StoreResult<()> {
-                    devices::remove_device_token(&self.pool, user_id, token).await
-                }
-
-                async fn device_tokens(
+                async fn enqueue_notifications(
                     &self,
-                    user_id: Uuid,
-                ) -> StoreResult<Vec<DeviceTokenRecord>> {
-                    devices::device_tokens(&self.pool, user_id).await
+                    new: &[NewNotification],
+                    now: DateTime<Utc>,
+                ) -> StoreResult<u64> {
+                    notifications::enqueue(&self.pool, new, now).await
+                }
+
+                async fn claim_notifications(
+                    &self,
+                    now: DateTime<Utc>,
+                    limit: u32,
+                    lease: std::time::Duration,
+                ) -> StoreResult<Vec<ClaimedNotification>> {
+                    notifications::claim(&self.pool, now, limit, lease).await
+                }
+
+                async fn record_delivery(
+                    &self,
+                    outbox_id: Uuid,
+                    device_id: Uuid,
+                ) -> StoreResult<()> {
+                    notifications::record_delivery(&self.pool, outbox_id, device_id).await
+                }
+
+                async fn finish_notification(&self, id: Uuid) -> StoreResult<()> {
+                    notifications::finish(&self.pool, id).await
+                }
+
+                async fn retry_notification(
+                    &self,
+                    id: Uuid,
+                    next_attempt_at: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    notifications::retry(&self.pool, id, next_attempt_at).await
+                }
+
+                async fn outbox_depth(&self) -> StoreResult<i64> {
+                    notifications::outbox_depth(&self.pool).await
                 }
 
                 // ---- sync ----

@@ -2,9 +2,10 @@
 //! SQLite (the embedded default), both held to one conformance suite
 //! (`tests/integration/store_conformance.rs`).
 //!
-//! Relational-only data (users, partnerships, refresh tokens, password resets, device tokens,
-//! actor bindings) lives here, and so does each partnership document: its latest compacted
-//! snapshot plus the changes received since (`docs/operations.md`, Storage).
+//! Relational-only data (users, partnerships, refresh tokens, password resets, push devices,
+//! notification preferences, actor bindings) lives here, and so does each partnership document:
+//! its latest compacted snapshot plus the changes received since (`docs/operations.md`,
+//! Storage), and the outbox of notifications waiting to be sent (`notifications`).
 //!
 //! Invariants the store enforces, whatever the caller does:
 //! - emails are stored lower-cased and unique;
@@ -12,14 +13,18 @@
 //!   inviter (`user1_id`) or as invitee (`user2_id`): checked inside the writing transaction with
 //!   the users' rows locked, and backed by partial unique indexes per column;
 //! - a document change is stored once per partnership (idempotent on its hash);
-//! - an actor id is bound to one user per partnership.
+//! - an actor id is bound to one user per partnership;
+//! - an FCM token or a Web Push endpoint is one device, of one user;
+//! - a notification waits in the outbox once per (recipient, dedupe key), and two senders never
+//!   hold one at the same time.
 //!
 //! # Every query written once
 //!
 //! The SQL of each domain lives in one module, as a macro that generates that domain's query
 //! functions over a backend: `users`, `sessions` (refresh tokens, password resets),
-//! `partnerships`, `documents`, `devices`, `sync` (merge commits, materialized rows, sync
-//! states), `reads` (expenses, goals, contributions) and `approvals_messages`. A backend module,
+//! `partnerships`, `documents`, `devices`, `notifications` (preferences, the outbox), `sync`
+//! (merge commits, materialized rows, sync states), `reads` (expenses, goals, contributions) and
+//! `approvals_messages`. A backend module,
 //! [`postgres`] or [`sqlite`], holds only its glue — what truly differs — and expands every domain
 //! in a child module of the same name with `backend::backend!`, which also implements [`Store`]
 //! once for both. The glue each backend provides, used by the domains through `super::`:
@@ -30,6 +35,7 @@
 //! | `begin_write(pool)` | `BEGIN` (READ COMMITTED) | `BEGIN IMMEDIATE` (the write lock) |
 //! | `begin_read(pool)` | REPEATABLE READ READ ONLY | deferred |
 //! | `FOR_UPDATE` | `" FOR UPDATE"` | `""` (the write lock is held) |
+//! | `SKIP_LOCKED` (claiming outbox rows) | `" FOR UPDATE SKIP LOCKED"` | `""` (the write lock) |
 //! | `lock_users(tx, ids)` | one `= ANY($1) ... FOR UPDATE` | one existence check per id |
 //! | `delete_changes(tx, pid, hashes)` | one `= ANY($2)` | one `DELETE` per hash |
 //! | `money(d)` / `read_money` / `read_optional_money` | NUMERIC as `Decimal` | decimal TEXT |
@@ -48,6 +54,7 @@ mod backend;
 mod conflict_tests;
 mod devices;
 mod documents;
+mod notifications;
 mod partnerships;
 pub mod postgres;
 mod reads;
@@ -67,6 +74,10 @@ use splitsave_sync_core::materialize::RowChange;
 use uuid::Uuid;
 
 pub use approvals_messages::MessageCursor;
+pub use devices::{DevicePlatform, DeviceRecord, DeviceTarget, NewDevice};
+pub use notifications::{
+    ClaimedNotification, NewNotification, NotificationKind, NotificationPreferences,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -500,19 +511,6 @@ pub struct NewChange {
     pub bytes: Vec<u8>,
 }
 
-/// A push-notification device token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeviceTokenRecord {
-    /// Owner.
-    pub user_id: Uuid,
-    /// The FCM registration token.
-    pub token: String,
-    /// `android`, `ios` or `web`.
-    pub platform: String,
-    /// Registration time.
-    pub created_at: DateTime<Utc>,
-}
-
 /// The storage interface of the server; see the module documentation for its invariants.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -680,26 +678,79 @@ pub trait Store: Send + Sync + 'static {
     /// The user an actor id is bound to in a partnership.
     async fn actor_owner(&self, partnership_id: Uuid, actor_id: &str) -> StoreResult<Option<Uuid>>;
 
-    // ---- device tokens -----------------------------------------------------------------------
+    // ---- devices -----------------------------------------------------------------------------
 
-    /// Registers a device token for push (re-registering moves it to this user).
-    async fn register_device_token(
+    /// Registers a device of `user_id`. A token or endpoint already registered (by anyone) is
+    /// the same device: its one row is updated (platform, keys, session, time) and moved to
+    /// `user_id`, keeping its id. `NotFound` for an unknown user.
+    async fn register_device(
         &self,
         user_id: Uuid,
-        token: &str,
-        platform: &str,
+        device: NewDevice,
+        now: DateTime<Utc>,
+    ) -> StoreResult<DeviceRecord>;
+    /// The user's devices, oldest registration first.
+    async fn devices(&self, user_id: Uuid) -> StoreResult<Vec<DeviceRecord>>;
+    /// Deletes one of the user's devices; `NotFound` when the user has no device with this id
+    /// (another user's included).
+    async fn delete_device(&self, user_id: Uuid, id: Uuid) -> StoreResult<()>;
+    /// Deletes a device whoever it belongs to (the push service said it is gone); whether
+    /// there was one.
+    async fn delete_device_by_id(&self, id: Uuid) -> StoreResult<bool>;
+    /// Deletes the devices the user registered in one session (refresh-token family): signing
+    /// out. Returns how many.
+    async fn delete_session_devices(&self, user_id: Uuid, session_id: Uuid) -> StoreResult<u64>;
+
+    // ---- notifications -----------------------------------------------------------------------
+
+    /// The user's notification preferences (the defaults when they never chose).
+    async fn notification_preferences(&self, user_id: Uuid)
+        -> StoreResult<NotificationPreferences>;
+    /// Replaces the user's notification preferences; `NotFound` for an unknown user.
+    async fn set_notification_preferences(
+        &self,
+        user_id: Uuid,
+        preferences: &NotificationPreferences,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
-    /// Removes a user's device token.
-    async fn remove_device_token(&self, user_id: Uuid, token: &str) -> StoreResult<()>;
-    /// A user's device tokens.
-    async fn device_tokens(&self, user_id: Uuid) -> StoreResult<Vec<DeviceTokenRecord>>;
+    /// Writes notifications to the outbox in one transaction, due at `now`. One whose
+    /// (recipient, dedupe key) is already in the outbox is skipped, never an error; a recipient
+    /// or partnership that is gone is `NotFound`, and nothing is written. Returns how many were
+    /// new. (A merge's notifications go with its commit: [`MergeCommit::notifications`].)
+    async fn enqueue_notifications(
+        &self,
+        notifications: &[NewNotification],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    /// Claims up to `limit` notifications due at `now` (`next_attempt_at <= now`) that no one
+    /// holds (never claimed, or the claim lapsed), until `now + lease`, in one transaction: on
+    /// PostgreSQL rows another transaction is claiming are skipped (`FOR UPDATE SKIP LOCKED`),
+    /// so two senders never get one row. Only kinds this build knows are claimed. Each comes
+    /// with the devices it already reached. Ordered by id (enqueue order).
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> StoreResult<Vec<ClaimedNotification>>;
+    /// Remembers that a notification reached a device (idempotent): a later claim lists it in
+    /// `delivered`. `NotFound` when the notification or the device is gone.
+    async fn record_delivery(&self, outbox_id: Uuid, device_id: Uuid) -> StoreResult<()>;
+    /// Deletes a notification from the outbox: sent, or given up (nothing when it is gone).
+    async fn finish_notification(&self, id: Uuid) -> StoreResult<()>;
+    /// Counts a failed attempt, makes the notification due again at `next_attempt_at` and
+    /// releases the claim (nothing when it is gone).
+    async fn retry_notification(&self, id: Uuid, next_attempt_at: DateTime<Utc>)
+        -> StoreResult<()>;
+    /// How many notifications the outbox holds (sent ones are deleted).
+    async fn outbox_depth(&self) -> StoreResult<i64>;
 
     // ---- sync --------------------------------------------------------------------------------
 
     /// Makes one merge durable, in one transaction (`docs/operations.md`, Storage): binds the
-    /// new actor ids, stores the new changes (a hash already stored is skipped) and applies the
-    /// materialized row changes. `Conflict::ActorBound` when an actor is bound to another user and
+    /// new actor ids, stores the new changes (a hash already stored is skipped), applies the
+    /// materialized row changes and writes its notifications to the outbox (a (recipient, dedupe
+    /// key) already there is skipped). `Conflict::ActorBound` when an actor is bound to another user and
     /// `NotFound` when a bound user is not a member or the partnership is gone; either way
     /// nothing of the commit is written. Returns how many changes were new.
     async fn commit_merge(
@@ -851,6 +902,9 @@ pub struct MergeCommit {
     /// to write without the check (tools and tests that seed documents). A version another
     /// merge already took fails the commit with `Conflict::Stale`.
     pub version: Option<i64>,
+    /// The notifications the merge causes, written to the outbox in the same transaction: a
+    /// commit that fails writes none, one that succeeds loses none.
+    pub notifications: Vec<NewNotification>,
 }
 
 /// Opens the store the URL names (`postgres://…` or `sqlite:…`) and applies the migrations.

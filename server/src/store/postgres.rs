@@ -106,6 +106,9 @@ type Db = Postgres;
 /// Locks the rows a writing transaction reads before it decides.
 const FOR_UPDATE: &str = " FOR UPDATE";
 
+/// Locks the outbox rows a sender claims, skipping those another sender is claiming.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
 /// Amounts are bound as NUMERIC, keeping their scale.
 fn money(amount: Decimal) -> Decimal {
     amount
@@ -202,11 +205,11 @@ fn fits_one_statement(merges: &[(Uuid, MergeCommit)]) -> bool {
     })
 }
 
-/// The merges of [`fits_one_statement`] written by one statement: the new changes and the
-/// expense rows, each table through one multi-row insert. A single statement is atomic and
-/// commits on its own, so this saves the `BEGIN` and `COMMIT` round trips and one per change and
-/// row of the transaction path — three of four round trips of a one-change merge. Returns how
-/// many changes of each merge were new.
+/// The merges of [`fits_one_statement`] written by one statement: the new changes, the expense
+/// rows and the notifications, each table through one multi-row insert. A single statement is
+/// atomic and commits on its own, so this saves the `BEGIN` and `COMMIT` round trips and one per
+/// change and row of the transaction path — three of four round trips of a one-change merge.
+/// Returns how many changes of each merge were new.
 async fn commit_merges_in_one_statement(
     conn: &mut sqlx::PgConnection,
     merges: &[(Uuid, MergeCommit)],
@@ -245,6 +248,11 @@ async fn commit_merges_in_one_statement(
         .iter()
         .filter_map(|(pid, m)| m.version.map(|v| (*pid, v)))
         .unzip();
+    let notifications: Vec<&super::NewNotification> =
+        merges.iter().flat_map(|(_, m)| &m.notifications).collect();
+    let notification_column = |f: fn(&super::NewNotification) -> &str| {
+        notifications.iter().map(|n| f(n)).collect::<Vec<_>>()
+    };
     let column = |f: fn(&ExpenseRow) -> &str| rows.iter().map(|(_, r)| f(r)).collect::<Vec<_>>();
     let time = |f: fn(&ExpenseRow) -> Millis| {
         rows.iter()
@@ -256,7 +264,10 @@ async fn commit_merges_in_one_statement(
     let sql = SQL.get_or_init(|| {
         let expenses = &super::sync::UPSERT_EXPENSES;
         // The versions are taken in the same statement: a version another node took fails the
-        // whole statement on `doc_commits_pkey`, and nothing of the batch is written.
+        // whole statement on `doc_commits_pkey`, and nothing of the batch is written. The
+        // notifications are the transaction path's insert (`notifications::insert_notifications`)
+        // fed from arrays.
+        use super::notifications::{OUTBOX_COLUMNS, OUTBOX_ON_CONFLICT};
         format!(
             "WITH new_versions AS ( \
                INSERT INTO doc_commits (partnership_id, version, committed_at) \
@@ -273,7 +284,13 @@ async fn commit_merges_in_one_statement(
                SELECT * FROM UNNEST($8::uuid[], $9::uuid[], $10::text[], $11::numeric[], \
                  $12::text[], $13::text[], $14::uuid[], $15::text[], $16::timestamptz[], \
                  $17::timestamptz[]) \
-               {}) \
+               {}), \
+             new_notifications AS ( \
+               INSERT INTO notification_outbox ({OUTBOX_COLUMNS}) \
+               SELECT i, u, p, k, d, b, $7, $7, 0, g \
+               FROM UNNEST($20::uuid[], $21::uuid[], $22::uuid[], $23::text[], $24::text[], \
+                 $25::text[], $26::timestamptz[]) AS t(i, u, p, k, d, b, g) \
+               {OUTBOX_ON_CONFLICT}) \
              SELECT partnership_id, count(*) FROM new_changes GROUP BY partnership_id",
             expenses.columns(),
             expenses.on_conflict()
@@ -303,6 +320,28 @@ async fn commit_merges_in_one_statement(
         .bind(time(|r| r.updated_at))
         .bind(&versions.0)
         .bind(&versions.1)
+        .bind(
+            notifications
+                .iter()
+                .map(|_| Uuid::now_v7())
+                .collect::<Vec<_>>(),
+        )
+        .bind(notifications.iter().map(|n| n.user_id).collect::<Vec<_>>())
+        .bind(
+            notifications
+                .iter()
+                .map(|n| n.partnership_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(notification_column(|n| n.kind.as_str()))
+        .bind(notification_column(|n| &n.dedupe_key))
+        .bind(notification_column(|n| &n.payload))
+        .bind(
+            notifications
+                .iter()
+                .map(|n| super::notifications::give_up_at(now, n.give_up_after))
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(conn)
         .await
         .map_err(super::write_error)?;

@@ -77,6 +77,9 @@ type Db = Sqlite;
 /// No row locks: a writing transaction already holds SQLite's write lock (`BEGIN IMMEDIATE`).
 const FOR_UPDATE: &str = "";
 
+/// No row locks for claims either: one writer at a time, and the claim's transaction is one.
+const SKIP_LOCKED: &str = "";
+
 /// Amounts are bound as their decimal text, which keeps the scale (`12.50`).
 fn money(amount: Decimal) -> String {
     amount.to_string()

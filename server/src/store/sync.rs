@@ -166,11 +166,12 @@ pub(super) static UPSERT_SYNC_STATES: Upsert = Upsert::new(
 );
 
 /// Generates the sync storage functions of one backend: `write_merge` (one merge's writes in
-/// the caller's transaction: each backend runs merge commits its own way), `insert_change` and
-/// `bind_actor` (also the documents' own writes), and `replace_materialized`,
-/// `materialized_rows`, `save_sync_state`, `load_sync_state`, `server_storage_id` and
-/// `document_change_count`, each taking the pool. Expanded in the backend's `sync` module, whose
-/// parent provides the backend's glue; the rows are decoded as the REST reads decode them.
+/// the caller's transaction, its notifications included: each backend runs merge commits its
+/// own way), `insert_change` and `bind_actor` (also the documents' own writes), and
+/// `replace_materialized`, `materialized_rows`, `save_sync_state`, `load_sync_state`,
+/// `server_storage_id` and `document_change_count`, each taking the pool. Expanded in the
+/// backend's `sync` module, whose parent provides the backend's glue; the rows are decoded as the
+/// REST reads decode them.
 macro_rules! sync_queries {
     () => {
         use chrono::{DateTime, Utc};
@@ -230,6 +231,7 @@ macro_rules! sync_queries {
             for row in &commit.rows {
                 apply_row(tx, partnership_id, row, now).await?;
             }
+            super::notifications::insert_notifications(tx, &commit.notifications, now).await?;
             Ok(inserted)
         }
 

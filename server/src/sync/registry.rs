@@ -45,6 +45,20 @@ pub struct Registry {
     cluster: std::sync::OnceLock<ClusterLink>,
     /// Per live document, what other nodes announced (see [`Registry::announced`]).
     announced: std::sync::Mutex<HashMap<PartnershipId, Announced>>,
+    /// Open `/api/events` streams per partnership and user: such a user is watching and gets
+    /// no push notification.
+    watchers: std::sync::Mutex<HashMap<(PartnershipId, UserId), usize>>,
+    /// Wakes this node's push sender after a commit that queued notifications; unset while
+    /// push notifications are off (nothing is then derived or queued).
+    push: std::sync::OnceLock<PushLink>,
+}
+
+/// How the actors reach the push sender.
+pub(crate) struct PushLink {
+    /// Notified after a commit that wrote notifications.
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+    /// How long a queued notification is worth sending.
+    pub(crate) give_up_after: std::time::Duration,
 }
 
 /// What other nodes announced of one live document.
@@ -101,7 +115,34 @@ impl Registry {
             node,
             cluster: std::sync::OnceLock::new(),
             announced: std::sync::Mutex::new(HashMap::new()),
+            watchers: std::sync::Mutex::new(HashMap::new()),
+            push: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Turns push notifications on: merges and operations queue them from now on, and `wake`
+    /// is notified after each commit that did.
+    pub fn link_push(&self, wake: Arc<tokio::sync::Notify>, give_up_after: std::time::Duration) {
+        let _ = self.push.set(PushLink {
+            wake,
+            give_up_after,
+        });
+    }
+
+    /// The push sender's link, when push notifications are on.
+    pub(crate) fn push(&self) -> Option<&PushLink> {
+        self.push.get()
+    }
+
+    fn watchers(&self) -> std::sync::MutexGuard<'_, HashMap<(PartnershipId, UserId), usize>> {
+        self.watchers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `user` has an `/api/events` stream of the partnership open on this node.
+    pub(crate) fn watching(&self, pid: PartnershipId, user: UserId) -> bool {
+        self.watchers().get(&(pid, user)).is_some_and(|n| *n > 0)
     }
 
     /// Links the registry to the cluster; false when it already is.
@@ -453,7 +494,17 @@ impl Registry {
             rx: Some(rx),
             registry: self.clone(),
             pid,
+            user: None,
         }
+    }
+
+    /// [`Registry::subscribe`] for `user`, who counts as watching the partnership while the
+    /// subscription lasts (no push notifications for them meanwhile).
+    pub fn subscribe_as(self: &Arc<Self>, pid: PartnershipId, user: UserId) -> EventSubscription {
+        let mut sub = self.subscribe(pid);
+        *self.watchers().entry((pid, user)).or_insert(0) += 1;
+        sub.user = Some(user);
+        sub
     }
 
     /// Removes the partnership's channel once nobody is subscribed.
@@ -476,6 +527,8 @@ pub struct EventSubscription {
     rx: Option<broadcast::Receiver<Arc<DocEvent>>>,
     registry: Arc<Registry>,
     pid: PartnershipId,
+    /// Who watches through it, if known.
+    user: Option<UserId>,
 }
 
 impl EventSubscription {
@@ -492,6 +545,15 @@ impl Drop for EventSubscription {
     fn drop(&mut self) {
         drop(self.rx.take());
         self.registry.forget_events_if_unused(self.pid);
+        if let Some(user) = self.user {
+            let mut watchers = self.registry.watchers();
+            if let Some(n) = watchers.get_mut(&(self.pid, user)) {
+                *n -= 1;
+                if *n == 0 {
+                    watchers.remove(&(self.pid, user));
+                }
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 #[macro_use]
 mod common;
 mod auth_common;
+mod push_standins;
 mod real_server;
 mod sync_support;
 
@@ -19,6 +20,8 @@ mod cluster;
 mod every_endpoint_auth;
 mod http_skeleton;
 mod partnerships_api;
+mod push_delivery;
+mod push_devices;
 mod rate_limits_shared;
 mod rest_events;
 mod rest_expenses;
@@ -27,6 +30,7 @@ mod rest_isolation;
 mod run_modes;
 mod sdk_client;
 mod store_conformance;
+mod store_push;
 mod store_reads_approvals_messages;
 mod store_sync;
 mod sync_behaviour;

@@ -60,7 +60,6 @@ conformance!(
     compaction_replaces_snapshot_and_covered_changes,
     an_actor_is_bound_to_one_member,
     deleting_a_user_ends_the_partnership_and_frees_the_partner,
-    device_tokens_move_between_users_and_are_removed,
 );
 
 fn new_user(email: &str) -> NewUser {
@@ -944,9 +943,39 @@ async fn deleting_a_user_ends_the_partnership_and_frees_the_partner(store: Arc<d
         .await
         .expect("token");
     store
-        .register_device_token(ann.id, "device-1", "ios", now)
+        .register_device(
+            ann.id,
+            NewDevice {
+                platform: DevicePlatform::Ios,
+                target: DeviceTarget::Fcm {
+                    token: "device-1".into(),
+                },
+                session_id: None,
+            },
+            now,
+        )
         .await
         .expect("device");
+    let quiet = NotificationPreferences {
+        disabled: [NotificationKind::Message].into(),
+        show_details: false,
+    };
+    store
+        .set_notification_preferences(ann.id, &quiet, now)
+        .await
+        .expect("preferences");
+    let notification = |user_id| NewNotification {
+        user_id,
+        partnership_id: Some(p.id),
+        kind: NotificationKind::Message,
+        dedupe_key: "message:1".into(),
+        payload: "{}".into(),
+        give_up_after: std::time::Duration::from_secs(3600),
+    };
+    store
+        .enqueue_notifications(&[notification(ann.id), notification(ben.id)], now)
+        .await
+        .expect("enqueue");
 
     store.delete_user(ann.id).await.expect("delete");
     assert_eq!(store.user_by_id(ann.id).await.expect("read"), None);
@@ -961,11 +990,16 @@ async fn deleting_a_user_ends_the_partnership_and_frees_the_partner(store: Arc<d
         (None, vec![])
     );
     assert_eq!(store.actor_owner(p.id, "aa").await.expect("owner"), None);
-    assert!(store
-        .device_tokens(ann.id)
-        .await
-        .expect("devices")
-        .is_empty());
+    assert_eq!(store.devices(ann.id).await.expect("devices"), vec![]);
+    assert_eq!(
+        store
+            .notification_preferences(ann.id)
+            .await
+            .expect("preferences"),
+        NotificationPreferences::default()
+    );
+    // Ann's own notifications, and Ben's about the partnership that ended (they may name Ann).
+    assert_eq!(store.outbox_depth().await.expect("depth"), 0);
     // Ben keeps his account and can pair again; Ann's email can register again.
     let cat = user(&store, "cat@example.com").await;
     store
@@ -977,41 +1011,4 @@ async fn deleting_a_user_ends_the_partnership_and_frees_the_partner(store: Arc<d
         store.delete_user(ann.id).await,
         Err(StoreError::NotFound)
     ));
-}
-
-async fn device_tokens_move_between_users_and_are_removed(store: Arc<dyn Store>) {
-    let ann = user(&store, "ann@example.com").await;
-    let ben = user(&store, "ben@example.com").await;
-    let now = Utc::now();
-    store
-        .register_device_token(ann.id, "t1", "android", now)
-        .await
-        .expect("register");
-    store
-        .register_device_token(ann.id, "t2", "web", now)
-        .await
-        .expect("register");
-    let tokens: Vec<String> = store
-        .device_tokens(ann.id)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|t| t.token)
-        .collect();
-    assert_eq!(tokens.len(), 2);
-    // The same device signed in as Ben now notifies Ben only.
-    store
-        .register_device_token(ben.id, "t1", "android", now)
-        .await
-        .expect("move");
-    let ann_tokens = store.device_tokens(ann.id).await.expect("list");
-    assert_eq!(ann_tokens.len(), 1);
-    assert_eq!(ann_tokens[0].token, "t2");
-    assert_eq!(ann_tokens[0].platform, "web");
-    assert_eq!(store.device_tokens(ben.id).await.expect("list").len(), 1);
-    store
-        .remove_device_token(ann.id, "t2")
-        .await
-        .expect("remove");
-    assert!(store.device_tokens(ann.id).await.expect("list").is_empty());
 }

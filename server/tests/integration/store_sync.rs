@@ -282,6 +282,7 @@ fn amount_texts(changes: &[RowChange]) -> Vec<String> {
 fn commit(rows: Vec<RowChange>) -> MergeCommit {
     MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![],
         bindings: vec![],
         rows,
@@ -398,6 +399,7 @@ async fn changes_are_stored_once_and_counted_until_compaction(db: &TestDb) {
     let (ann, _ben, p) = couple(&store, "USD").await;
     let first = MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![
             change("h1", "aa01", Some(ann.id)),
             change("h2", "aa01", Some(ann.id)),
@@ -462,6 +464,7 @@ async fn an_actor_bound_to_another_user_rolls_back_the_whole_commit(db: &TestDb)
         .expect("ben's device");
     let forged = MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![
             change("h1", "aa01", Some(ann.id)),
             change("h2", "bb02", Some(ann.id)),
@@ -490,6 +493,7 @@ async fn binding_a_non_member_rolls_back_the_whole_commit(db: &TestDb) {
     let stranger = user(&store, "eve").await;
     let merge = MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![change("h1", "ee05", Some(stranger.id))],
         bindings: vec![("ee05".into(), stranger.id)],
         rows: upserts(&sample_rows(ann.id, ben.id, 2)),
@@ -680,12 +684,14 @@ async fn merges_of_several_couples_commit_together_or_not_at_all(db: &TestDb) {
     let their_rows = sample_rows(cat.id, dan.id, 2);
     let ours = MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![change("h1", "aa01", Some(ann.id))],
         bindings: vec![("aa01".into(), ann.id)],
         rows: upserts(&sample_rows(ann.id, ben.id, 2)),
     };
     let theirs = MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![
             change("h1", "cc03", Some(cat.id)),
             change("h2", "cc03", Some(cat.id)),
@@ -717,6 +723,7 @@ async fn merges_of_several_couples_commit_together_or_not_at_all(db: &TestDb) {
     more.changes.push(change("h9", "aa01", Some(ann.id)));
     let forged = MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![change("h8", "cc03", Some(dan.id))],
         bindings: vec![("cc03".into(), dan.id)],
         rows: vec![],
@@ -763,6 +770,7 @@ async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
     );
     let ours = MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![
             change("h1", "aa01", Some(ann.id)),
             change("h2", "aa01", Some(ann.id)),
@@ -772,6 +780,7 @@ async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
     };
     let theirs = MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![change("h1", "cc03", Some(cat.id))],
         bindings: vec![],
         rows: upserts(&[Row::Expense(rent.clone())]),
@@ -813,12 +822,14 @@ async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
     // A batch with a merge for a partnership that no longer exists leaves nothing behind.
     let more = MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![change("h4", "aa01", Some(ann.id))],
         bindings: vec![],
         rows: upserts(&[Row::Expense(expense(ann.id, "Tea", 300))]),
     };
     let orphan = MergeCommit {
         version: None,
+        notifications: Vec::new(),
         changes: vec![change("h9", "ee09", None)],
         bindings: vec![],
         rows: vec![],
@@ -860,6 +871,7 @@ async fn the_committer_answers_each_merge_of_a_failed_batch_on_its_own(db: &Test
         let forged = i == 0;
         let merge = MergeCommit {
             version: None,
+            notifications: Vec::new(),
             changes: vec![change(&format!("h{i}"), "ab01", Some(a.id))],
             bindings: vec![("ab01".into(), if forged { b.id } else { a.id })],
             rows: if forged { vec![] } else { upserts(&rows[i]) },
@@ -991,6 +1003,7 @@ async fn each_merge_takes_the_next_version_and_a_taken_one_is_stale_and_writes_n
     assert_eq!(store.document_version(p.id).await.expect("version"), 0);
     let first = MergeCommit {
         version: Some(1),
+        notifications: Vec::new(),
         changes: vec![change("h1", "aa01", Some(ann.id))],
         bindings: vec![],
         rows: vec![expense_upsert(ann.id, ben.id, "first")],
@@ -1006,6 +1019,7 @@ async fn each_merge_takes_the_next_version_and_a_taken_one_is_stale_and_writes_n
     // expense rows only) and the transaction path (an actor to bind) refuse it whole.
     let late = MergeCommit {
         version: Some(1),
+        notifications: Vec::new(),
         changes: vec![change("h2", "bb01", Some(ben.id))],
         bindings: vec![],
         rows: vec![expense_upsert(ann.id, ben.id, "late")],
@@ -1025,6 +1039,7 @@ async fn each_merge_takes_the_next_version_and_a_taken_one_is_stale_and_writes_n
     // Made again from version 1, it commits as version 2.
     let again = MergeCommit {
         version: Some(2),
+        notifications: Vec::new(),
         changes: vec![change("h2", "bb01", Some(ben.id))],
         bindings: vec![("bb01".into(), ben.id)],
         rows: vec![expense_upsert(ann.id, ben.id, "late")],

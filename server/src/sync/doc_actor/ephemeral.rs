@@ -62,12 +62,12 @@ impl DocActor {
     }
 
     /// Whether `user` is connected to this document on this node.
-    fn online_here(&self, user: UserId) -> bool {
+    pub(super) fn online_here(&self, user: UserId) -> bool {
         self.peers.values().any(|p| p.user == user)
     }
 
     /// Whether another node said lately that `user` is connected there.
-    fn online_elsewhere(&self, user: UserId) -> bool {
+    pub(super) fn online_elsewhere(&self, user: UserId) -> bool {
         self.remote_presence
             .get(&user)
             .is_some_and(|n| !n.is_empty())

@@ -233,7 +233,9 @@ impl DocActor {
         let rows = materialize::rows_for(&self.doc, &enforcement.affected())
             .map(|m| m.changes)
             .unwrap_or_default();
-        self.persist(changes, bindings, rows, user).await?;
+        let notifications = self.notifications_for(&merged, user);
+        self.persist(changes, bindings, rows, notifications, user)
+            .await?;
         self.publish(&merged, Some(user));
         Ok(())
     }
@@ -243,6 +245,7 @@ impl DocActor {
         changes: Vec<NewChange>,
         bindings: Vec<(String, Uuid)>,
         rows: Vec<materialize::RowChange>,
+        notifications: Vec<crate::store::NewNotification>,
         user: UserId,
     ) -> Result<(), SyncError> {
         let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
@@ -269,10 +272,17 @@ impl DocActor {
             bindings,
             rows,
             version: Some(version),
+            notifications,
         };
+        let notifying = !commit.notifications.is_empty();
         match self.registry.committer().commit(self.pid.0, commit).await {
             Ok(_) => {
                 self.stored.version = version;
+                if notifying {
+                    if let Some(push) = self.registry.push() {
+                        push.wake.notify_one();
+                    }
+                }
                 self.registry
                     .announce_commit(self.pid, version, announced.flatten());
                 // Before anyone hears of the change (events, sync acknowledgements, answers).

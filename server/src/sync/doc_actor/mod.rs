@@ -41,6 +41,7 @@ mod compaction;
 mod ephemeral;
 mod limits;
 mod merge;
+mod notify;
 mod operations;
 
 use limits::{check_limits, check_values, deps_satisfied, in_merges, parse_changes};

@@ -106,7 +106,14 @@ impl DocActor {
                 .flat_map(|(user, new)| new.iter().map(|c| stored_change(c, Some(user.0))))
                 .collect();
             let first_user = written[0].0;
-            match self.persist(changes, Vec::new(), rows, first_user).await {
+            let notifications = written
+                .iter()
+                .flat_map(|(user, new)| self.notifications_for(new, *user))
+                .collect();
+            match self
+                .persist(changes, Vec::new(), rows, notifications, first_user)
+                .await
+            {
                 Ok(()) => {
                     for (user, new) in &written {
                         self.publish(new, Some(*user));

@@ -1,0 +1,309 @@
+//! Push notifications from the durable outbox (docs/push.md).
+//!
+//! A merge or a REST write that should tell a partner who is not connected writes the
+//! notification into `notification_outbox` in its own transaction ([`outbox_rows`]), so a crash
+//! after the commit loses none. The [`PushSender`] of every node claims due rows (PostgreSQL's
+//! `FOR UPDATE SKIP LOCKED`: two nodes never hold one row), sends each to the recipient's
+//! devices that have not had it yet ([`crate::push::Pusher`]), remembers each device reached (a
+//! retry or a claim taken over after a crash never sends twice to it), and then:
+//! - deletes the row once every device has it, or was refused for good;
+//! - deletes a device its push service says is gone;
+//! - on a passing failure, tries again later: exponential backoff with full jitter, never
+//!   before the service's `Retry-After`, and gives up at the row's `give_up_at`.
+//!
+//! Preferences are read when sending: a kind turned off is dropped, and without
+//! `show_details` the private wording goes out (who, not what; ids only).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use splitsave_sync_core::notifications::{Notification, Wording};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::push::{Platform, PushMessage, PushTarget, Pusher, SendOutcome};
+use crate::store::{
+    ClaimedNotification, DevicePlatform, DeviceRecord, DeviceTarget, NewNotification,
+    NotificationKind, Store,
+};
+
+/// How the sender paces itself.
+#[derive(Clone, Debug)]
+pub struct SenderConfig {
+    /// Rows claimed at once.
+    pub batch: usize,
+    /// How long a claim holds; a node that dies holding rows frees them after it.
+    pub lease: Duration,
+    /// How often the outbox is looked at when nothing wakes the sender (rows written by other
+    /// nodes, retries coming due).
+    pub poll_every: Duration,
+    /// The first retry's longest wait; doubled per attempt up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// The longest wait between two attempts.
+    pub max_backoff: Duration,
+    /// How long after the event a notification is still worth sending.
+    pub give_up_after: Duration,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            batch: 64,
+            lease: Duration::from_secs(60),
+            poll_every: Duration::from_secs(1),
+            base_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(600),
+            give_up_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What an outbox row holds: both wordings, so the recipient's privacy setting at send time
+/// decides which one goes out.
+#[derive(Debug, Serialize, Deserialize)]
+struct Payload {
+    detailed: Text,
+    private: Text,
+    data: std::collections::BTreeMap<String, String>,
+    collapse_key: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Text {
+    title: String,
+    body: String,
+}
+
+impl From<&Wording> for Text {
+    fn from(w: &Wording) -> Self {
+        Text {
+            title: w.title.clone(),
+            body: w.body.clone(),
+        }
+    }
+}
+
+/// The outbox rows of a merge's (or a REST write's) notifications.
+pub fn outbox_rows(
+    partnership: Option<Uuid>,
+    notifications: &[Notification],
+    give_up_after: Duration,
+) -> Vec<NewNotification> {
+    notifications
+        .iter()
+        .filter_map(|n| {
+            let kind = NotificationKind::parse(n.kind.as_str())?;
+            let mut data = n.data.clone();
+            if let Some(pid) = partnership {
+                data.insert("partnership_id".to_owned(), pid.to_string());
+            }
+            let payload = Payload {
+                detailed: (&n.detailed).into(),
+                private: (&n.private).into(),
+                data,
+                collapse_key: n.collapse_key.clone(),
+            };
+            Some(NewNotification {
+                user_id: n.recipient.0,
+                partnership_id: partnership,
+                kind,
+                dedupe_key: n.dedupe_key.clone(),
+                payload: serde_json::to_string(&payload).ok()?,
+                give_up_after,
+            })
+        })
+        .collect()
+}
+
+/// Sends what the outbox holds. One per node; they share the outbox safely.
+pub struct PushSender {
+    store: Arc<dyn Store>,
+    pusher: Arc<Pusher>,
+    wake: Arc<Notify>,
+    config: SenderConfig,
+}
+
+impl PushSender {
+    /// A sender; `wake` is notified after a commit that wrote notifications.
+    pub fn new(
+        store: Arc<dyn Store>,
+        pusher: Arc<Pusher>,
+        wake: Arc<Notify>,
+        config: SenderConfig,
+    ) -> Self {
+        Self {
+            store,
+            pusher,
+            wake,
+            config,
+        }
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let sent = self.round().await;
+            if sent == 0 {
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.config.poll_every) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// Claims a batch and handles every row of it; how many rows it had.
+    pub async fn round(&self) -> usize {
+        let claimed = match self
+            .store
+            .claim_notifications(
+                Utc::now(),
+                u32::try_from(self.config.batch).unwrap_or(u32::MAX),
+                self.config.lease,
+            )
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot claim push notifications");
+                return 0;
+            }
+        };
+        let n = claimed.len();
+        futures::future::join_all(claimed.into_iter().map(|c| self.handle(c))).await;
+        n
+    }
+
+    async fn handle(&self, row: ClaimedNotification) {
+        let id = row.id;
+        if let Err(err) = self.deliver(row).await {
+            // The claim lapses and the row is tried again.
+            tracing::warn!(error = %err, notification = %id, "push notification not handled");
+        }
+    }
+
+    async fn deliver(&self, row: ClaimedNotification) -> Result<(), crate::store::StoreError> {
+        let prefs = self.store.notification_preferences(row.user_id).await?;
+        let Ok(payload) = serde_json::from_str::<Payload>(&row.payload) else {
+            tracing::error!(notification = %row.id, "unreadable outbox payload: dropped");
+            return self.store.finish_notification(row.id).await;
+        };
+        if prefs.disabled.contains(&row.kind) {
+            return self.store.finish_notification(row.id).await;
+        }
+        let text = if prefs.show_details {
+            &payload.detailed
+        } else {
+            &payload.private
+        };
+        let message = PushMessage {
+            title: text.title.clone(),
+            body: text.body.clone(),
+            data: payload.data.clone(),
+            collapse_key: payload.collapse_key.clone(),
+        };
+        let devices: Vec<DeviceRecord> = self
+            .store
+            .devices(row.user_id)
+            .await?
+            .into_iter()
+            .filter(|d| !row.delivered.contains(&d.id))
+            .collect();
+        let mut retry: Option<Option<Duration>> = None;
+        for device in devices {
+            match self.pusher.send(&target(&device), &message).await {
+                SendOutcome::Delivered => self.store.record_delivery(row.id, device.id).await?,
+                SendOutcome::Gone => {
+                    tracing::info!(device = %device.id, "push device gone: removed");
+                    self.store.delete_device_by_id(device.id).await?;
+                }
+                SendOutcome::Retry { after } => {
+                    retry = Some(match retry {
+                        Some(Some(a)) => Some(after.map_or(a, |b| a.max(b))),
+                        _ => after,
+                    });
+                }
+                SendOutcome::Rejected(why) => {
+                    tracing::warn!(device = %device.id, reason = %why, "push refused for good");
+                }
+            }
+        }
+        let Some(after) = retry else {
+            return self.store.finish_notification(row.id).await;
+        };
+        let now = Utc::now();
+        // A service's Retry-After is honoured up to the longest backoff (a broken or hostile
+        // answer must not park a notification for days).
+        let asked = after.unwrap_or_default().min(self.config.max_backoff);
+        let wait = backoff(&self.config, row.attempts).max(asked);
+        let next = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        if next > row.give_up_at {
+            tracing::warn!(notification = %row.id, attempts = row.attempts + 1, "push notification given up");
+            return self.store.finish_notification(row.id).await;
+        }
+        self.store.retry_notification(row.id, next).await
+    }
+}
+
+/// The wait before attempt `attempts + 1`: between half of and all of base x 2^attempts
+/// (capped), at random ("equal jitter"), so devices that failed together do not retry together
+/// and no retry comes immediately.
+fn backoff(config: &SenderConfig, attempts: u32) -> Duration {
+    let exp = attempts.min(20);
+    let most = config
+        .base_backoff
+        .saturating_mul(1 << exp)
+        .min(config.max_backoff);
+    let millis = u64::try_from(most.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(millis / 2 + rand::random::<u64>() % (millis / 2 + 1))
+}
+
+fn target(device: &DeviceRecord) -> PushTarget {
+    match &device.target {
+        DeviceTarget::Fcm { token } => PushTarget::Fcm {
+            token: token.clone(),
+            platform: match device.platform {
+                DevicePlatform::Android => Platform::Android,
+                DevicePlatform::Ios => Platform::Ios,
+                DevicePlatform::Web => Platform::Web,
+            },
+        },
+        DeviceTarget::WebPush {
+            endpoint,
+            p256dh,
+            auth,
+        } => PushTarget::WebPush {
+            endpoint: endpoint.clone(),
+            p256dh: p256dh.clone(),
+            auth: auth.clone(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_its_cap_and_is_jittered() {
+        let c = SenderConfig::default();
+        for attempts in 0..12 {
+            let most = c
+                .base_backoff
+                .saturating_mul(1 << attempts)
+                .min(c.max_backoff);
+            let waits: Vec<Duration> = (0..50).map(|_| backoff(&c, attempts)).collect();
+            assert!(
+                waits.iter().all(|w| *w >= most / 2 && *w <= most),
+                "{attempts}"
+            );
+            assert!(waits.iter().any(|w| *w != waits[0]), "jittered");
+        }
+    }
+}

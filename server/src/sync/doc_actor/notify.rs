@@ -1,0 +1,36 @@
+//! The push notifications a commit queues (docs/push.md): sync-core says who is told what about
+//! a merge; the actor keeps those for partners who are not watching (no sync connection to the
+//! document on any node, no `/api/events` stream here) and the commit writes them to the outbox
+//! in its own transaction.
+
+use super::*;
+use crate::notify::push_outbox::outbox_rows;
+use crate::store::NewNotification;
+
+impl DocActor {
+    /// The outbox rows of a merge by `author` whose `changes` are applied to the document;
+    /// none while push notifications are off.
+    pub(super) fn notifications_for(
+        &self,
+        changes: &[Change],
+        author: UserId,
+    ) -> Vec<NewNotification> {
+        let Some(push) = self.registry.push() else {
+            return Vec::new();
+        };
+        let told: Vec<_> =
+            splitsave_sync_core::notifications::from_merge(&self.doc, changes, author)
+                .into_iter()
+                .filter(|n| !self.watching(n.recipient))
+                .collect();
+        outbox_rows(Some(self.pid.0), &told, push.give_up_after)
+    }
+
+    /// Whether `user` sees the document change live: a sync connection to it here or on
+    /// another node, or an `/api/events` stream here.
+    fn watching(&self, user: UserId) -> bool {
+        self.online_here(user)
+            || self.online_elsewhere(user)
+            || self.registry.watching(self.pid, user)
+    }
+}
