@@ -245,6 +245,7 @@ pub async fn invite(
     let record = record?;
     tracing::info!(partnership_id = %record.id, user_id = %inviter.id, "invitation sent");
     send_invitation_mail(&state, &inviter, &email).await;
+    queue_invitation_push(&state, &inviter, &email, record.id).await;
     let view = invitation_view(InvitationRecord {
         partnership: record,
         inviter_name: inviter.name,
@@ -267,6 +268,43 @@ async fn send_invitation_mail(state: &AppState, inviter: &UserRecord, to: &Email
     };
     if let Err(err) = state.mailer.send(mail).await {
         tracing::warn!(error = %err, "invitation mail not sent");
+    }
+}
+
+/// Tells a registered invitee by push (docs/push.md), when push notifications are on. Queued
+/// right after the invitation is stored, not in its transaction: a crash in between loses the
+/// push, never the invitation, which the invitee still finds by mail and in
+/// `GET /api/partnerships/invitations`.
+async fn queue_invitation_push(
+    state: &AppState,
+    inviter: &UserRecord,
+    to: &Email,
+    invitation: Uuid,
+) {
+    let Some(push) = state.sync.push() else {
+        return;
+    };
+    let invitee = match state.store.user_by_email(to.as_str()).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(error = %err, "invitation push not queued");
+            return;
+        }
+    };
+    let notification = splitsave_sync_core::notifications::invitation(
+        splitsave_sync_core::ids::UserId(invitee.id),
+        &invitation.to_string(),
+        &inviter.name,
+    );
+    let rows = crate::notify::push_outbox::outbox_rows(
+        Some(invitation),
+        &[notification],
+        push.give_up_after,
+    );
+    match state.store.enqueue_notifications(&rows, Utc::now()).await {
+        Ok(_) => push.wake.notify_one(),
+        Err(err) => tracing::warn!(error = %err, "invitation push not queued"),
     }
 }
 
