@@ -22,6 +22,7 @@ mod http_skeleton;
 mod partnerships_api;
 mod push_delivery;
 mod push_devices;
+mod push_e2e;
 mod rate_limits_shared;
 mod rest_events;
 mod rest_expenses;
