@@ -25,8 +25,7 @@ use uuid::Uuid;
 
 use crate::push::{Platform, PushMessage, PushTarget, Pusher, SendOutcome};
 use crate::store::{
-    ClaimedNotification, DevicePlatform, DeviceRecord, DeviceTarget, NewNotification,
-    NotificationKind, Store,
+    ClaimedNotification, DevicePlatform, DeviceRecord, DeviceTarget, NewNotification, Store,
 };
 
 /// How the sender paces itself.
@@ -94,7 +93,6 @@ pub fn outbox_rows(
     notifications
         .iter()
         .filter_map(|n| {
-            let kind = NotificationKind::parse(n.kind.as_str())?;
             let mut data = n.data.clone();
             if let Some(pid) = partnership {
                 data.insert("partnership_id".to_owned(), pid.to_string());
@@ -108,7 +106,7 @@ pub fn outbox_rows(
             Some(NewNotification {
                 user_id: n.recipient.0,
                 partnership_id: partnership,
-                kind,
+                kind: n.kind,
                 dedupe_key: n.dedupe_key.clone(),
                 payload: serde_json::to_string(&payload).ok()?,
                 give_up_after,

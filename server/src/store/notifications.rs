@@ -19,95 +19,14 @@
 //! [`Store::retry_notification`]: super::Store::retry_notification
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::StoreError;
-
-/// What a notification is about. Users turn kinds off one by one (their
-/// [`NotificationPreferences`]).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum NotificationKind {
-    /// The partner asks for the recipient's approval.
-    ApprovalRequested,
-    /// The partner approved or declined the recipient's request.
-    ApprovalAnswered,
-    /// The partner wrote a message.
-    Message,
-    /// Someone invited the recipient to a partnership.
-    Invitation,
-    /// A new month's contributions are open.
-    ContributionsOpened,
-    /// The partner paid their share of a month.
-    PartnerPaid,
-    /// A shared goal reached its target.
-    GoalReached,
-}
-
-impl NotificationKind {
-    /// Every kind, in the order the API lists them.
-    pub const ALL: [NotificationKind; 7] = [
-        NotificationKind::ApprovalRequested,
-        NotificationKind::ApprovalAnswered,
-        NotificationKind::Message,
-        NotificationKind::Invitation,
-        NotificationKind::ContributionsOpened,
-        NotificationKind::PartnerPaid,
-        NotificationKind::GoalReached,
-    ];
-
-    /// The stored and serialized name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            NotificationKind::ApprovalRequested => "approval_requested",
-            NotificationKind::ApprovalAnswered => "approval_answered",
-            NotificationKind::Message => "message",
-            NotificationKind::Invitation => "invitation",
-            NotificationKind::ContributionsOpened => "contributions_opened",
-            NotificationKind::PartnerPaid => "partner_paid",
-            NotificationKind::GoalReached => "goal_reached",
-        }
-    }
-
-    /// The kind with this name, if there is one.
-    pub fn parse(name: &str) -> Option<NotificationKind> {
-        NotificationKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == name)
-    }
-}
-
-impl fmt::Display for NotificationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for NotificationKind {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        NotificationKind::parse(s)
-            .ok_or_else(|| StoreError::Corrupt(format!("notification kind {s:?}")))
-    }
-}
+/// What a notification is about (sync-core's, which derives them from merges): users turn
+/// kinds off one by one (their [`NotificationPreferences`]).
+pub use splitsave_sync_core::notifications::NotificationKind;
 
 /// What one user wants to be notified of.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -378,7 +297,9 @@ macro_rules! notification_queries {
                     id: row.try_get("id")?,
                     user_id: row.try_get("user_id")?,
                     partnership_id: row.try_get("partnership_id")?,
-                    kind: kind.parse()?,
+                    kind: $crate::store::NotificationKind::parse(&kind).ok_or_else(|| {
+                        StoreError::Corrupt(format!("notification kind {kind:?}"))
+                    })?,
                     payload: row.try_get("payload")?,
                     attempts: u32::try_from(attempts).map_err(|_| {
                         StoreError::Corrupt(format!("notification attempts {attempts}"))
