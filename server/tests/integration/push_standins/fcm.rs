@@ -72,6 +72,8 @@ pub struct ReceivedMessage {
     pub body: Value,
     /// The status answered.
     pub status: u16,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 struct FcmState {
@@ -143,6 +145,11 @@ impl FcmStandin {
     /// are used up, messages are accepted.
     pub fn script(&self, replies: impl IntoIterator<Item = FcmReply>) {
         self.state.lock().unwrap().script.extend(replies);
+    }
+
+    /// Forgets the answers still queued: messages are accepted from now on.
+    pub fn clear_script(&self) {
+        self.state.lock().unwrap().script.clear();
     }
 
     /// Queues answers for the next valid token requests; then tokens are issued.
@@ -350,6 +357,7 @@ async fn send(
     state.received.push(ReceivedMessage {
         body,
         status: response.status().as_u16(),
+        at: Instant::now(),
     });
     response
 }
