@@ -366,7 +366,10 @@ impl Config {
             body_limit_bytes,
             request_timeout: Duration::from_secs(timeout_secs),
             sync: sync_limits_from_env(&var)?,
-            push: crate::push::PushConfig::from_lookup(&|name: &str| lookup(name))?,
+            push: crate::push::PushConfig {
+                public_endpoints_only: production,
+                ..crate::push::PushConfig::from_lookup(&|name: &str| lookup(name))?
+            },
             push_give_up_after: Duration::from_secs(
                 parse_or(
                     var("PUSH_GIVE_UP_AFTER_SECS"),

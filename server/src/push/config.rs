@@ -22,6 +22,11 @@ pub struct PushConfig {
     /// Longest one request to a push service or to the token endpoint may take
     /// ([`DEFAULT_REQUEST_TIMEOUT`], 10 s; not an environment variable).
     pub request_timeout: Duration,
+    /// Web Push only to public addresses: an endpoint whose host is, or resolves to, a
+    /// private, loopback or link-local address is refused (what users register must not make
+    /// the server post into its own network). On in production (set by `Config`); off in
+    /// development, whose push service may run on the same machine.
+    pub public_endpoints_only: bool,
 }
 
 impl Default for PushConfig {
@@ -31,6 +36,7 @@ impl Default for PushConfig {
             fcm: None,
             web_push: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            public_endpoints_only: false,
         }
     }
 }

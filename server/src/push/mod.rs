@@ -163,21 +163,23 @@ impl Pusher {
     /// A pusher for the configured services; either may be missing, and then sending to it
     /// answers [`SendOutcome::Rejected`].
     pub fn new(config: &PushConfig) -> Result<Pusher, PushSetupError> {
-        let client = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(CONNECT_TIMEOUT.min(config.request_timeout))
-            // A push service answers; it does not send us elsewhere. Following a redirect
-            // would also carry the credentials to a host they were not made for.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("splitsave/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = web_push_client(config, false)?;
         let fcm = match &config.fcm {
             Some(fcm) => Some(FcmSender::new(client.clone(), fcm).map_err(PushSetupError::Fcm)?),
             None => None,
         };
         let web_push = match &config.web_push {
             Some(vapid) => {
-                Some(WebPushSender::new(client, vapid).map_err(PushSetupError::WebPush)?)
+                let client = if config.public_endpoints_only {
+                    // Users name Web Push hosts: resolved names must not lead inside.
+                    web_push_client(config, true)?
+                } else {
+                    client
+                };
+                Some(
+                    WebPushSender::new(client, vapid, config.public_endpoints_only)
+                        .map_err(PushSetupError::WebPush)?,
+                )
             }
             None => None,
         };
@@ -344,4 +346,25 @@ mod tests {
             SendOutcome::Rejected("web push not configured".into())
         );
     }
+}
+
+/// The HTTP client for push services; with `public_only`, host names are resolved to public
+/// addresses only ([`webpush::PublicOnlyResolver`]).
+fn web_push_client(
+    config: &PushConfig,
+    public_only: bool,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.request_timeout)
+        .connect_timeout(CONNECT_TIMEOUT.min(config.request_timeout))
+        // A push service answers; it does not send us elsewhere. Following a redirect
+        // would also carry the credentials to a host they were not made for.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("splitsave/", env!("CARGO_PKG_VERSION")));
+    if public_only {
+        builder = builder
+            .dns_resolver(std::sync::Arc::new(webpush::PublicOnlyResolver))
+            .no_proxy();
+    }
+    builder.build()
 }

@@ -30,6 +30,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::config::VapidConfig;
+use crate::validation::push::{is_public_host, is_public_ip};
 use super::{network_failure, quote, retry_after, unix_seconds, PushMessage, SendOutcome};
 
 /// How long a push service keeps a message for a browser that is offline: a day, after which
@@ -160,6 +161,9 @@ pub fn topic_for(collapse_key: &str) -> Option<String> {
 /// Sends to Web Push services with the server's VAPID key. Built by [`super::Pusher`].
 pub struct WebPushSender {
     client: reqwest::Client,
+    /// Refuse endpoints whose host is an address that is not public (names are checked by
+    /// the client's resolver).
+    public_only: bool,
     key: EncodingKey,
     public_key: String,
     subject: String,
@@ -176,13 +180,18 @@ impl std::fmt::Debug for WebPushSender {
 
 impl WebPushSender {
     /// A sender using `client` (whose timeouts apply) and the configured VAPID keys.
-    pub fn new(client: reqwest::Client, config: &VapidConfig) -> Result<WebPushSender, String> {
+    pub fn new(
+        client: reqwest::Client,
+        config: &VapidConfig,
+        public_only: bool,
+    ) -> Result<WebPushSender, String> {
         let key = vapid_signing_key(&config.private_key, &config.public_key)?;
         let public_key = decode_base64url(&config.public_key)
             .map(|bytes| URL_SAFE_NO_PAD.encode(bytes))
             .ok_or("VAPID_PUBLIC_KEY is not base64url")?;
         Ok(WebPushSender {
             client,
+            public_only,
             key,
             public_key,
             subject: config.subject.clone(),
@@ -203,6 +212,13 @@ impl WebPushSender {
                 return SendOutcome::Rejected("web push: the endpoint is not an http(s) URL".into())
             }
         };
+        if self.public_only {
+            if url.scheme() != "https" || !url.host_str().is_some_and(is_public_host) {
+                return SendOutcome::Rejected(
+                    "web push: the endpoint is not a public https URL".into(),
+                );
+            }
+        }
         let body = match encrypt(message, p256dh, auth) {
             Ok(body) => body,
             Err(why) => return SendOutcome::Rejected(format!("web push: {why}")),
@@ -276,6 +292,14 @@ pub fn outcome_of(status: StatusCode, retry_after: Option<Duration>, body: &str)
 
 #[cfg(test)]
 mod tests {
+    use reqwest::dns::Resolve as _;
+
+    #[tokio::test]
+    async fn the_public_only_resolver_gives_no_address_inside_the_network() {
+        let name: reqwest::dns::Name = "localhost".parse().expect("a name");
+        assert!(PublicOnlyResolver.resolve(name).await.is_err());
+    }
+
     use super::*;
     use std::collections::BTreeMap;
 
@@ -367,5 +391,29 @@ mod tests {
         assert!(err.contains("more than 4096"), "{err}");
         assert!(encrypt(&message, "not-a-key", &auth).is_err());
         assert!(encrypt(&message, &p256dh, "c2hvcnQ").is_err());
+    }
+}
+
+/// Resolves push services' host names to public addresses only: a name that leads to a
+/// private, loopback or link-local address (or to nothing else) fails to resolve, so a
+/// subscription cannot make the server post into its own network, even by a name that
+/// resolved elsewhere when it was registered.
+#[derive(Debug)]
+pub struct PublicOnlyResolver;
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| is_public_ip(a.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{host} has no public address").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
+            Ok(addrs)
+        })
     }
 }

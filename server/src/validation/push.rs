@@ -3,7 +3,7 @@
 //! The server posts to the endpoint and encrypts to the keys, so each is checked before anything
 //! is stored.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use axum::http::Uri;
 use base64::alphabet::URL_SAFE;
@@ -56,7 +56,11 @@ impl FcmToken {
 /// Which URL schemes a Web Push endpoint may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndpointSchemes {
-    /// `https` only: production.
+    /// `https` only, to a public host: production. The server posts wherever the endpoint
+    /// says, so an endpoint naming a private, loopback or link-local address (or a name only a
+    /// local network resolves, such as `*.internal`) would let any user make the server post
+    /// into its own network; such endpoints are refused here, and names that resolve to such
+    /// addresses are refused when sending ([`is_public_ip`]).
     HttpsOnly,
     /// `https`, or `http` to a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`): development
     /// and tests, whose push service runs on the same machine without TLS.
@@ -98,6 +102,9 @@ impl WebPushEndpoint {
         if !allowed {
             return Err(must.into());
         }
+        if schemes == EndpointSchemes::HttpsOnly && !is_public_host(host) {
+            return Err("must be a push service's public https URL".into());
+        }
         Ok(WebPushEndpoint(raw.to_string()))
     }
 
@@ -116,6 +123,79 @@ fn is_loopback(host: &str) -> bool {
             .and_then(|h| h.strip_suffix(']'))
             .and_then(|h| h.parse::<Ipv6Addr>().ok())
             .is_some_and(|ip| ip.is_loopback())
+}
+
+/// Whether a URL's host may be a public push service: a name with a dot outside the suffixes
+/// only a local network resolves, or an IP address that is globally routable ([`is_public_ip`]).
+/// Names are checked again when sending, against what they resolve to.
+pub fn is_public_host(host: &str) -> bool {
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return is_public_ip(ip);
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    const LOCAL_SUFFIXES: [&str; 6] = [
+        "localhost",
+        "local",
+        "internal",
+        "intranet",
+        "lan",
+        "home.arpa",
+    ];
+    name.contains('.')
+        && !LOCAL_SUFFIXES
+            .iter()
+            .any(|s| name == *s || name.ends_with(&format!(".{s}")))
+}
+
+/// Whether an address is globally routable: not unspecified, loopback, private (RFC 1918,
+/// IPv6 unique local), shared (100.64/10), link-local (which holds cloud metadata services),
+/// documentation, benchmarking, multicast or reserved; IPv4 inside IPv6 (mapped, NAT64) is
+/// judged as IPv4. The standard library's `is_global` is not stable yet.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_v4(v4);
+            }
+            let s = v6.segments();
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                return is_public_v4(Ipv4Addr::new(
+                    (s[6] >> 8) as u8,
+                    s[6] as u8,
+                    (s[7] >> 8) as u8,
+                    s[7] as u8,
+                ));
+            }
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only
+                || s[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible (deprecated)
+        }
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(a == 0 // "this network"
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || (a == 100 && (64..128).contains(&b)) // shared address space
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || ip.is_documentation()
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || ip.is_multicast()
+        || a >= 240) // reserved and broadcast
 }
 
 /// A subscription's public key (`keys.p256dh`): a point of the P-256 curve, uncompressed
@@ -234,6 +314,35 @@ mod tests {
         ] {
             assert!(!ok(bad, AlsoLoopbackHttp), "{bad:?}");
         }
+        // In production an endpoint must name a public host.
+        for private in [
+            "https://127.0.0.1/x",
+            "https://localhost/x",
+            "https://10.1.2.3/x",
+            "https://172.16.0.9/x",
+            "https://192.168.1.1/x",
+            "https://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1/x",
+            "https://0.0.0.0/x",
+            "https://[::1]/x",
+            "https://[fd00::1]/x",
+            "https://[fe80::1]/x",
+            "https://[::ffff:10.0.0.1]/x",
+            "https://[64:ff9b::a00:1]/x",
+            "https://metadata.google.internal/x",
+            "https://printer.local/x",
+            "https://router.home.arpa/x",
+            "https://intranet/x",
+        ] {
+            assert_eq!(
+                WebPushEndpoint::parse(private, HttpsOnly),
+                Err("must be a push service's public https URL".into()),
+                "{private}"
+            );
+        }
+        assert!(ok("https://8.8.8.8/x", HttpsOnly));
+        assert!(ok("https://[2606:4700::1111]/x", HttpsOnly));
+        assert!(ok("https://[::ffff:8.8.8.8]/x", HttpsOnly));
         let long = format!("https://push.example.com/{}", "a".repeat(ENDPOINT_MAX_LEN));
         assert_eq!(
             WebPushEndpoint::parse(&long, HttpsOnly),

@@ -418,6 +418,59 @@ async fn web_push_delivers_and_the_service_decrypts_the_exact_json() {
     assert_eq!(push.vapid_subject, SUBJECT);
 }
 
+/// A subscription stored before the rule, or one whose name resolves inside the network, is
+/// not posted to in production: the same local service that takes it in development is never
+/// reached.
+#[tokio::test]
+async fn web_push_in_production_never_posts_inside_the_network() {
+    let keys = generate_vapid_keys();
+    let service = WebPushStandin::start(&keys.public_key).await;
+    let mut config = config(&[
+        ("VAPID_PRIVATE_KEY", keys.private_key.clone()),
+        ("VAPID_PUBLIC_KEY", keys.public_key.clone()),
+        ("VAPID_SUBJECT", SUBJECT.to_string()),
+    ]);
+    config.public_endpoints_only = true;
+    let pusher = Pusher::new(&config).expect("pusher");
+    let subscription = service.subscribe();
+    let msg = message("approval-42");
+    let PushTarget::WebPush {
+        endpoint,
+        p256dh,
+        auth,
+    } = subscription.target()
+    else {
+        panic!("a web push target");
+    };
+    let port = endpoint
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .expect("port")
+        .to_string();
+    for inside in [
+        endpoint.clone(),
+        endpoint.replacen("http://", "https://", 1),
+        format!("https://localhost:{port}/push"),
+        format!("https://[::1]:{port}/push"),
+        "https://169.254.169.254/latest/meta-data".to_string(),
+    ] {
+        let target = PushTarget::WebPush {
+            endpoint: inside.clone(),
+            p256dh: p256dh.clone(),
+            auth: auth.clone(),
+        };
+        let outcome = pusher.send(&target, &msg).await;
+        assert!(matches!(outcome, SendOutcome::Rejected(_)), "{inside}: {outcome:?}");
+    }
+    assert!(service.received().is_empty());
+    // The development configuration reaches the same service.
+    assert_eq!(
+        web_pusher(&keys).send(&subscription.target(), &msg).await,
+        SendOutcome::Delivered
+    );
+}
+
 #[tokio::test]
 async fn web_push_signed_with_another_key_is_refused_by_the_service() {
     let subscribed_with = generate_vapid_keys();

@@ -5,6 +5,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use splitsave_server::config::Environment;
 use splitsave_server::store::NotificationPreferences;
 
 use crate::common::{Backend, Session, TestApp, PASSWORD};
@@ -18,6 +19,7 @@ on_both_backends!(
     deleting_the_account_removes_every_device_and_preference,
     notification_preferences_round_trip,
     an_unknown_notification_kind_is_named_and_nothing_changes,
+    in_production_a_web_push_endpoint_inside_the_network_is_refused,
 );
 
 /// The public key of RFC 8291's example, uncompressed, base64url.
@@ -406,4 +408,42 @@ async fn an_unknown_notification_kind_is_named_and_nothing_changes(backend: Back
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// The server posts to whatever endpoint a subscription names: in production one that names
+/// this machine, a private network or a cloud metadata address is refused, and nothing stored.
+async fn in_production_a_web_push_endpoint_inside_the_network_is_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.env = Environment::Production).await else {
+        return;
+    };
+    let ann = app.register("ann@example.com", "Ann").await;
+    for inside in [
+        "https://169.254.169.254/latest/meta-data/iam",
+        "https://127.0.0.1:6379/",
+        "https://localhost/push",
+        "https://10.0.0.7/push",
+        "https://192.168.1.20/push",
+        "https://[::1]/push",
+        "https://[fd12::1]/push",
+        "https://[::ffff:127.0.0.1]/push",
+        "https://metadata.google.internal/computeMetadata/v1/",
+        "http://127.0.0.1:8080/push",
+    ] {
+        let (status, answer) = app
+            .post("/api/devices", Some(&ann.access_token), web_push(inside))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{inside}: {answer}");
+        assert!(
+            answer["error"]["details"]["web_push.endpoint"].is_array(),
+            "{inside}: {answer}"
+        );
+    }
+    assert_eq!(device_ids(&app, &ann).await, Vec::<String>::new());
+    register(
+        &app,
+        &ann,
+        web_push("https://updates.push.services.mozilla.com/wpush/v2/abc"),
+    )
+    .await;
+    assert_eq!(device_ids(&app, &ann).await.len(), 1);
 }
