@@ -6,8 +6,10 @@
 //! must never reach the logs — and request id), sensitive-header redaction, security headers,
 //! CORS, gzip compression, the JSON error shape for errors produced by layers, the request
 //! timeout and the body size limit; the per-IP rate limit wraps the `/api` routes only, so
-//! health probes are never limited.
+//! health probes are never limited. With metrics on (`METRICS_ADDR`), one more layer outside
+//! all of these counts and times every request ([`crate::metrics`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +35,7 @@ use crate::auth::passwords::PasswordHasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::error::{error_for_status, ApiError};
+use crate::metrics::{Metrics, SocketKind};
 use crate::notify::mail::{mailer_from_config, Mailer};
 use crate::ratelimit::{self, RateLimits};
 use crate::store::{self, Store};
@@ -63,27 +66,47 @@ pub struct AppState {
     pub draining: Arc<tokio::sync::watch::Sender<bool>>,
     /// The open WebSockets (sync connections, event streams), which a draining node waits for.
     pub sockets: OpenSockets,
+    /// The Prometheus metrics, recorded only when `METRICS_ADDR` is set ([`crate::metrics`]).
+    pub metrics: Metrics,
 }
 
 /// Counts the open WebSockets. An upgraded connection is no longer the HTTP server's, whose
 /// graceful shutdown therefore does not wait for it: a draining node waits here until each has
 /// sent its close frame, so clients see 1012 rather than a reset.
 #[derive(Clone, Default)]
-pub struct OpenSockets(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
+pub struct OpenSockets {
+    open: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
+    /// Where the open sockets are also counted by kind.
+    metrics: Metrics,
+}
 
 impl OpenSockets {
-    /// Counts one WebSocket as open until the guard is dropped.
-    pub fn open(&self) -> OpenSocket {
-        self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        OpenSocket(self.clone())
+    /// No WebSocket open yet; each one is also counted in `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            open: Arc::default(),
+            metrics,
+        }
+    }
+
+    /// Counts one WebSocket of `kind` as open until the guard is dropped.
+    pub fn open(&self, kind: SocketKind) -> OpenSocket {
+        self.open
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.metrics.socket_opened(kind);
+        OpenSocket {
+            sockets: self.clone(),
+            kind,
+        }
     }
 
     /// Returns once no WebSocket is open.
     pub async fn all_closed(&self) {
         loop {
             // Created before the check, so a close in between still wakes it.
-            let closed = self.0 .1.notified();
-            if self.0 .0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            let closed = self.open.1.notified();
+            if self.open.0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
                 return;
             }
             closed.await;
@@ -92,11 +115,15 @@ impl OpenSockets {
 }
 
 /// One open WebSocket ([`OpenSockets::open`]).
-pub struct OpenSocket(OpenSockets);
+pub struct OpenSocket {
+    sockets: OpenSockets,
+    kind: SocketKind,
+}
 
 impl Drop for OpenSocket {
     fn drop(&mut self) {
-        let counter = &self.0 .0;
+        self.sockets.metrics.socket_closed(self.kind);
+        let counter = &self.sockets.open;
         if counter.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
             counter.1.notify_waiters();
         }
@@ -182,10 +209,30 @@ impl AppState {
             ..Default::default()
         };
         let sender =
-            crate::notify::push_outbox::PushSender::new(self.store.clone(), pusher, wake, config);
+            crate::notify::push_outbox::PushSender::new(self.store.clone(), pusher, wake, config)
+                .with_metrics(self.metrics.clone());
         tokio::spawn(sender.run(self.draining.subscribe()));
         tracing::info!("push notifications on");
         Ok(())
+    }
+
+    /// Binds `METRICS_ADDR` and serves the metrics there in the background (until the runtime
+    /// stops: a draining node can still be watched). Returns the bound address (`METRICS_ADDR`
+    /// may ask for port 0), or `None` when metrics are off. Needs a runtime.
+    pub async fn start_metrics(&self) -> std::io::Result<Option<SocketAddr>> {
+        let Some(addr) = self.config.metrics_addr else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let state = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = crate::metrics::serve(listener, state).await {
+                tracing::error!(error = %err, "the metrics listener stopped");
+            }
+        });
+        tracing::info!(address = %bound, "metrics listening");
+        Ok(Some(bound))
     }
 
     /// Builds the state around an open store and a chosen mailer (tests pass a `MemoryMailer`).
@@ -194,14 +241,20 @@ impl AppState {
         store: Arc<dyn Store>,
         mailer: Arc<dyn Mailer>,
     ) -> Result<AppState, StartupError> {
+        let metrics = if config.metrics_addr.is_some() {
+            Metrics::on()
+        } else {
+            Metrics::off()
+        };
         Ok(AppState {
-            sync: Registry::new(store.clone(), config.sync.clone()),
+            sync: Registry::new(store.clone(), config.sync.clone(), metrics.clone()),
             auth_cache: Arc::new(AuthCache::default()),
             draining: Arc::new(tokio::sync::watch::channel(false).0),
-            sockets: OpenSockets::default(),
+            sockets: OpenSockets::new(metrics.clone()),
             tokens: Arc::new(TokenKeys::new(&config)),
             passwords: Arc::new(PasswordHasher::new(&config)?),
-            limits: Arc::new(RateLimits::new(&config)),
+            limits: Arc::new(RateLimits::new(&config).with_metrics(metrics.clone())),
+            metrics,
             store,
             mailer,
             config: Arc::new(config),
@@ -215,6 +268,7 @@ impl AppState {
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the per-IP rate limit
 /// reads the peer address.
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     let api = Router::new()
         .nest("/api/auth", crate::auth::routes::router())
         .merge(crate::routes::users::router())
@@ -262,7 +316,7 @@ pub fn router(state: AppState) -> Router {
         ))
     });
     // Applied last, so outermost: the id exists before the span is made, and the span covers all.
-    with_headers
+    let app = with_headers
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,
@@ -273,7 +327,17 @@ pub fn router(state: AppState) -> Router {
                 .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    // Outside everything, so it times the whole request and sees the status the client gets;
+    // not installed at all while metrics are off.
+    if metrics.is_on() {
+        app.layer(middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_requests,
+        ))
+    } else {
+        app
+    }
 }
 
 /// The span every request's logs are recorded in. The path is logged without its query string:

@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -105,6 +106,11 @@ pub struct Config {
     /// `PUSH_GIVE_UP_AFTER_SECS`: how long a queued notification is still worth sending,
     /// default one day.
     pub push_give_up_after: Duration,
+    /// `METRICS_ADDR`, unset by default (metrics off): where the Prometheus metrics are served,
+    /// an IP address and a port (`127.0.0.1:9100`; port 0 takes a free one). An address other
+    /// machines can reach is refused unless `METRICS_ALLOW_REMOTE=true` says it is meant: the
+    /// figures must never become public by accident (docs/observability.md).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -136,6 +142,7 @@ impl std::fmt::Debug for Config {
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("sync", &self.sync)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }
@@ -378,6 +385,7 @@ impl Config {
                 )?
                 .max(1),
             ),
+            metrics_addr: metrics_addr(&var, port)?,
         })
     }
 
@@ -412,6 +420,7 @@ impl Config {
             sync: SyncLimits::default(),
             push: crate::push::PushConfig::default(),
             push_give_up_after: Duration::from_secs(86_400),
+            metrics_addr: None,
         }
     }
 
@@ -502,6 +511,49 @@ fn development_secrets(data_dir: &Path) -> Result<(String, String), ConfigError>
         .map_err(io_err)?;
     tracing::warn!(path = %path.display(), "generated development JWT secrets into the data directory; set JWT_SECRET and JWT_REFRESH_SECRET in production");
     Ok((a, b))
+}
+
+/// Reads `METRICS_ADDR` (with `METRICS_ALLOW_REMOTE`): an explicit IP address and port, on
+/// loopback unless remote scrapes are allowed, and not the API's `port`.
+fn metrics_addr(
+    var: &dyn Fn(&str) -> Option<String>,
+    port: u16,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(value) = var("METRICS_ADDR") else {
+        return Ok(None);
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        var: "METRICS_ADDR",
+        reason,
+    };
+    let addr: SocketAddr = value.trim().parse().map_err(|_| {
+        invalid(format!(
+            "expected an IP address and a port, such as 127.0.0.1:9100, got {value:?}"
+        ))
+    })?;
+    let remote_allowed = match var("METRICS_ALLOW_REMOTE").map(|v| v.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "true" || v == "1" => true,
+        Some(v) if v == "false" || v == "0" => false,
+        Some(v) => {
+            return Err(ConfigError::Invalid {
+                var: "METRICS_ALLOW_REMOTE",
+                reason: format!("expected true or false, got {v:?}"),
+            })
+        }
+    };
+    if !addr.ip().is_loopback() && !remote_allowed {
+        return Err(invalid(format!(
+            "{addr} can be reached from other machines: use a loopback address \
+             (127.0.0.1:<port>), or set METRICS_ALLOW_REMOTE=true if that is meant"
+        )));
+    }
+    if addr.port() != 0 && addr.port() == port {
+        return Err(invalid(format!(
+            "port {port} is the API's (PORT): metrics need a port of their own"
+        )));
+    }
+    Ok(Some(addr))
 }
 
 /// A duration in whole milliseconds.
@@ -738,6 +790,54 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_stay_on_loopback_unless_remote_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_str = dir.path().display().to_string();
+        let with = |vars: &[(&str, &str)]| {
+            let mut all = vec![("SPLITSAVE_DATA_DIR", data_str.as_str())];
+            all.extend_from_slice(vars);
+            Config::from_lookup(lookup(&all))
+        };
+        assert_eq!(with(&[]).unwrap().metrics_addr, None);
+        let on = with(&[("METRICS_ADDR", "127.0.0.1:9100")]).unwrap();
+        assert_eq!(on.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        assert!(format!("{on:?}").contains("127.0.0.1:9100"));
+        assert!(with(&[("METRICS_ADDR", "[::1]:0")]).is_ok());
+
+        let refused = |vars: &[(&str, &str)], var: &str| {
+            let err = with(vars).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { var: v, .. } if *v == var),
+                "{vars:?}: {err}"
+            );
+            err.to_string()
+        };
+        // Not an explicit address.
+        for bad in [":9100", "localhost:9100", "9100", "127.0.0.1"] {
+            refused(&[("METRICS_ADDR", bad)], "METRICS_ADDR");
+        }
+        // Reachable from other machines, without saying so.
+        for remote in ["0.0.0.0:9100", "[::]:9100", "10.1.2.3:9100"] {
+            let why = refused(&[("METRICS_ADDR", remote)], "METRICS_ADDR");
+            assert!(why.contains("METRICS_ALLOW_REMOTE=true"), "{why}");
+            let allowed = with(&[("METRICS_ADDR", remote), ("METRICS_ALLOW_REMOTE", "true")]);
+            assert_eq!(allowed.unwrap().metrics_addr, Some(remote.parse().unwrap()));
+        }
+        refused(
+            &[
+                ("METRICS_ADDR", "0.0.0.0:9100"),
+                ("METRICS_ALLOW_REMOTE", "yes please"),
+            ],
+            "METRICS_ALLOW_REMOTE",
+        );
+        // The API's own port.
+        refused(
+            &[("METRICS_ADDR", "127.0.0.1:8080"), ("PORT", "8080")],
+            "METRICS_ADDR",
+        );
     }
 
     #[test]

@@ -6,10 +6,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod push;
@@ -17,16 +19,18 @@ pub mod ratelimit;
 pub mod routes;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 pub mod validation;
 
 use std::net::SocketAddr;
 
-/// Serves the application on `0.0.0.0:<port>` until Ctrl-C or SIGTERM, then finishes the
-/// requests in flight.
+/// Serves the application on `0.0.0.0:<port>` (and the metrics on `METRICS_ADDR`, when set)
+/// until Ctrl-C or SIGTERM, then finishes the requests in flight.
 pub async fn serve(state: app::AppState) -> std::io::Result<()> {
     let addr = SocketAddr::from(([0, 0, 0, 0], state.config.port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, env = ?state.config.env, "listening");
+    state.start_metrics().await?;
     state.start_cluster();
     state.start_push().map_err(std::io::Error::other)?;
     let drain = state.clone();

@@ -1,12 +1,16 @@
 //! `splitsave`: the SplitSave server binary. `splitsave serve` (the default) runs the server,
 //! `splitsave migrate` applies the database migrations and exits, `splitsave vapid-keys` prints
-//! a new Web Push key pair. Configuration comes from the environment and an optional `.env`
-//! file (see the README's configuration table).
+//! a new Web Push key pair; `splitsave check` and `splitsave rebuild-rows` verify and repair the
+//! rows derived from the documents (`docs/operations.md`); `splitsave healthcheck` asks a server
+//! on this machine whether it is ready (the container image's probe, `docs/deploy.md`).
+//! Configuration comes from the environment and an optional `.env` file (see the README's
+//! configuration table).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use splitsave_server::admin::{self, Task};
 use splitsave_server::app::AppState;
 use splitsave_server::config::Config;
 use tracing_subscriber::EnvFilter;
@@ -43,6 +47,25 @@ enum Command {
     /// Print a new VAPID key pair for Web Push (VAPID_PRIVATE_KEY and VAPID_PUBLIC_KEY lines,
     /// ready for the environment or .env) and exit.
     VapidKeys,
+    /// Check the database: every stored document loads, its rows equal what materializing it
+    /// writes, every change's author is bound. Prints each problem; exits 0 when clean, 1 when
+    /// something is wrong, 2 when it cannot run.
+    Check(AdminArgs),
+    /// Rewrite the rows that differ from their partnership's document (one transaction per
+    /// partnership; safe while servers run). Exits 0 when done, 1 when a partnership could not
+    /// be rebuilt, 2 when it cannot run.
+    RebuildRows(AdminArgs),
+    /// Ask the server on this machine (127.0.0.1:PORT) whether it is ready (`/readyz`): exits 0
+    /// when it answers 200, 1 otherwise. The container image's HEALTHCHECK, which has no curl.
+    Healthcheck,
+}
+
+/// The options of `check` and `rebuild-rows`.
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// Only this partnership (its id); every partnership otherwise.
+    #[arg(long, value_name = "UUID")]
+    partnership: Option<uuid::Uuid>,
 }
 
 /// What the chosen command runs with.
@@ -53,12 +76,17 @@ enum Plan {
     Migrate(String),
 }
 
-fn init_tracing(production: bool) {
+/// Logs to `stream`: stdout for the server, stderr for the commands whose report is stdout.
+fn init_tracing<S>(production: bool, stream: fn() -> S)
+where
+    S: std::io::Write + IsTerminal + 'static,
+{
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
+        .with_ansi(stream().is_terminal())
+        .with_writer(stream);
     if production {
         builder
             .json()
@@ -79,6 +107,71 @@ fn print_vapid_keys() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `splitsave healthcheck`. It reads `PORT` alone rather than the whole configuration: that
+/// would need the secrets in production and write generated ones in development, for a probe
+/// that runs every few seconds. A raw HTTP/1.1 request on a std socket keeps it free of a
+/// runtime; the probe gives up after three seconds (Docker's timeout is longer).
+fn healthcheck() -> ExitCode {
+    use std::io::{BufRead, BufReader, Write};
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+    let port = std::env::var("PORT")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "3000".into());
+    let Ok(port) = port.trim().parse::<u16>() else {
+        eprintln!("splitsave: PORT is not a port number: {port:?}");
+        return ExitCode::FAILURE;
+    };
+    let probe = || -> std::io::Result<String> {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stream = std::net::TcpStream::connect_timeout(&address, TIMEOUT)?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        write!(
+            stream,
+            "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut status_line = String::new();
+        BufReader::new(stream).read_line(&mut status_line)?;
+        Ok(status_line)
+    };
+    match probe() {
+        Ok(line) if line.split_whitespace().nth(1) == Some("200") => ExitCode::SUCCESS,
+        Ok(line) => {
+            eprintln!("splitsave: not ready: {}", line.trim_end());
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("splitsave: no answer on 127.0.0.1:{port}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `splitsave check` and `rebuild-rows` on the database `migrate` would use; every failure to
+/// start is exit code 2, as the admin module documents.
+fn run_admin(task: Task, args: &AdminArgs, explicit_database: Option<String>) -> ExitCode {
+    let database_url = match explicit_database {
+        Some(url) => url,
+        None => match Config::from_env() {
+            Ok(config) => config.database_url,
+            Err(err) => {
+                eprintln!("splitsave: invalid configuration: {err}");
+                return ExitCode::from(admin::EXIT_CANNOT_RUN);
+            }
+        },
+    };
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => {
+            ExitCode::from(runtime.block_on(admin::run(task, &database_url, args.partnership)))
+        }
+        Err(err) => {
+            eprintln!("splitsave: cannot start the runtime: {err}");
+            ExitCode::from(admin::EXIT_CANNOT_RUN)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A missing .env is normal; a malformed one is worth saying (before logging is set up).
@@ -90,19 +183,27 @@ fn main() -> ExitCode {
     }
     let production =
         std::env::var("SPLITSAVE_ENV").is_ok_and(|v| v.trim().eq_ignore_ascii_case("production"));
-    init_tracing(production);
+    let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Check(_) | Command::RebuildRows(_)) {
+        init_tracing(production, std::io::stderr);
+    } else {
+        init_tracing(production, std::io::stdout);
+    }
     // `migrate` needs only the database: a deployment's migration job need not hold the JWT
     // secrets. Without DATABASE_URL it takes the configuration's default (or refuses, in
     // production, like `serve`).
     let explicit_database = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| !u.trim().is_empty());
-    let plan = match (cli.command.unwrap_or(Command::Serve), explicit_database) {
+    let plan = match (command, explicit_database) {
         (Command::Migrate, Some(url)) => Ok(Plan::Migrate(url)),
         (Command::Migrate, None) => Config::from_env().map(|c| Plan::Migrate(c.database_url)),
         (Command::Serve, _) => Config::from_env().map(|c| Plan::Serve(Box::new(c))),
         // Needs no configuration at all.
         (Command::VapidKeys, _) => return print_vapid_keys(),
+        (Command::Healthcheck, _) => return healthcheck(),
+        (Command::Check(args), url) => return run_admin(Task::Check, &args, url),
+        (Command::RebuildRows(args), url) => return run_admin(Task::RebuildRows, &args, url),
     };
     let plan = match plan {
         Ok(plan) => plan,

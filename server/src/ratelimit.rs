@@ -61,6 +61,7 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::{Metrics, RateLimit};
 use crate::validation::Email;
 
 mod client_addr;
@@ -103,6 +104,11 @@ pub trait WindowCounter: Send + Sync + 'static {
     async fn peek(&self, key: &str) -> Result<Option<WindowCount>, CounterError>;
     /// Forgets `key` (e.g. a login succeeded).
     async fn clear(&self, key: &str) -> Result<(), CounterError>;
+    /// Whether the shared store of the counts answered the last call (metrics): `None` for
+    /// counts kept in this process, which cannot be out of reach.
+    fn shared_up(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// In-process [`WindowCounter`]: a map from key to (count, window end), pruned of ended windows
@@ -222,6 +228,7 @@ pub struct RateLimits {
     api_per_window: u32,
     auth_per_window: u32,
     trusted_proxies: TrustedProxies,
+    metrics: Metrics,
 }
 
 impl fmt::Debug for RateLimits {
@@ -279,7 +286,20 @@ impl RateLimits {
             api_per_window: api_per_15_min,
             auth_per_window: auth_per_minute,
             trusted_proxies: TrustedProxies::none(),
+            metrics: Metrics::off(),
         }
+    }
+
+    /// These limits, counting their refusals in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Whether the shared counts (Redis) answered the last call; `None` when the counts are
+    /// kept in this process.
+    pub fn shared_counter_up(&self) -> Option<bool> {
+        self.counter.shared_up()
     }
 
     /// These limits, with the clients behind `proxies` told apart by `X-Forwarded-For`.
@@ -302,6 +322,7 @@ impl RateLimits {
     pub async fn check_api(&self, ip: IpAddr) -> Result<(), RateLimitError> {
         let count = self.counter.hit(&format!("api:{ip}"), API_WINDOW).await?;
         if count.count > u64::from(self.api_per_window) {
+            self.metrics.rate_limited(RateLimit::Api);
             return Err(retry_after(count));
         }
         Ok(())
@@ -329,9 +350,11 @@ impl RateLimits {
             .hit(&login_key(email, None), AUTH_WINDOW)
             .await?;
         if pair.count > u64::from(self.auth_per_window) {
+            self.metrics.rate_limited(RateLimit::Login);
             return Err(retry_after(pair));
         }
         if account.count > self.account_wide_limit() {
+            self.metrics.rate_limited(RateLimit::Login);
             return Err(retry_after(account));
         }
         Ok(())
@@ -363,9 +386,11 @@ impl RateLimits {
             .hit(&forgot_key(email, None), AUTH_WINDOW)
             .await?;
         if pair.count > u64::from(self.auth_per_window) {
+            self.metrics.rate_limited(RateLimit::ForgotPassword);
             return Err(retry_after(pair));
         }
         if account.count > self.account_wide_limit() {
+            self.metrics.rate_limited(RateLimit::ForgotPassword);
             return Err(retry_after(account));
         }
         Ok(())

@@ -34,8 +34,9 @@ use super::tokens::{TokenKeys, REFRESH_TOKEN_TTL, RESET_TOKEN_TTL};
 use super::AuthError;
 use crate::app::AppState;
 use crate::error::{ApiJson, ErrorBody, FieldErrors};
+use crate::metrics::LoginOutcome;
 use crate::notify::mail::Mail;
-use crate::ratelimit::ClientIp;
+use crate::ratelimit::{ClientIp, RateLimitError};
 use crate::store::{
     NewPasswordReset, NewRefreshToken, NewUser, PartnershipStatus, RefreshTokenRecord, UserRecord,
 };
@@ -322,7 +323,11 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<AuthSession>, AuthError> {
     let (email, password) = parse_login(body)?;
-    state.limits.check_login_attempt(&email, ip).await?;
+    let attempt = state.limits.check_login_attempt(&email, ip).await;
+    if matches!(attempt, Err(RateLimitError::Limited { .. })) {
+        state.metrics.login(LoginOutcome::Limited);
+    }
+    attempt?;
     let user = state.store.user_by_email(email.as_str()).await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.as_str());
     let matches = state
@@ -330,10 +335,12 @@ pub async fn login(
         .verify_or_dummy(&password, stored_hash)
         .await?;
     let Some(user) = user.filter(|_| matches) else {
+        state.metrics.login(LoginOutcome::Failed);
         return Err(AuthError::InvalidCredentials);
     };
     state.limits.record_login_success(&email, ip).await?;
     let tokens = start_session(&state, &user, Utc::now()).await?;
+    state.metrics.login(LoginOutcome::Ok);
     Ok(Json(AuthSession::new(tokens, &user)))
 }
 
@@ -784,6 +791,7 @@ async fn refuse_reuse(
         family_id = %record.family_id,
         "refresh token reused: revoking its family"
     );
+    state.metrics.refresh_reuse();
     match state
         .store
         .revoke_refresh_family(record.family_id, now)

@@ -23,6 +23,7 @@ use splitsave_sync_core::notifications::{Notification, Wording};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::metrics::{Metrics, PushOutcome};
 use crate::push::{Platform, PushMessage, PushTarget, Pusher, SendOutcome};
 use crate::store::{
     ClaimedNotification, DevicePlatform, DeviceRecord, DeviceTarget, NewNotification, Store,
@@ -121,6 +122,7 @@ pub struct PushSender {
     pusher: Arc<Pusher>,
     wake: Arc<Notify>,
     config: SenderConfig,
+    metrics: Metrics,
 }
 
 impl PushSender {
@@ -136,7 +138,14 @@ impl PushSender {
             pusher,
             wake,
             config,
+            metrics: Metrics::off(),
         }
+    }
+
+    /// This sender, counting what the push services answer in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until `stop` turns true.
@@ -216,18 +225,24 @@ impl PushSender {
         let mut retry: Option<Option<Duration>> = None;
         for device in devices {
             match self.pusher.send(&target(&device), &message).await {
-                SendOutcome::Delivered => self.store.record_delivery(row.id, device.id).await?,
+                SendOutcome::Delivered => {
+                    self.metrics.push_sent(PushOutcome::Delivered);
+                    self.store.record_delivery(row.id, device.id).await?;
+                }
                 SendOutcome::Gone => {
+                    self.metrics.push_sent(PushOutcome::Gone);
                     tracing::info!(device = %device.id, "push device gone: removed");
                     self.store.delete_device_by_id(device.id).await?;
                 }
                 SendOutcome::Retry { after } => {
+                    self.metrics.push_sent(PushOutcome::Retry);
                     retry = Some(match retry {
                         Some(Some(a)) => Some(after.map_or(a, |b| a.max(b))),
                         _ => after,
                     });
                 }
                 SendOutcome::Rejected(why) => {
+                    self.metrics.push_sent(PushOutcome::Rejected);
                     tracing::warn!(device = %device.id, reason = %why, "push refused for good");
                 }
             }

@@ -257,6 +257,27 @@ fn unix_seconds(now: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The HTTP client for push services; with `public_only`, host names are resolved to public
+/// addresses only ([`webpush::PublicOnlyResolver`]).
+fn web_push_client(
+    config: &PushConfig,
+    public_only: bool,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.request_timeout)
+        .connect_timeout(CONNECT_TIMEOUT.min(config.request_timeout))
+        // A push service answers; it does not send us elsewhere. Following a redirect
+        // would also carry the credentials to a host they were not made for.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("splitsave/", env!("CARGO_PKG_VERSION")));
+    if public_only {
+        builder = builder
+            .dns_resolver(std::sync::Arc::new(webpush::PublicOnlyResolver))
+            .no_proxy();
+    }
+    builder.build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,25 +367,4 @@ mod tests {
             SendOutcome::Rejected("web push not configured".into())
         );
     }
-}
-
-/// The HTTP client for push services; with `public_only`, host names are resolved to public
-/// addresses only ([`webpush::PublicOnlyResolver`]).
-fn web_push_client(
-    config: &PushConfig,
-    public_only: bool,
-) -> Result<reqwest::Client, reqwest::Error> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(config.request_timeout)
-        .connect_timeout(CONNECT_TIMEOUT.min(config.request_timeout))
-        // A push service answers; it does not send us elsewhere. Following a redirect
-        // would also carry the credentials to a host they were not made for.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("splitsave/", env!("CARGO_PKG_VERSION")));
-    if public_only {
-        builder = builder
-            .dns_resolver(std::sync::Arc::new(webpush::PublicOnlyResolver))
-            .no_proxy();
-    }
-    builder.build()
 }

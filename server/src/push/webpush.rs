@@ -30,8 +30,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::config::VapidConfig;
-use crate::validation::push::{is_public_host, is_public_ip};
 use super::{network_failure, quote, retry_after, unix_seconds, PushMessage, SendOutcome};
+use crate::validation::push::{is_public_host, is_public_ip};
 
 /// How long a push service keeps a message for a browser that is offline: a day, after which
 /// a notification about the couple's money is stale (the app shows the current state anyway).
@@ -212,12 +212,12 @@ impl WebPushSender {
                 return SendOutcome::Rejected("web push: the endpoint is not an http(s) URL".into())
             }
         };
-        if self.public_only {
-            if url.scheme() != "https" || !url.host_str().is_some_and(is_public_host) {
-                return SendOutcome::Rejected(
-                    "web push: the endpoint is not a public https URL".into(),
-                );
-            }
+        if self.public_only
+            && (url.scheme() != "https" || !url.host_str().is_some_and(is_public_host))
+        {
+            return SendOutcome::Rejected(
+                "web push: the endpoint is not a public https URL".into(),
+            );
         }
         let body = match encrypt(message, p256dh, auth) {
             Ok(body) => body,

@@ -96,6 +96,10 @@ impl<P: WindowCounter> WindowCounter for FallbackCounter<P> {
         }
         Ok(())
     }
+
+    fn shared_up(&self) -> Option<bool> {
+        Some(!self.is_falling_back())
+    }
 }
 
 #[cfg(test)]

@@ -167,7 +167,7 @@ pub async fn stream(
         .max_message_size(MAX_INCOMING_BYTES)
         .max_frame_size(MAX_INCOMING_BYTES)
         .on_upgrade(move |socket| async move {
-            let _open = state.sockets.open();
+            let _open = state.sockets.open(crate::metrics::SocketKind::Events);
             run(state, subscription, events, socket).await;
         }))
 }

@@ -74,6 +74,14 @@ macro_rules! backend {
                     Ok(())
                 }
 
+                fn pool_stats(&self) -> $crate::store::PoolStats {
+                    $crate::store::PoolStats {
+                        open: self.pool.size(),
+                        idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+                        max: self.pool.options().get_max_connections(),
+                    }
+                }
+
                 // ---- users ----
 
                 async fn create_user(&self, user: NewUser) -> StoreResult<UserRecord> {
@@ -201,6 +209,14 @@ macro_rules! backend {
                     partnerships::partnership_by_id(&self.pool, id).await
                 }
 
+                async fn partnerships_after(
+                    &self,
+                    after: Option<Uuid>,
+                    limit: u32,
+                ) -> StoreResult<Vec<PartnershipRecord>> {
+                    partnerships::partnerships_after(&self.pool, after, limit).await
+                }
+
                 async fn current_partnership(
                     &self,
                     user_id: Uuid,
@@ -301,6 +317,13 @@ macro_rules! backend {
                     actor_id: &str,
                 ) -> StoreResult<Option<Uuid>> {
                     documents::actor_owner(&self.pool, partnership_id, actor_id).await
+                }
+
+                async fn actor_bindings(
+                    &self,
+                    partnership_id: Uuid,
+                ) -> StoreResult<Vec<(String, Uuid)>> {
+                    documents::actor_bindings(&self.pool, partnership_id).await
                 }
 
                 // ---- devices ----
@@ -419,6 +442,22 @@ macro_rules! backend {
                     rows: Vec<RowChange>,
                 ) -> StoreResult<()> {
                     sync::replace_materialized(&self.pool, partnership_id, rows, Utc::now()).await
+                }
+
+                async fn rebuild_materialized(
+                    &self,
+                    partnership_id: Uuid,
+                    from_version: i64,
+                    rows: Vec<RowChange>,
+                ) -> StoreResult<()> {
+                    sync::rebuild_materialized(
+                        &self.pool,
+                        partnership_id,
+                        from_version,
+                        rows,
+                        Utc::now(),
+                    )
+                    .await
                 }
 
                 async fn materialized_rows(

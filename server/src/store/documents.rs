@@ -223,6 +223,20 @@ macro_rules! document_queries {
             Ok(())
         }
 
+        /// See `Store::actor_bindings`.
+        pub(in $crate::store) async fn actor_bindings(
+            pool: &Pool,
+            partnership_id: Uuid,
+        ) -> StoreResult<Vec<(String, Uuid)>> {
+            Ok(sqlx::query_as(
+                "SELECT actor_id, user_id FROM actor_bindings WHERE partnership_id = $1 \
+                 ORDER BY actor_id",
+            )
+            .bind(partnership_id)
+            .fetch_all(pool)
+            .await?)
+        }
+
         /// See `Store::actor_owner`.
         pub(in $crate::store) async fn actor_owner<'e, E>(
             executor: E,

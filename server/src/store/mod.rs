@@ -80,6 +80,7 @@ pub use notifications::{
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use sync::stored_millis;
 
 /// What can go wrong in the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -511,11 +512,27 @@ pub struct NewChange {
     pub bytes: Vec<u8>,
 }
 
+/// The connection pool as it is now (metrics). sqlx does not say how many tasks wait for a
+/// connection; PostgreSQL's merge commits run on connections held out of the pool, which are
+/// not counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, lent out or idle.
+    pub open: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// Most connections the pool opens.
+    pub max: u32,
+}
+
 /// The storage interface of the server; see the module documentation for its invariants.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers (readiness probe).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The connection pool as it is now.
+    fn pool_stats(&self) -> PoolStats;
 
     // ---- users -------------------------------------------------------------------------------
 
@@ -592,6 +609,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<InvitationRecord>>;
     /// The partnership with this id.
     async fn partnership_by_id(&self, id: Uuid) -> StoreResult<Option<PartnershipRecord>>;
+    /// Every partnership (of any status) whose id is above `after` (all when `None`), in id
+    /// order, at most `limit`: how the admin commands walk the whole database page by page.
+    async fn partnerships_after(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<PartnershipRecord>>;
     /// The user's pending, active or paused partnership.
     async fn current_partnership(&self, user_id: Uuid) -> StoreResult<Option<PartnershipRecord>>;
     /// Accepts an invitation in one transaction: re-checks that it is pending and addressed to
@@ -677,6 +701,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The user an actor id is bound to in a partnership.
     async fn actor_owner(&self, partnership_id: Uuid, actor_id: &str) -> StoreResult<Option<Uuid>>;
+    /// Every actor id bound in a partnership, as (lower-case hex actor id, user), by actor id.
+    async fn actor_bindings(&self, partnership_id: Uuid) -> StoreResult<Vec<(String, Uuid)>>;
 
     // ---- devices -----------------------------------------------------------------------------
 
@@ -772,6 +798,17 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_materialized(
         &self,
         partnership_id: Uuid,
+        rows: Vec<RowChange>,
+    ) -> StoreResult<()>;
+    /// [`Store::replace_materialized`] for rows derived from the document at version
+    /// `from_version`, committed as a merge of that version would be: it takes version
+    /// `from_version + 1`, so it fails with `Conflict::Stale` (writing nothing) when a merge
+    /// committed since, and a merge made from `from_version` fails the same way after it (the
+    /// server catches up and merges again). Safe while servers run (`splitsave rebuild-rows`).
+    async fn rebuild_materialized(
+        &self,
+        partnership_id: Uuid,
+        from_version: i64,
         rows: Vec<RowChange>,
     ) -> StoreResult<()>;
     /// Every materialized row of the partnership as `RowChange::Upsert`, ordered by table

@@ -143,6 +143,24 @@ macro_rules! partnership_queries {
             row.as_ref().map(partnership_from_row).transpose()
         }
 
+        /// See `Store::partnerships_after`.
+        pub(in $crate::store) async fn partnerships_after(
+            pool: &Pool,
+            after: Option<Uuid>,
+            limit: u32,
+        ) -> StoreResult<Vec<PartnershipRecord>> {
+            let sql = format!(
+                "SELECT {PARTNERSHIP_COLUMNS} FROM partnerships \
+                 WHERE $1 IS NULL OR id > $1 ORDER BY id LIMIT $2"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(partnership_from_row).collect()
+        }
+
         /// See `Store::current_partnership`.
         pub(in $crate::store) async fn current_partnership(
             pool: &Pool,

@@ -27,6 +27,12 @@ pub(super) fn millis_of(time: DateTime<Utc>) -> Millis {
     Millis(time.timestamp_millis())
 }
 
+/// A document time as a materialized row holds it once stored and read back (clamped like
+/// [`time_of`]): what a row read from the store is compared with.
+pub fn stored_millis(millis: Millis) -> Millis {
+    millis_of(time_of(millis))
+}
+
 /// The number of decimals amounts of this partnership have (`None` for a code sync-core does
 /// not know, whose amounts are then read as stored).
 pub(super) fn currency_scale(code: Option<&str>) -> Option<u32> {
@@ -168,10 +174,10 @@ pub(super) static UPSERT_SYNC_STATES: Upsert = Upsert::new(
 /// Generates the sync storage functions of one backend: `write_merge` (one merge's writes in
 /// the caller's transaction, its notifications included: each backend runs merge commits its
 /// own way), `insert_change` and `bind_actor` (also the documents' own writes), and
-/// `replace_materialized`, `materialized_rows`, `save_sync_state`, `load_sync_state`,
-/// `server_storage_id` and `document_change_count`, each taking the pool. Expanded in the
-/// backend's `sync` module, whose parent provides the backend's glue; the rows are decoded as the
-/// REST reads decode them.
+/// `replace_materialized`, `rebuild_materialized`, `materialized_rows`, `save_sync_state`,
+/// `load_sync_state`, `server_storage_id` and `document_change_count`, each taking the pool.
+/// Expanded in the backend's `sync` module, whose parent provides the backend's glue; the rows
+/// are decoded as the REST reads decode them.
 macro_rules! sync_queries {
     () => {
         use chrono::{DateTime, Utc};
@@ -243,6 +249,46 @@ macro_rules! sync_queries {
             now: DateTime<Utc>,
         ) -> StoreResult<()> {
             let mut tx = begin_write(pool).await?;
+            replace_rows(&mut tx, partnership_id, &rows, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        /// See `Store::rebuild_materialized`.
+        pub(super) async fn rebuild_materialized(
+            pool: &Pool,
+            partnership_id: Uuid,
+            from_version: i64,
+            rows: Vec<RowChange>,
+            now: DateTime<Utc>,
+        ) -> StoreResult<()> {
+            let mut tx = begin_write(pool).await?;
+            // The next version, as a merge commit takes it: a merge committed since the rows
+            // were derived (or one committing now, on PostgreSQL: the insert waits for it) holds
+            // it already, and this rebuild fails `Conflict::Stale` instead of writing old rows.
+            sqlx::query(
+                "INSERT INTO doc_commits (partnership_id, version, committed_at) \
+                 VALUES ($1, $2, $3)",
+            )
+            .bind(partnership_id)
+            .bind(from_version + 1)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+            replace_rows(&mut tx, partnership_id, &rows, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        /// Deletes every materialized row of the partnership and writes the upserts of `rows`,
+        /// in the caller's transaction.
+        async fn replace_rows(
+            tx: &mut Tx<'_>,
+            partnership_id: Uuid,
+            rows: &[RowChange],
+            now: DateTime<Utc>,
+        ) -> StoreResult<()> {
             // Shares first: they reference their month.
             for table in [
                 "contribution_shares",
@@ -255,13 +301,12 @@ macro_rules! sync_queries {
             ] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE partnership_id = $1"))
                     .bind(partnership_id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
             }
             for row in rows.iter().filter(|r| matches!(r, RowChange::Upsert(_))) {
-                apply_row(&mut tx, partnership_id, row, now).await?;
+                apply_row(tx, partnership_id, row, now).await?;
             }
-            tx.commit().await?;
             Ok(())
         }
 

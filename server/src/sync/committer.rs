@@ -15,6 +15,7 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
+use crate::metrics::Metrics;
 use crate::store::{MergeCommit, Store, StoreError, StoreResult};
 
 /// Most merges written in one transaction.
@@ -40,6 +41,8 @@ pub struct Committer {
     /// The receiving end until the loop starts: it is spawned on first use, inside the runtime,
     /// so building the application state needs no runtime.
     pending: Mutex<Option<Idle>>,
+    /// Where the size of every batch is recorded.
+    metrics: Metrics,
 }
 
 impl Committer {
@@ -49,7 +52,14 @@ impl Committer {
         Self {
             tx,
             pending: Mutex::new(Some((rx, store))),
+            metrics: Metrics::off(),
         }
+    }
+
+    /// This committer, recording the size of its batches in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Makes one merge of `partnership` durable (the contract of `Store::commit_merge`),
@@ -75,14 +85,14 @@ impl Committer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some((rx, store)) = taken {
-            tokio::spawn(run(rx, store));
+            tokio::spawn(run(rx, store, self.metrics.clone()));
         }
     }
 }
 
 /// Gathers batches (everything queued once a transaction slot is free) and writes each in its
 /// own task. Ends when the committer is dropped.
-async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>) {
+async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, metrics: Metrics) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -96,6 +106,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>) {
                 Err(_) => break,
             }
         }
+        metrics.commit_batch(batch.len());
         let store = store.clone();
         tokio::spawn(async move {
             write(&*store, batch).await;

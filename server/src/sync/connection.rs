@@ -33,6 +33,7 @@ use super::protocol::{self, PeerMetadata, WireMessage};
 use super::{SyncError, SERVER_PEER_ID};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::metrics::{RateLimit, SocketKind};
 use crate::store::PartnershipStatus;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -78,7 +79,7 @@ pub async fn handler(
         .write_buffer_size(0)
         .max_write_buffer_size(limits.max_message_bytes * 4)
         .on_upgrade(move |socket| async move {
-            let _open = state.sockets.open();
+            let _open = state.sockets.open(SocketKind::Sync);
             match auth {
                 Ok(session) => run(state, session, socket).await,
                 Err(reason) => refuse(socket, reason).await,
@@ -315,6 +316,7 @@ async fn run(state: AppState, session: Session, socket: WebSocket) {
                     Some(Err(err)) => break Some(format!("connection error: {err}")),
                 };
                 if !bucket.take() {
+                    state.metrics.rate_limited(RateLimit::SyncMessages);
                     break Some("rate limit exceeded".into());
                 }
                 match handle_message(&state, &mut conn, &out_weak, &bytes).await {
@@ -399,6 +401,7 @@ async fn handle_message(
     out_tx: &mpsc::WeakSender<Outbound>,
     bytes: &[u8],
 ) -> Result<Option<WireMessage>, String> {
+    let received = state.metrics.is_on().then(Instant::now);
     let limits = state.sync.limits();
     let msg = protocol::decode_bounded(bytes, limits.max_message_bytes)
         .map_err(|e| format!("malformed message: {e}"))?;
@@ -419,6 +422,7 @@ async fn handle_message(
                 .call(pid, |reply| Command::Receive {
                     conn: conn_id,
                     message: data.clone(),
+                    received,
                     reply,
                 })
                 .await
@@ -434,6 +438,7 @@ async fn handle_message(
                         .call(pid, |reply| Command::Receive {
                             conn: conn_id,
                             message: data.clone(),
+                            received,
                             reply,
                         })
                         .await

@@ -14,6 +14,7 @@ use super::cluster::{ClusterLink, CommittedChanges, Notice, HEARTBEAT_SLOTS};
 use super::committer::Committer;
 use super::doc_actor::{Command, DocActor, DocOp, OpValue};
 use super::{DocEvent, SyncError, SyncLimits};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Events buffered per partnership for slow subscribers (beyond it they miss events and are
@@ -51,6 +52,8 @@ pub struct Registry {
     /// Wakes this node's push sender after a commit that queued notifications; unset while
     /// push notifications are off (nothing is then derived or queued).
     push: std::sync::OnceLock<PushLink>,
+    /// Where the actors and the committer count merges.
+    metrics: Metrics,
 }
 
 /// How the actors reach the push sender.
@@ -102,14 +105,15 @@ impl Announced {
 }
 
 impl Registry {
-    /// An empty registry.
-    pub fn new(store: Arc<dyn Store>, limits: SyncLimits) -> Arc<Self> {
+    /// An empty registry, counting merges in `metrics`.
+    pub fn new(store: Arc<dyn Store>, limits: SyncLimits, metrics: Metrics) -> Arc<Self> {
         let node: [u8; 8] = rand::random();
         Arc::new(Self {
             docs: std::sync::Mutex::new(HashMap::new()),
             events: std::sync::Mutex::new(HashMap::new()),
             splits: std::sync::Mutex::new(HashMap::new()),
-            committer: Committer::new(store.clone()),
+            committer: Committer::new(store.clone()).with_metrics(metrics.clone()),
+            metrics,
             store,
             limits,
             node,
@@ -290,6 +294,11 @@ impl Registry {
     /// The limits the actors run with.
     pub fn limits(&self) -> &SyncLimits {
         &self.limits
+    }
+
+    /// Where the actors count merges.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     fn docs(&self) -> std::sync::MutexGuard<'_, HashMap<PartnershipId, Slot>> {
@@ -565,7 +574,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("registry.db").display());
         let store = crate::store::connect(&url).await.expect("store");
-        (Registry::new(store, SyncLimits::default()), dir)
+        (
+            Registry::new(store, SyncLimits::default(), Metrics::off()),
+            dir,
+        )
     }
 
     fn presence() -> Arc<DocEvent> {

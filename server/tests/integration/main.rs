@@ -15,10 +15,12 @@ mod real_server;
 mod sync_support;
 
 // One module per feature.
+mod admin_commands;
 mod auth_flow;
 mod cluster;
 mod every_endpoint_auth;
 mod http_skeleton;
+mod metrics;
 mod partnerships_api;
 mod push_delivery;
 mod push_devices;

@@ -3,6 +3,7 @@
 //! compensation), committed with its rows, and only then answered.
 
 use super::*;
+use crate::metrics::MergeSource;
 use crate::sync::cluster::{CommittedChanges, NOTICE_CHANGES_MAX};
 
 impl DocActor {
@@ -236,6 +237,10 @@ impl DocActor {
         let notifications = self.notifications_for(&merged, user);
         self.persist(changes, bindings, rows, notifications, user)
             .await?;
+        self.merges += 1;
+        let metrics = self.registry.metrics();
+        metrics.merges(MergeSource::Sync, 1);
+        metrics.compensations(&enforcement.fixes);
         self.publish(&merged, Some(user));
         Ok(())
     }

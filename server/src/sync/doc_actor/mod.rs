@@ -105,6 +105,9 @@ pub enum Command {
         conn: ConnId,
         /// The sync message bytes.
         message: Vec<u8>,
+        /// When the connection read it (the merge latency runs from here); `None` while metrics
+        /// are off, which then cost no clock read.
+        received: Option<std::time::Instant>,
         /// Answered after the merge committed and the acknowledgements were queued.
         reply: oneshot::Sender<Result<(), SyncError>>,
     },
@@ -214,6 +217,9 @@ pub struct DocActor {
     /// Connections whose access was revoked: whatever they still send (or an attempt to attach
     /// again) is refused.
     revoked: HashSet<ConnId>,
+    /// Sync merges this actor committed, so that answering a message tells whether it merged
+    /// anything (the merge latency is recorded only then).
+    merges: u64,
 }
 
 /// Most REST operations committed in one transaction (see [`DocActor::apply_batch`]).
@@ -256,6 +262,7 @@ impl DocActor {
             split_heads: None,
             deferred: None,
             revoked: HashSet::new(),
+            merges: 0,
         };
         // A split published by an earlier actor of this document (one that stopped without
         // being evicted) would not be cleared when this one changes the document.
@@ -334,11 +341,13 @@ impl DocActor {
             Command::Receive {
                 conn,
                 message,
+                received,
                 reply,
             } => {
                 // A merge made from a state another node had moved on from is made again on the
                 // state caught up from storage (the actor reloaded when its commit failed).
                 self.catch_up_if_announced().await;
+                let merges = self.merges;
                 let mut r = self.receive(conn, &message).await;
                 for attempt in 0..MAX_STALE_RETRIES {
                     if !r.as_ref().is_err_and(SyncError::is_stale) {
@@ -348,6 +357,12 @@ impl DocActor {
                     r = self.receive(conn, &message).await;
                 }
                 self.drop_stale_split();
+                // Committed and its acknowledgements queued (`fan_out`): the merge is answered.
+                if let Some(received) = received.filter(|_| self.merges != merges && r.is_ok()) {
+                    self.registry
+                        .metrics()
+                        .merge_acknowledged(received.elapsed());
+                }
                 let _ = reply.send(r.map_err(|e| {
                     if e.is_stale() {
                         SyncError::Unavailable

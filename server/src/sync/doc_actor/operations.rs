@@ -115,6 +115,9 @@ impl DocActor {
                 .await
             {
                 Ok(()) => {
+                    self.registry
+                        .metrics()
+                        .merges(crate::metrics::MergeSource::Rest, written.len());
                     for (user, new) in &written {
                         self.publish(new, Some(*user));
                     }
