@@ -327,6 +327,7 @@ pub fn router(state: AppState) -> Router {
                 .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(middleware::from_fn(crate::telemetry::trace_requests))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
     // Outside everything, so it times the whole request and sees the status the client gets;
     // not installed at all while metrics are off.
@@ -341,19 +342,25 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The span every request's logs are recorded in. The path is logged without its query string:
-/// `/sync?token=…` carries an access token there.
+/// `/sync?token=…` carries an access token there. Its `trace_id` continues the caller's
+/// `traceparent` (see [`crate::telemetry`]).
 fn request_span(request: &Request<axum::body::Body>) -> tracing::Span {
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %request_id,
-    )
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(trace) = request.extensions().get::<crate::telemetry::RequestTrace>() {
+        trace.set(crate::telemetry::place_span(&span, trace.incoming.as_ref()));
+    }
+    span
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
@@ -369,8 +376,13 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static(crate::telemetry::TRACEPARENT),
         ])
-        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static(crate::telemetry::TRACERESPONSE),
+            header::RETRY_AFTER,
+        ])
         .max_age(Duration::from_secs(600));
     if origins.iter().any(|o| o == "*") {
         return base.allow_origin(Any);

@@ -111,6 +111,10 @@ pub struct Config {
     /// machines can reach is refused unless `METRICS_ALLOW_REMOTE=true` says it is meant: the
     /// figures must never become public by accident (docs/observability.md).
     pub metrics_addr: Option<SocketAddr>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_SERVICE_NAME`: where spans are exported over
+    /// OTLP/HTTP, unset by default (no export, no cost). The binary reads these before logging
+    /// starts, with the same function (docs/observability.md).
+    pub otlp: Option<crate::telemetry::OtlpSettings>,
 }
 
 impl std::fmt::Debug for Config {
@@ -143,6 +147,7 @@ impl std::fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("sync", &self.sync)
             .field("metrics_addr", &self.metrics_addr)
+            .field("otlp", &self.otlp)
             .finish()
     }
 }
@@ -386,6 +391,7 @@ impl Config {
                 .max(1),
             ),
             metrics_addr: metrics_addr(&var, port)?,
+            otlp: crate::telemetry::OtlpSettings::from_lookup(&|name: &str| lookup(name))?,
         })
     }
 
@@ -421,6 +427,7 @@ impl Config {
             push: crate::push::PushConfig::default(),
             push_give_up_after: Duration::from_secs(86_400),
             metrics_addr: None,
+            otlp: None,
         }
     }
 

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use splitsave_server::admin::{self, Task};
 use splitsave_server::app::AppState;
 use splitsave_server::config::Config;
+use splitsave_server::telemetry::{Otlp, OtlpSettings};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc: with Automerge's many small allocations it keeps a hot 200-item document in
@@ -76,27 +77,44 @@ enum Plan {
     Migrate(String),
 }
 
-/// Logs to `stream`: stdout for the server, stderr for the commands whose report is stdout.
-fn init_tracing<S>(production: bool, stream: fn() -> S)
+/// Logs to `stream`: stdout for the server, stderr for the commands whose report is stdout;
+/// with `otlp`, spans are exported too (the returned exporter is flushed at exit).
+fn init_tracing<S>(production: bool, stream: fn() -> S, otlp: Option<&OtlpSettings>) -> Option<Otlp>
 where
     S: std::io::Write + IsTerminal + 'static,
 {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+
     let filter = EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(stream().is_terminal())
         .with_writer(stream);
-    if production {
-        builder
-            .json()
+    let fmt = if production {
+        fmt.json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .init();
+            .boxed()
     } else {
-        builder.init();
-    }
+        fmt.boxed()
+    };
+    let (exporter, export) = match otlp.map(Otlp::start) {
+        Some(Ok((exporter, layer))) => (Some(exporter), Some(layer)),
+        Some(Err(err)) => {
+            eprintln!("splitsave: traces will not be exported: {err}");
+            (None, None)
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(export)
+        .init();
+    exporter
 }
 
 /// `splitsave vapid-keys`: a new key pair as environment lines.
@@ -184,11 +202,28 @@ fn main() -> ExitCode {
     let production =
         std::env::var("SPLITSAVE_ENV").is_ok_and(|v| v.trim().eq_ignore_ascii_case("production"));
     let command = cli.command.unwrap_or(Command::Serve);
-    if matches!(command, Command::Check(_) | Command::RebuildRows(_)) {
-        init_tracing(production, std::io::stderr);
+    // Read before logging starts (Config logs while it reads), with the function Config uses.
+    let otlp = match OtlpSettings::from_lookup(&|name| std::env::var(name).ok()) {
+        Ok(otlp) => otlp,
+        Err(err) => {
+            eprintln!("splitsave: invalid configuration: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let exporter = if matches!(command, Command::Check(_) | Command::RebuildRows(_)) {
+        init_tracing(production, std::io::stderr, None)
     } else {
-        init_tracing(production, std::io::stdout);
+        init_tracing(production, std::io::stdout, otlp.as_ref())
+    };
+    let code = run(command);
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
     }
+    code
+}
+
+/// Runs the chosen command once logging is set up.
+fn run(command: Command) -> ExitCode {
     // `migrate` needs only the database: a deployment's migration job need not hold the JWT
     // secrets. Without DATABASE_URL it takes the configuration's default (or refuses, in
     // production, like `serve`).

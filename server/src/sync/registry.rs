@@ -377,6 +377,7 @@ impl Registry {
                 user,
                 op: op.clone(),
                 reply,
+                trace: crate::telemetry::current_trace(),
             })
             .await??;
         // The box holds the `T` boxed just above: the downcast cannot miss.

@@ -16,7 +16,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 
-pub use otlp::Otlp;
+pub use otlp::{Otlp, OtlpSettings};
 pub use trace_context::{SpanId, TraceContext, TraceId, TRACEPARENT, TRACERESPONSE};
 
 /// What the tracing middleware leaves in a request for the span that records it.
@@ -40,6 +40,17 @@ impl RequestTrace {
     }
 }
 
+tokio::task_local! {
+    /// The trace of the request a handler is serving, for work it hands to other tasks (a
+    /// REST write's merge runs in the document's actor).
+    static CURRENT: RequestTrace;
+}
+
+/// The trace context of the request being served by this task, if any.
+pub fn current_trace() -> Option<TraceContext> {
+    CURRENT.try_with(RequestTrace::get).ok().flatten()
+}
+
 /// Reads the caller's `traceparent` into the request (for the request span, made inside) and
 /// answers `traceresponse` naming the request's span. Outermost but for the metrics layer, so
 /// even a request refused by a layer carries its trace id.
@@ -54,7 +65,7 @@ pub async fn trace_requests(mut request: Request, next: Next) -> Response {
         slot: Arc::new(OnceLock::new()),
     };
     request.extensions_mut().insert(trace.clone());
-    let mut response = next.run(request).await;
+    let mut response = CURRENT.scope(trace.clone(), next.run(request)).await;
     if let Some(context) = trace.get() {
         if let Ok(value) = HeaderValue::from_str(&context.header()) {
             response.headers_mut().insert(TRACERESPONSE, value);
@@ -65,14 +76,11 @@ pub async fn trace_requests(mut request: Request, next: Next) -> Response {
 
 /// Gives `span` (made with an empty `trace_id` field) its place in a trace: a child of
 /// `parent` when there is one, otherwise a new trace; records `trace_id` and returns the
-/// span's context. With `otlp` the exported span carries the same ids.
-pub fn place_span(span: &tracing::Span, parent: Option<&TraceContext>, otlp: bool) -> TraceContext {
-    let context = if otlp {
-        otlp::place_span(span, parent)
-    } else {
-        None
-    }
-    .unwrap_or_else(|| parent.map_or_else(TraceContext::new_root, TraceContext::child));
+/// span's context. When spans are exported, the exported span carries the same ids; when not,
+/// asking the (absent) OpenTelemetry layer is a type check that fails at once.
+pub fn place_span(span: &tracing::Span, parent: Option<&TraceContext>) -> TraceContext {
+    let context = otlp::place_span(span, parent)
+        .unwrap_or_else(|| parent.map_or_else(TraceContext::new_root, TraceContext::child));
     span.record("trace_id", tracing::field::display(context.trace_id));
     context
 }

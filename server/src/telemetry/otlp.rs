@@ -17,6 +17,47 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::trace_context::{SpanId, TraceContext, TraceId};
 
+/// Where spans are exported: `OTEL_EXPORTER_OTLP_ENDPOINT` (the collector's base URL, such as
+/// `http://otel-collector:4318`; `/v1/traces` is added) and `OTEL_SERVICE_NAME` (default
+/// `splitsave`). Read before logging starts, so that the exporter is in place for the first
+/// line; [`crate::config::Config`] holds the same settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpSettings {
+    /// The collector's base URL.
+    pub endpoint: String,
+    /// The service name spans carry.
+    pub service_name: String,
+}
+
+impl OtlpSettings {
+    /// `None` when `OTEL_EXPORTER_OTLP_ENDPOINT` is unset or blank (the export is off).
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<OtlpSettings>, crate::config::ConfigError> {
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let Some(endpoint) = var("OTEL_EXPORTER_OTLP_ENDPOINT") else {
+            return Ok(None);
+        };
+        let parsed = reqwest::Url::parse(&endpoint).ok().filter(|u| {
+            matches!(u.scheme(), "http" | "https") && u.has_host() && u.query().is_none()
+        });
+        if parsed.is_none() {
+            return Err(crate::config::ConfigError::Invalid {
+                var: "OTEL_EXPORTER_OTLP_ENDPOINT",
+                reason: format!("{endpoint:?} is not an http(s) URL"),
+            });
+        }
+        Ok(Some(OtlpSettings {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            service_name: var("OTEL_SERVICE_NAME").unwrap_or_else(|| "splitsave".into()),
+        }))
+    }
+}
+
 /// The installed exporter; keep it until shutdown.
 pub struct Otlp {
     provider: SdkTracerProvider,
@@ -37,8 +78,7 @@ impl Otlp {
     /// An exporter to `endpoint` (the collector's base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// names it) and the `tracing` layer that feeds it.
     pub fn start<S>(
-        endpoint: &str,
-        service_name: &str,
+        settings: &OtlpSettings,
     ) -> Result<(Otlp, impl tracing_subscriber::Layer<S>), OtlpError>
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
@@ -46,14 +86,14 @@ impl Otlp {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .with_endpoint(format!("{}/v1/traces", settings.endpoint))
             .build()
             .map_err(|e| OtlpError(e.to_string()))?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(
                 Resource::builder()
-                    .with_service_name(service_name.to_owned())
+                    .with_service_name(settings.service_name.clone())
                     .build(),
             )
             .build();
@@ -100,4 +140,51 @@ pub(super) fn place_span(
         span_id: SpanId(otel.span_id().to_bytes()),
         sampled: otel.is_sampled(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> Result<Option<OtlpSettings>, crate::config::ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        OtlpSettings::from_lookup(&move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn the_export_is_off_unless_an_endpoint_is_named() {
+        assert_eq!(read(&[]).unwrap(), None);
+        assert_eq!(
+            read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "  ")]).unwrap(),
+            None
+        );
+        let on = read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")])
+            .unwrap()
+            .expect("on");
+        assert_eq!(on.endpoint, "http://collector:4318");
+        assert_eq!(on.service_name, "splitsave");
+        let named = read(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel.example.com"),
+            ("OTEL_SERVICE_NAME", "splitsave-eu"),
+        ])
+        .unwrap()
+        .expect("on");
+        assert_eq!(named.service_name, "splitsave-eu");
+        for bad in [
+            "collector:4318",
+            "grpc://collector:4317",
+            "http://",
+            "http://c?x=1",
+        ] {
+            assert!(
+                read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", bad)]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -40,3 +40,4 @@ mod sync_behaviour;
 mod sync_durability;
 mod sync_interop;
 mod sync_limits;
+mod tracing_context;

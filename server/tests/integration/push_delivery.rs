@@ -461,7 +461,10 @@ async fn web_push_in_production_never_posts_inside_the_network() {
             auth: auth.clone(),
         };
         let outcome = pusher.send(&target, &msg).await;
-        assert!(matches!(outcome, SendOutcome::Rejected(_)), "{inside}: {outcome:?}");
+        assert!(
+            matches!(outcome, SendOutcome::Rejected(_)),
+            "{inside}: {outcome:?}"
+        );
     }
     assert!(service.received().is_empty());
     // The development configuration reaches the same service.

@@ -432,7 +432,11 @@ async fn in_production_a_web_push_endpoint_inside_the_network_is_refused(backend
         let (status, answer) = app
             .post("/api/devices", Some(&ann.access_token), web_push(inside))
             .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{inside}: {answer}");
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{inside}: {answer}"
+        );
         assert!(
             answer["error"]["details"]["web_push.endpoint"].is_array(),
             "{inside}: {answer}"

@@ -33,6 +33,7 @@ use splitsave_sync_core::split_doc::{self, DocSplit};
 use splitsave_sync_core::time::Millis;
 use splitsave_sync_core::touched::{touched_after_apply, touched_before_apply, Touched};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 mod access;
@@ -148,6 +149,8 @@ pub enum Command {
         op: DocOp,
         /// What the operation returned, once committed and fanned out.
         reply: oneshot::Sender<Result<OpValue, SyncError>>,
+        /// The trace of the request that asked for it: the merge's span is its child.
+        trace: Option<crate::telemetry::TraceContext>,
     },
     /// Compute the split of the document (or reuse the one computed at the same heads) and
     /// publish it in the registry for reads that follow.
@@ -299,9 +302,16 @@ impl DocActor {
             // of sitting in every live document's task. With the actor boxed too, the task's
             // future went from about 18 KiB to under 1 KiB (heaptrack had shown ~22 KiB per live
             // document allocated by the spawn).
-            if let Command::Apply { user, op, reply } = cmd {
+            if let Command::Apply {
+                user,
+                op,
+                reply,
+                trace,
+            } = cmd
+            {
                 let batch = self.gather_batch((user, op, reply), &mut rx);
-                Box::pin(self.apply_batch(batch)).await;
+                let span = merge_span(self.pid, "rest", trace.as_ref());
+                Box::pin(self.apply_batch(batch)).instrument(span).await;
                 continue;
             }
             Box::pin(self.handle(cmd)).await;
@@ -320,6 +330,22 @@ impl DocActor {
             tracing::debug!(partnership = %self.pid, "document evicted");
         }
         evicted
+    }
+
+    /// One sync message: caught up with what other nodes announced, then received; a merge
+    /// made from a state another node had moved on from is made again on the state caught up
+    /// from storage (the actor reloaded when its commit failed).
+    async fn receive_retrying(&mut self, conn: ConnId, message: &[u8]) -> Result<(), SyncError> {
+        self.catch_up_if_announced().await;
+        let mut r = self.receive(conn, message).await;
+        for attempt in 0..MAX_STALE_RETRIES {
+            if !r.as_ref().is_err_and(SyncError::is_stale) {
+                break;
+            }
+            stale_backoff(attempt).await;
+            r = self.receive(conn, message).await;
+        }
+        r
     }
 
     async fn handle(&mut self, cmd: Command) {
@@ -344,18 +370,9 @@ impl DocActor {
                 received,
                 reply,
             } => {
-                // A merge made from a state another node had moved on from is made again on the
-                // state caught up from storage (the actor reloaded when its commit failed).
-                self.catch_up_if_announced().await;
+                let span = merge_span(self.pid, "sync", None);
                 let merges = self.merges;
-                let mut r = self.receive(conn, &message).await;
-                for attempt in 0..MAX_STALE_RETRIES {
-                    if !r.as_ref().is_err_and(SyncError::is_stale) {
-                        break;
-                    }
-                    stale_backoff(attempt).await;
-                    r = self.receive(conn, &message).await;
-                }
+                let r = self.receive_retrying(conn, &message).instrument(span).await;
                 self.drop_stale_split();
                 // Committed and its acknowledgements queued (`fan_out`): the merge is answered.
                 if let Some(received) = received.filter(|_| self.merges != merges && r.is_ok()) {
@@ -384,7 +401,17 @@ impl DocActor {
             }
             Command::PresenceHeartbeat => self.presence_heartbeat(),
             Command::Detach { conn } => self.detach(conn).await,
-            Command::Apply { user, op, reply } => self.apply_batch(vec![(user, op, reply)]).await,
+            Command::Apply {
+                user,
+                op,
+                reply,
+                trace,
+            } => {
+                let span = merge_span(self.pid, "rest", trace.as_ref());
+                self.apply_batch(vec![(user, op, reply)])
+                    .instrument(span)
+                    .await;
+            }
             Command::Split { at_least, reply } => {
                 if at_least > self.stored.version {
                     if let Err(err) = self.catch_up(at_least).await {
@@ -665,6 +692,23 @@ fn parse_stored(
 const MAX_STALE_RETRIES: u32 = 16;
 
 /// Waits a random time before a merge is made again after another node committed first, up to
+/// The span of one message or batch of REST writes worked on by the actor, with its own trace
+/// id (a sync message starts a trace; a REST write continues its request's, `parent`).
+fn merge_span(
+    pid: PartnershipId,
+    source: &'static str,
+    parent: Option<&crate::telemetry::TraceContext>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "merge",
+        partnership = %pid,
+        source,
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::place_span(&span, parent);
+    span
+}
+
 /// 1, 2, 4, ... 32 ms as the attempts go on: two nodes writing one document as fast as they can
 /// would otherwise keep colliding (each reloading while the other commits).
 async fn stale_backoff(attempt: u32) {

@@ -14,7 +14,9 @@ impl DocActor {
         let mut batch = vec![first];
         while batch.len() < MAX_APPLY_BATCH {
             match rx.try_recv() {
-                Ok(Command::Apply { user, op, reply }) => batch.push((user, op, reply)),
+                Ok(Command::Apply {
+                    user, op, reply, ..
+                }) => batch.push((user, op, reply)),
                 Ok(other) => {
                     self.deferred = Some(other);
                     break;
