@@ -109,6 +109,11 @@ pub trait WindowCounter: Send + Sync + 'static {
     fn shared_up(&self) -> Option<bool> {
         None
     }
+    /// Asks the shared store of the counts whether it answers now (readiness): `None` for
+    /// counts kept in this process.
+    async fn ping_shared(&self) -> Option<Result<(), CounterError>> {
+        None
+    }
 }
 
 /// In-process [`WindowCounter`]: a map from key to (count, window end), pruned of ended windows
@@ -300,6 +305,12 @@ impl RateLimits {
     /// kept in this process.
     pub fn shared_counter_up(&self) -> Option<bool> {
         self.counter.shared_up()
+    }
+
+    /// Whether the shared counts (Redis) answer a PING now, within the command timeout;
+    /// `None` when the counts are kept in this process.
+    pub async fn ping_shared(&self) -> Option<Result<(), CounterError>> {
+        self.counter.ping_shared().await
     }
 
     /// These limits, with the clients behind `proxies` told apart by `X-Forwarded-For`.

@@ -100,6 +100,10 @@ impl<P: WindowCounter> WindowCounter for FallbackCounter<P> {
     fn shared_up(&self) -> Option<bool> {
         Some(!self.is_falling_back())
     }
+
+    async fn ping_shared(&self) -> Option<Result<(), CounterError>> {
+        self.primary.ping_shared().await
+    }
 }
 
 #[cfg(test)]

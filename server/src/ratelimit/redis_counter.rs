@@ -267,6 +267,15 @@ impl WindowCounter for RedisCounter {
         })
     }
 
+    async fn ping_shared(&self) -> Option<Result<(), CounterError>> {
+        let ping = async {
+            let (generation, mut conn) = self.connection().await?;
+            let answered = timed(redis::cmd("PING").query_async::<()>(&mut conn)).await;
+            self.settle(generation, "PING", answered)
+        };
+        Some(ping.await)
+    }
+
     async fn clear(&self, key: &str) -> Result<(), CounterError> {
         let key = self.redis_key(key);
         let (generation, mut conn) = self.connection().await?;

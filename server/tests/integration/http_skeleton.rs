@@ -413,8 +413,64 @@ async fn readiness_answers_while_the_database_does(backend: Backend) {
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "ok");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["redis"], "not_configured");
     let (status, body) = app.get("/healthz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A draining node stops being ready (so nginx and orchestrators send no new work) while it
+/// stays alive to finish what it has.
+#[tokio::test]
+async fn a_draining_node_is_alive_but_not_ready() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (status, _) = app.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    app.state.drain();
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "service_unavailable");
+    let (status, _) = app.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::OK, "alive while draining");
+}
+
+/// Redis is asked and reported; without it a node still works (slower fan-out, rate limits in
+/// memory), so it stays ready and says it is degraded.
+#[tokio::test]
+async fn readiness_reports_redis_and_stays_ready_without_it() {
+    if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
+        let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| c.redis_url = Some(redis)).await
+        else {
+            return;
+        };
+        let (status, body) = app.get("/readyz", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["checks"]["redis"], "ok");
+    } else {
+        eprintln!("skipped the reachable-Redis half: TEST_REDIS_URL not set");
+    }
+    // Nothing listens on port 1.
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.redis_url = Some("redis://127.0.0.1:1".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let asked = std::time::Instant::now();
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["redis"], "unavailable");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(3),
+        "answered within the probe's time: {:?}",
+        asked.elapsed()
+    );
 }
 
 #[tokio::test]
