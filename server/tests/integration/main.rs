@@ -18,6 +18,7 @@ mod sync_support;
 mod admin_commands;
 mod auth_flow;
 mod cluster;
+mod deploy_stack;
 mod every_endpoint_auth;
 mod http_skeleton;
 mod metrics;
