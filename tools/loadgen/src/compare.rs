@@ -1,5 +1,5 @@
 //! `--compare-nodes`: one node, then two, in one run, and a table of the two sessions' figures
-//! side by side with their ratios.
+//! side by side with their ratios. (`--compare-push` prints its own table: `push::report`.)
 
 use crate::{cpu_line, Args, CpuUse, Percentiles, Placement, Row};
 
@@ -39,6 +39,8 @@ pub(crate) struct LatencyFigures {
     /// How late the generator itself was at each scheduled edit.
     pub(crate) generator_lag: Option<Percentiles>,
     pub(crate) bursts: Option<BurstFigures>,
+    /// Merges of a background load offered over the same window (`--compare-push`'s messages).
+    pub(crate) background_merges: Option<u64>,
 }
 
 /// The presence heartbeats' bursts of Redis notices, and the propagation of the edits made

@@ -51,6 +51,7 @@ use uuid::Uuid;
 
 mod compare;
 mod nginx;
+mod push;
 mod redis_probe;
 
 /// Everything that can stop a run.
@@ -199,11 +200,13 @@ struct Args {
     /// Offered load of the latency scenario, merges per second over all partnerships.
     #[arg(long, default_value_t = 1000)]
     rate: u32,
-    /// Length of the latency scenario, seconds [default: 20; 30 with --compare-nodes].
+    /// Length of the latency scenario, seconds [default: 20; 30 with --compare-nodes or
+    /// --compare-push].
     #[arg(long)]
     latency_seconds: Option<u64>,
     /// Unrecorded edits at --rate before the latency scenario measures, seconds (database
-    /// connections opened, documents warm) [default: 0; 3 with --compare-nodes].
+    /// connections opened, documents warm) [default: 0; 3 with --compare-nodes or
+    /// --compare-push].
     #[arg(long)]
     latency_warmup_seconds: Option<u64>,
     /// Extra idle connections (spread over the partnerships' users) for the memory figure.
@@ -287,17 +290,47 @@ struct Args {
     /// cross-node figures and their ratios. Ignores --scenarios and --nodes.
     #[arg(long)]
     compare_nodes: bool,
+    /// In one run, measure the latency scenario with push notifications off and on, alternating
+    /// (off, on, off, on, ...: --push-rounds pairs, a fresh database each), beside the same
+    /// background of messages to offline partners (--push-couples, --push-rate) in every
+    /// session, then time the sender draining --drain-rows outbox rows in each push-on session;
+    /// a table of the sessions' figures and the on/off ratio of propagation p99. The nodes run
+    /// with SPLITSAVE_ENV=development in every session (production refuses loopback push
+    /// endpoints, and the push service stand-in is on loopback). Ignores --scenarios and --nodes.
+    #[arg(long, conflicts_with = "compare_nodes")]
+    compare_push: bool,
+    /// With --compare-push: how many off/on pairs of sessions.
+    #[arg(long, default_value_t = 2)]
+    push_rounds: usize,
+    /// With --compare-push: extra couples whose first partner sends messages while the second
+    /// is offline (a registered Web Push device, no connection), so a push-on node queues and
+    /// sends a notification per message.
+    #[arg(long, default_value_t = 50)]
+    push_couples: usize,
+    /// With --compare-push: messages per second over those couples, in every session (from
+    /// before the latency warm-up until the latency scenario ends).
+    #[arg(long, default_value_t = 50)]
+    push_rate: u32,
+    /// With --compare-push: notifications written straight into the outbox in each push-on
+    /// session after the latency scenario, to time the sender emptying it (0: skip).
+    #[arg(long, default_value_t = 20_000)]
+    drain_rows: usize,
 }
 
 impl Args {
+    /// Whether this run compares sessions (their figures need a longer, warmed-up window).
+    fn comparing(&self) -> bool {
+        self.compare_nodes || self.compare_push
+    }
+
     fn latency_secs(&self) -> u64 {
         self.latency_seconds
-            .unwrap_or(if self.compare_nodes { 30 } else { 20 })
+            .unwrap_or(if self.comparing() { 30 } else { 20 })
     }
 
     fn latency_warmup_secs(&self) -> u64 {
         self.latency_warmup_seconds
-            .unwrap_or(if self.compare_nodes { 3 } else { 0 })
+            .unwrap_or(if self.comparing() { 3 } else { 0 })
     }
 
     /// Whether the clients go through nginx with `nodes` nodes.
@@ -373,8 +406,9 @@ struct Environment {
 }
 
 impl Environment {
-    /// A fresh database and `nodes` servers on it (or the server at `--url`).
-    async fn prepare(args: &Args, nodes: usize) -> Result<Self> {
+    /// A fresh database and `nodes` servers on it (or the server at `--url`); `extra_env` is
+    /// set for every node after the generator's own settings and before `--node-env`.
+    async fn prepare(args: &Args, nodes: usize, extra_env: &[(String, String)]) -> Result<Self> {
         let Some(db) = args.database_url.clone() else {
             return Err(LoadError::Usage(
                 "set --database-url or TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)".into(),
@@ -384,9 +418,9 @@ impl Environment {
             return Err(LoadError::Usage("--nodes must be at least 1".into()));
         }
         if let Some(url) = &args.url {
-            if nodes > 1 || args.compare_nodes {
+            if nodes > 1 || args.comparing() {
                 return Err(LoadError::Usage(
-                    "--url drives one running server: --nodes > 1 and --compare-nodes start their own".into(),
+                    "--url drives one running server: --nodes > 1, --compare-nodes and --compare-push start their own".into(),
                 ));
             }
             let base = url.trim_end_matches('/').to_string();
@@ -441,28 +475,22 @@ impl Environment {
             created_db: Some((db, name)),
             data_dir: None,
         };
-        if let Err(err) = env.start_servers(args, nodes).await {
+        if let Err(err) = env.start_servers(args, nodes, extra_env).await {
             env.teardown(args.keep).await;
             return Err(err);
         }
         Ok(env)
     }
 
-    async fn start_servers(&mut self, args: &Args, nodes: usize) -> Result<()> {
+    async fn start_servers(
+        &mut self,
+        args: &Args,
+        nodes: usize,
+        extra_env: &[(String, String)],
+    ) -> Result<()> {
         // Applies the migrations before the server starts, like a deployment's migration job.
         drop(PgStore::connect(&self.database_url).await?);
-        let bin = match &args.server_bin {
-            Some(b) => b.clone(),
-            None => std::env::current_exe()
-                .map_err(|e| LoadError::Server(e.to_string()))?
-                .with_file_name("splitsave"),
-        };
-        if !bin.exists() {
-            return Err(LoadError::Server(format!(
-                "{} not found: build it with `cargo build --release -p splitsave-server`",
-                bin.display()
-            )));
-        }
+        let bin = server_bin(args)?;
         let data_dir = std::env::temp_dir().join(format!(
             "splitsave-loadgen-{}-{:08x}",
             std::process::id(),
@@ -525,6 +553,7 @@ impl Environment {
             if let Some((url, prefix)) = &self.redis {
                 cmd.env("REDIS_URL", url).env("REDIS_PREFIX", prefix);
             }
+            cmd.envs(extra_env.iter().map(|(k, v)| (k, v)));
             for kv in &args.node_env {
                 let Some((key, value)) = kv.split_once('=') else {
                     return Err(LoadError::Usage(format!(
@@ -674,6 +703,23 @@ impl Environment {
     }
 }
 
+/// The server binary to start: `--server-bin`, or `splitsave` beside this binary.
+fn server_bin(args: &Args) -> Result<PathBuf> {
+    let bin = match &args.server_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| LoadError::Server(e.to_string()))?
+            .with_file_name("splitsave"),
+    };
+    if !bin.exists() {
+        return Err(LoadError::Server(format!(
+            "{} not found: build it with `cargo build --release -p splitsave-server`",
+            bin.display()
+        )));
+    }
+    Ok(bin)
+}
+
 /// A port free on loopback right now.
 fn free_port() -> Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -724,6 +770,12 @@ fn cpu_secs(pid: Option<u32>) -> Option<f64> {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".to_string(),
     };
+    stat_cpu_secs(&path)
+}
+
+/// CPU seconds (user + system) from a `stat` file of /proc: a process's, or one thread's
+/// (`/proc/self/task/<tid>/stat`).
+fn stat_cpu_secs(path: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(path).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -1152,6 +1204,22 @@ fn add_expense(doc: &mut Automerge, user: UserId, n: usize) -> Result<ChangeHash
     }
 }
 
+/// Sends one message to the partner as `user` through sync-core (the operation apps use): a
+/// merge that notifies the partner when the partner is not watching.
+fn send_message(doc: &mut Automerge, user: UserId, n: usize) -> Result<ChangeHash> {
+    let ctx = Ctx {
+        user,
+        now: Millis::now(),
+    };
+    let text = format!("load message {n}");
+    match doc.transact(|tx| ops::send_message(tx, &ctx, &text)) {
+        Ok(success) => success
+            .hash
+            .ok_or_else(|| LoadError::Doc("the message wrote nothing".into())),
+        Err(failure) => Err(LoadError::Doc(failure.error.to_string())),
+    }
+}
+
 // ---- one client -----------------------------------------------------------------------------
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -1328,6 +1396,11 @@ impl Client {
         add_expense(&mut self.doc, self.user, self.edits)
     }
 
+    fn message(&mut self) -> Result<ChangeHash> {
+        self.edits += 1;
+        send_message(&mut self.doc, self.user, self.edits)
+    }
+
     /// True when the server's `heads` contain `change` (directly, or as an ancestor).
     fn server_has(&self, heads: &[ChangeHash], change: &ChangeHash) -> bool {
         if heads.contains(change) {
@@ -1353,6 +1426,8 @@ impl Client {
 enum Cmd {
     /// Make one edit now; its propagation time counts from `scheduled`.
     Edit { scheduled: Instant },
+    /// Send the partner a message now (not timed: the background of `--compare-push`).
+    Message,
     /// Edit again each time the previous edit is acknowledged, until `until`.
     Flood { until: Instant },
     /// Report (edits made, acknowledged edits outstanding) once nothing is in flight, then stop.
@@ -1436,6 +1511,10 @@ async fn drive_inner(
                     if stats.timeline.load(Ordering::Relaxed) {
                         awaiting_ack.push((hash, scheduled));
                     }
+                    client.flush().await?;
+                }
+                Some(Cmd::Message) => {
+                    client.message()?;
                     client.flush().await?;
                 }
                 Some(Cmd::Flood { until }) => {
@@ -1637,7 +1716,7 @@ fn row(figure: &str, measured: String, target: &str, pass: Option<bool>) -> Row 
 // ---- the run ----------------------------------------------------------------------------------
 
 async fn run(args: Args) -> Result<()> {
-    let scenarios: Vec<Scenario> = if args.compare_nodes {
+    let scenarios: Vec<Scenario> = if args.comparing() {
         vec![Scenario::Latency, Scenario::Throughput]
     } else {
         args.scenarios.clone()
@@ -1660,6 +1739,9 @@ async fn run(args: Args) -> Result<()> {
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     println!("command: {command_line}");
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    if args.compare_push {
+        return push::compare(&args, &command_line, deadline).await;
+    }
     if !args.compare_nodes {
         let session = session(&args, args.nodes, &scenarios, deadline).await?;
         print_summary(&command_line, &args, &session);
@@ -1685,7 +1767,7 @@ async fn session(
     deadline: Instant,
 ) -> Result<compare::Session> {
     println!("machine: load average {}", load_average());
-    let mut env = Environment::prepare(args, nodes).await?;
+    let mut env = Environment::prepare(args, nodes, &[]).await?;
     let result = tokio::select! {
         r = run_scenarios(args, &env, scenarios) => r,
         _ = tokio::time::sleep_until(deadline.into()) => {
@@ -1763,21 +1845,7 @@ async fn run_scenarios(args: &Args, env: &Environment, scenarios: &[Scenario]) -
         ))),
         _ => None,
     };
-    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&env.database_url).await?);
-    let password_hash = {
-        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(b"loadgen password, never used to log in", &salt)
-            .map_err(|e| LoadError::Doc(e.to_string()))?
-            .to_string()
-    };
-    let setup = Arc::new(Setup {
-        store: store.clone(),
-        keys: Arc::new(env.keys.clone()),
-        password_hash,
-        run_tag: format!("{:08x}", rand::random::<u32>()),
-    });
+    let (store, setup) = new_setup(env).await?;
     let wants = |s: Scenario| scenarios.contains(&s);
     let n = if wants(Scenario::Throughput) || wants(Scenario::Latency) || wants(Scenario::Memory) {
         args.partnerships
@@ -1819,37 +1887,8 @@ async fn run_scenarios(args: &Args, env: &Environment, scenarios: &[Scenario]) -
     checkpoint(&env.database_url).await;
 
     // Two clients per partnership, connected and synced.
-    let step = Instant::now();
-    let rss_before_clients = env.rss_kib();
-    let targets: Vec<(Pair, usize)> = pairs
-        .iter()
-        .flat_map(|p| [(p.clone(), 0), (p.clone(), 1)])
-        .collect();
-    let opened = open_many(&env.ws_bases, args.placement, targets, args.concurrency).await?;
-    println!(
-        "connected {} clients in {:.1} s (server RSS {} -> {} KiB)",
-        opened.len(),
-        step.elapsed().as_secs_f64(),
-        fmt_opt(rss_before_clients),
-        fmt_opt(env.rss_kib())
-    );
     let stats = Arc::new(Stats::default());
-    let mut drivers: HashMap<(PartnershipId, usize), Driver> = HashMap::new();
-    let mut pair_states: HashMap<PartnershipId, Arc<PairState>> = HashMap::new();
-    for (pair, user, client) in opened {
-        let state = pair_states
-            .entry(pair.pid)
-            .or_insert_with(|| {
-                Arc::new(PairState {
-                    pid: pair.pid,
-                    pending: Mutex::new(HashMap::new()),
-                })
-            })
-            .clone();
-        let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(drive(client, rx, state, stats.clone()));
-        drivers.insert((pair.pid, user), Driver { cmds: tx });
-    }
+    let drivers = start_drivers(args, env, &pairs, &[0, 1], &stats).await?;
 
     let mut rows = Vec::new();
     let mut latency_figures = None;
@@ -1863,6 +1902,7 @@ async fn run_scenarios(args: &Args, env: &Environment, scenarios: &[Scenario]) -
                     store: store.clone(),
                     redis: redis_addr.clone(),
                     notices: listener.is_some().then(|| notices.clone()),
+                    extra_merges: None,
                 };
                 let (r, f) = latency(args, env, &pairs, &drivers, &stats, &probes).await?;
                 rows.extend(r);
@@ -1891,13 +1931,7 @@ async fn run_scenarios(args: &Args, env: &Environment, scenarios: &[Scenario]) -
         );
     }
 
-    // Stop the clients once nothing is in flight.
-    for d in drivers.values() {
-        let (tx, rx) = oneshot::channel();
-        if d.cmds.send(Cmd::Finish { done: tx }).await.is_ok() {
-            let _ = tokio::time::timeout(DRAIN_TIMEOUT, rx).await;
-        }
-    }
+    finish_drivers(&drivers).await;
     if !pairs.is_empty() && (wants(Scenario::Throughput) || wants(Scenario::Latency)) {
         let confirmed =
             std::mem::take(&mut *stats.confirmed.lock().unwrap_or_else(|e| e.into_inner()));
@@ -1905,6 +1939,79 @@ async fn run_scenarios(args: &Args, env: &Environment, scenarios: &[Scenario]) -
     }
     println!("total run time {:.1} s", t0.elapsed().as_secs_f64());
     Ok((rows, latency_figures, throughput_figures))
+}
+
+/// The store on the run's database and the setup that writes accounts and partnerships
+/// through it.
+async fn new_setup(env: &Environment) -> Result<(Arc<dyn Store>, Arc<Setup>)> {
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&env.database_url).await?);
+    let password_hash = {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(b"loadgen password, never used to log in", &salt)
+            .map_err(|e| LoadError::Doc(e.to_string()))?
+            .to_string()
+    };
+    let setup = Arc::new(Setup {
+        store: store.clone(),
+        keys: Arc::new(env.keys.clone()),
+        password_hash,
+        run_tag: format!("{:08x}", rand::random::<u32>()),
+    });
+    Ok((store, setup))
+}
+
+/// Connects and syncs a client for each of `sides` (0: the first partner, 1: the second) of
+/// every partnership, each on its node (`--placement`), and starts its task.
+async fn start_drivers(
+    args: &Args,
+    env: &Environment,
+    pairs: &[Pair],
+    sides: &[usize],
+    stats: &Arc<Stats>,
+) -> Result<HashMap<(PartnershipId, usize), Driver>> {
+    let step = Instant::now();
+    let rss_before_clients = env.rss_kib();
+    let targets: Vec<(Pair, usize)> = pairs
+        .iter()
+        .flat_map(|p| sides.iter().map(|&side| (p.clone(), side)))
+        .collect();
+    let opened = open_many(&env.ws_bases, args.placement, targets, args.concurrency).await?;
+    println!(
+        "connected {} clients in {:.1} s (server RSS {} -> {} KiB)",
+        opened.len(),
+        step.elapsed().as_secs_f64(),
+        fmt_opt(rss_before_clients),
+        fmt_opt(env.rss_kib())
+    );
+    let mut drivers: HashMap<(PartnershipId, usize), Driver> = HashMap::new();
+    let mut pair_states: HashMap<PartnershipId, Arc<PairState>> = HashMap::new();
+    for (pair, user, client) in opened {
+        let state = pair_states
+            .entry(pair.pid)
+            .or_insert_with(|| {
+                Arc::new(PairState {
+                    pid: pair.pid,
+                    pending: Mutex::new(HashMap::new()),
+                })
+            })
+            .clone();
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(drive(client, rx, state, stats.clone()));
+        drivers.insert((pair.pid, user), Driver { cmds: tx });
+    }
+    Ok(drivers)
+}
+
+/// Stops the clients once nothing they sent is in flight (or [`DRAIN_TIMEOUT`] passed).
+async fn finish_drivers(drivers: &HashMap<(PartnershipId, usize), Driver>) {
+    for d in drivers.values() {
+        let (tx, rx) = oneshot::channel();
+        if d.cmds.send(Cmd::Finish { done: tx }).await.is_ok() {
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, rx).await;
+        }
+    }
 }
 
 /// Every confirmed edit (acknowledged to its author or received by the partner) must be in the
@@ -2113,6 +2220,9 @@ struct Probes {
     store: Arc<dyn Store>,
     redis: Option<redis_probe::RedisAddr>,
     notices: Option<Arc<redis_probe::Notices>>,
+    /// Merges made by something else running beside the scenario (a background load), counted
+    /// as they are offered: the CPU figures then cover them too.
+    extra_merges: Option<Arc<AtomicU64>>,
 }
 
 /// Offers `rate` edits per second for `seconds`, partners alternating, edit `first` onwards;
@@ -2418,7 +2528,14 @@ async fn latency(
         ))
     });
     let xacts_before = pg_xacts(&env.database_url).await;
+    let extra_count = || {
+        probes
+            .extra_merges
+            .as_ref()
+            .map(|c| c.load(Ordering::Relaxed))
+    };
     let cpu = CpuMeter::start(env);
+    let extra_before = extra_count();
     let phase = Instant::now();
     let (total, skipped, lag) = offer(rate, seconds, first, pairs, drivers).await;
     let phase = phase.elapsed();
@@ -2426,6 +2543,9 @@ async fn latency(
     let expected = total - skipped;
     await_delivered(stats, expected).await;
     let cpu_use = cpu.measure();
+    let background_merges = extra_count()
+        .zip(extra_before)
+        .map(|(after, before)| after - before);
     stop.store(true, Ordering::Relaxed);
     stats.timeline.store(false, Ordering::Relaxed);
     let heard = probes
@@ -2583,6 +2703,7 @@ async fn latency(
         catch_up_read,
         generator_lag,
         bursts,
+        background_merges,
     };
     Ok((rows, figures))
 }
