@@ -18,6 +18,18 @@ impl DocActor {
         let Some(push) = self.registry.push() else {
             return Vec::new();
         };
+        // Only the author's partner is ever told: while every other member watches (the common
+        // case, both apps open), the merge's notifications are not worked out at all.
+        let anyone_away = splitsave_sync_core::read::read_members(&self.doc)
+            .map(|members| {
+                members
+                    .iter()
+                    .any(|m| m.user_id != author && !self.watching(m.user_id))
+            })
+            .unwrap_or(true);
+        if !anyone_away {
+            return Vec::new();
+        }
         let told: Vec<_> =
             splitsave_sync_core::notifications::from_merge(&self.doc, changes, author)
                 .into_iter()
