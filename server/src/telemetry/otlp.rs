@@ -58,6 +58,9 @@ impl OtlpSettings {
     }
 }
 
+/// Longest one export (one batch of spans) may take.
+const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The installed exporter; keep it until shutdown.
 pub struct Otlp {
     provider: SdkTracerProvider,
@@ -87,6 +90,9 @@ impl Otlp {
             .with_http()
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(format!("{}/v1/traces", settings.endpoint))
+            // One export may not hold the exporter thread (or the flush at shutdown, inside the
+            // orchestrator's grace period) longer than this when the collector is away.
+            .with_timeout(EXPORT_TIMEOUT)
             .build()
             .map_err(|e| OtlpError(e.to_string()))?;
         let provider = SdkTracerProvider::builder()
