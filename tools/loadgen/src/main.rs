@@ -50,9 +50,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
 mod compare;
+mod metrics;
 mod nginx;
 mod push;
 mod redis_probe;
+mod sessions;
 
 /// Everything that can stop a run.
 #[derive(Debug, thiserror::Error)]
@@ -315,12 +317,35 @@ struct Args {
     /// session after the latency scenario, to time the sender emptying it (0: skip).
     #[arg(long, default_value_t = 20_000)]
     drain_rows: usize,
+    /// In one run, measure with the Prometheus metrics off and on, alternating (off, on, off,
+    /// on, ...: --metrics-rounds pairs, a fresh database and node each; on = the node gets
+    /// METRICS_ADDR on a free loopback port and is scraped once a second): the throughput
+    /// scenario (durable merges/s, server CPU per merge), then a REST load (--rest-clients,
+    /// --rest-seconds, --rest-post-every: req/s, server CPU per request); a table of the
+    /// sessions' figures and the on/off ratios against the 5 % target. Ignores --scenarios and
+    /// --nodes.
+    #[arg(long, conflicts_with_all = ["compare_nodes", "compare_push"])]
+    compare_metrics: bool,
+    /// With --compare-metrics: how many off/on pairs of sessions.
+    #[arg(long, default_value_t = 2)]
+    metrics_rounds: usize,
+    /// With --compare-metrics: concurrent REST clients, each a user of the partnerships (one
+    /// request at a time, keep-alive connections).
+    #[arg(long, default_value_t = 32)]
+    rest_clients: usize,
+    /// With --compare-metrics: length of the measured REST load, seconds (after 2 s unrecorded).
+    #[arg(long, default_value_t = 15)]
+    rest_seconds: u64,
+    /// With --compare-metrics: every k-th request of a REST client is a POST /api/expenses; the
+    /// others alternate GET /api/expenses and GET /api/partnerships/current.
+    #[arg(long, default_value_t = 10)]
+    rest_post_every: u64,
 }
 
 impl Args {
     /// Whether this run compares sessions (their figures need a longer, warmed-up window).
     fn comparing(&self) -> bool {
-        self.compare_nodes || self.compare_push
+        self.compare_nodes || self.compare_push || self.compare_metrics
     }
 
     fn latency_secs(&self) -> u64 {
@@ -420,7 +445,7 @@ impl Environment {
         if let Some(url) = &args.url {
             if nodes > 1 || args.comparing() {
                 return Err(LoadError::Usage(
-                    "--url drives one running server: --nodes > 1, --compare-nodes and --compare-push start their own".into(),
+                    "--url drives one running server: --nodes > 1, --compare-nodes, --compare-push and --compare-metrics start their own".into(),
                 ));
             }
             let base = url.trim_end_matches('/').to_string();
@@ -549,7 +574,10 @@ impl Environment {
                     args.sync_rate_limit.saturating_mul(2).to_string(),
                 )
                 .env_remove("REDIS_URL")
-                .env_remove("REDIS_PREFIX");
+                .env_remove("REDIS_PREFIX")
+                // Metrics are the generator's choice (--compare-metrics, --node-env), never
+                // inherited from the shell it runs in.
+                .env_remove("METRICS_ADDR");
             if let Some((url, prefix)) = &self.redis {
                 cmd.env("REDIS_URL", url).env("REDIS_PREFIX", prefix);
             }
@@ -1470,6 +1498,19 @@ impl Stats {
             *first = Some(err.to_string());
         }
     }
+
+    /// Prints `{label}: N (first: ...)` when the clients had errors.
+    fn print_errors(&self, label: &str) {
+        let errors = self.errors.load(Ordering::Relaxed);
+        if errors > 0 {
+            let first = self
+                .first_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            println!("{label}: {errors} (first: {})", first.unwrap_or_default());
+        }
+    }
 }
 
 struct Driver {
@@ -1742,6 +1783,9 @@ async fn run(args: Args) -> Result<()> {
     if args.compare_push {
         return push::compare(&args, &command_line, deadline).await;
     }
+    if args.compare_metrics {
+        return metrics::compare(&args, &command_line, deadline).await;
+    }
     if !args.compare_nodes {
         let session = session(&args, args.nodes, &scenarios, deadline).await?;
         print_summary(&command_line, &args, &session);
@@ -1766,19 +1810,14 @@ async fn session(
     scenarios: &[Scenario],
     deadline: Instant,
 ) -> Result<compare::Session> {
-    println!("machine: load average {}", load_average());
-    let mut env = Environment::prepare(args, nodes, &[]).await?;
-    let result = tokio::select! {
-        r = run_scenarios(args, &env, scenarios) => r,
-        _ = tokio::time::sleep_until(deadline.into()) => {
-            Err(LoadError::Timeout("the whole run (--max-seconds)"))
-        }
-        _ = tokio::signal::ctrl_c() => Err(LoadError::Usage("interrupted".into())),
-    };
-    env.teardown(args.keep).await;
-    let (rows, latency, throughput) = result?;
+    let ((rows, latency, throughput), _) =
+        sessions::in_fresh_env(args, nodes, &[], deadline, async |env| {
+            run_scenarios(args, env, scenarios).await
+        })
+        .await?;
     Ok(compare::Session {
-        nodes: env.server_pids.len().max(1),
+        // A server at --url is one node.
+        nodes: if args.url.is_some() { 1 } else { nodes.max(1) },
         front: if args.via_nginx(nodes) && args.url.is_none() {
             "nginx"
         } else {
@@ -1918,18 +1957,7 @@ async fn run_scenarios(args: &Args, env: &Environment, scenarios: &[Scenario]) -
     if let Some(task) = listener {
         task.abort();
     }
-    if stats.errors.load(Ordering::Relaxed) > 0 {
-        let first = stats
-            .first_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        println!(
-            "client errors: {} (first: {})",
-            stats.errors.load(Ordering::Relaxed),
-            first.unwrap_or_default()
-        );
-    }
+    stats.print_errors("client errors");
 
     finish_drivers(&drivers).await;
     if !pairs.is_empty() && (wants(Scenario::Throughput) || wants(Scenario::Latency)) {

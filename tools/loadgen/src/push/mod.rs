@@ -26,10 +26,10 @@ use sqlx::Connection;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::sessions::{alternate, in_fresh_env};
 use crate::{
-    checkpoint, durability, finish_drivers, latency, load_average, new_setup, server_bin,
-    start_drivers, Args, Cmd, CpuMeter, Environment, LoadError, Pair, Percentiles, Probes, Result,
-    Stats,
+    checkpoint, durability, finish_drivers, latency, new_setup, server_bin, start_drivers, Args,
+    Cmd, CpuMeter, Environment, LoadError, Pair, Percentiles, Probes, Result, Stats,
 };
 use report::{DrainFigures, PushSession};
 use standin::StandIn;
@@ -150,18 +150,10 @@ pub(crate) async fn compare(args: &Args, command_line: &str, deadline: Instant) 
         "push service stand-in: {} (answers 201 to every POST)",
         standin.endpoint("<device>")
     );
-    let mut sessions = Vec::new();
-    for round in 1..=args.push_rounds.max(1) {
-        for push_on in [false, true] {
-            println!();
-            println!(
-                "=== session {}: push {} (round {round}) ===",
-                sessions.len() + 1,
-                if push_on { "on" } else { "off" }
-            );
-            sessions.push(session(args, push_on, &vapid, &standin, deadline).await?);
-        }
-    }
+    let sessions = alternate(args.push_rounds, "push", async |push_on| {
+        session(args, push_on, &vapid, &standin, deadline).await
+    })
+    .await?;
     println!();
     println!("== splitsave-loadgen: push notifications off vs on, same run ==");
     println!("command: {command_line}");
@@ -193,8 +185,6 @@ async fn session(
     standin: &StandIn,
     deadline: Instant,
 ) -> Result<PushSession> {
-    let load = load_average();
-    println!("machine: load average {load}");
     // Production refuses push endpoints on loopback, where the stand-in is; every session runs
     // the same configuration, push on or off. Device registration is REST from one address.
     let mut env_vars = vec![
@@ -208,16 +198,10 @@ async fn session(
             ("VAPID_SUBJECT".to_string(), VAPID_SUBJECT.to_string()),
         ]);
     }
-    let mut env = Environment::prepare(args, 1, &env_vars).await?;
-    let result = tokio::select! {
-        r = measure(args, &env, push_on, vapid, standin) => r,
-        _ = tokio::time::sleep_until(deadline.into()) => {
-            Err(LoadError::Timeout("the whole run (--max-seconds)"))
-        }
-        _ = tokio::signal::ctrl_c() => Err(LoadError::Usage("interrupted".into())),
-    };
-    env.teardown(args.keep).await;
-    let mut s = result?;
+    let (mut s, load) = in_fresh_env(args, 1, &env_vars, deadline, async |env| {
+        measure(args, env, push_on, vapid, standin).await
+    })
+    .await?;
     s.load_average = load;
     Ok(s)
 }
@@ -318,18 +302,7 @@ async fn measure(
             push_matched.0, push_matched.1
         );
     }
-    let errors = quiet_stats.errors.load(Ordering::Relaxed);
-    if errors > 0 {
-        let first = quiet_stats
-            .first_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        println!(
-            "  messaging clients' errors: {errors} (first: {})",
-            first.unwrap_or_default()
-        );
-    }
+    quiet_stats.print_errors("  messaging clients' errors");
 
     let drain = if push_on && args.drain_rows > 0 {
         Some(drain(&mut conn, env, &users, args.drain_rows, standin).await?)
@@ -340,18 +313,7 @@ async fn measure(
 
     finish_drivers(&senders).await;
     finish_drivers(&drivers).await;
-    if stats.errors.load(Ordering::Relaxed) > 0 {
-        let first = stats
-            .first_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        println!(
-            "client errors: {} (first: {})",
-            stats.errors.load(Ordering::Relaxed),
-            first.unwrap_or_default()
-        );
-    }
+    stats.print_errors("client errors");
     let confirmed = std::mem::take(&mut *stats.confirmed.lock().unwrap_or_else(|e| e.into_inner()));
     durability(&env.database_url, &*store, confirmed, args.concurrency).await?;
     Ok(PushSession {

@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use crate::compare::LatencyFigures;
+use crate::sessions::{
+    cores, figure_row, ms, pair, ratios_line, render_table, session_heads, Bound, OnOff,
+};
 use crate::{CpuUse, Percentiles};
 
 /// How much slower propagation p99 may be with push on than off (the target: +10 %).
@@ -74,6 +77,12 @@ impl DrainFigures {
     }
 }
 
+impl OnOff for PushSession {
+    fn on(&self) -> bool {
+        self.push_on
+    }
+}
+
 impl PushSession {
     /// Server CPU per merge, the background's messages counted with the measured edits.
     pub(crate) fn server_ms_per_merge(&self) -> Option<f64> {
@@ -87,136 +96,9 @@ impl PushSession {
     }
 }
 
-/// The mean of the values that are there and finite; None when there is none.
-pub(crate) fn mean(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
-    let v: Vec<f64> = values
-        .into_iter()
-        .flatten()
-        .filter(|x| x.is_finite())
-        .collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-/// `on / off`, when both are there and `off` is positive.
-pub(crate) fn ratio(off: Option<f64>, on: Option<f64>) -> Option<f64> {
-    let (a, b) = (off?, on?);
-    (a > 0.0 && a.is_finite() && b.is_finite()).then_some(b / a)
-}
-
-/// The ratio of each round (an off session followed by an on session) and of the means over
-/// all sessions, from (push on, value) in the order measured.
-pub(crate) fn on_off_ratios(values: &[(bool, Option<f64>)]) -> (Vec<Option<f64>>, Option<f64>) {
-    let rounds = values
-        .windows(2)
-        .filter(|w| !w[0].0 && w[1].0)
-        .map(|w| ratio(w[0].1, w[1].1))
-        .collect();
-    let side = |on: bool| mean(values.iter().filter(|(o, _)| *o == on).map(|(_, v)| *v));
-    (rounds, ratio(side(false), side(true)))
-}
-
-/// "met" or "MISSED" for a ratio against its upper bound.
-pub(crate) fn verdict(ratio: f64, limit: f64) -> &'static str {
-    if ratio <= limit {
-        "met"
-    } else {
-        "MISSED"
-    }
-}
-
-/// A Markdown table, each column as wide as its widest cell. Rows shorter than the header are
-/// padded with empty cells.
-pub(crate) fn render_table(heads: &[String], rows: &[Vec<String>]) -> String {
-    let cell = |r: &[String], i: usize| r.get(i).map_or("", String::as_str).to_string();
-    let widths: Vec<usize> = (0..heads.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| cell(r, i).chars().count())
-                .chain([heads[i].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |r: &[String]| {
-        let padded: Vec<String> = widths
-            .iter()
-            .enumerate()
-            .map(|(i, w)| format!("{:w$}", cell(r, i)))
-            .collect();
-        format!("| {} |", padded.join(" | "))
-    };
-    let mut out = vec![line(heads)];
-    out.push(format!(
-        "|{}|",
-        widths
-            .iter()
-            .map(|w| "-".repeat(w + 2))
-            .collect::<Vec<_>>()
-            .join("|")
-    ));
-    out.extend(rows.iter().map(|r| line(r)));
-    out.join("\n")
-}
-
-fn ms(v: Option<f64>) -> String {
-    v.filter(|x| x.is_finite())
-        .map_or("-".into(), |x| format!("{x:.2} ms"))
-}
-
-fn x(r: Option<f64>) -> String {
-    r.map_or("-".into(), |r| format!("{r:.2}x"))
-}
-
-fn pair(p: &Option<Percentiles>) -> String {
-    p.as_ref().map_or("-".into(), |p| {
-        format!("p50 {:.2} / p99 {:.2} ms", p.p50, p.p99)
-    })
-}
-
-fn cores(u: &CpuUse) -> String {
-    let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
-    format!(
-        "server {}, gen {}, pg {:.2}, others {}",
-        f(u.servers),
-        f(u.generator),
-        u.postgres,
-        f(u.others)
-    )
-}
-
-/// A session's numeric figure, for the on/off ratio of a row.
-type Figure<'a> = &'a dyn Fn(&PushSession) -> Option<f64>;
-
-/// One row of the sessions' table: a label, a cell per session and, for a number, the ratio of
-/// its mean over the push-on sessions to its mean over the push-off ones.
-fn figure_row(
-    label: &str,
-    sessions: &[PushSession],
-    cell: impl Fn(&PushSession) -> String,
-    number: Option<Figure<'_>>,
-) -> Vec<String> {
-    let mut r = vec![label.to_string()];
-    r.extend(sessions.iter().map(&cell));
-    r.push(number.map_or(String::new(), |n| {
-        let side = |on: bool| mean(sessions.iter().filter(|s| s.push_on == on).map(n));
-        x(ratio(side(false), side(true)))
-    }));
-    r
-}
-
 /// The sessions' table, the p99 verdict and the drain table, as printed at the end of a run.
 pub(crate) fn render(sessions: &[PushSession]) -> String {
-    let mut heads = vec!["figure".to_string()];
-    let mut round = [0usize; 2];
-    for s in sessions {
-        let k = &mut round[usize::from(s.push_on)];
-        *k += 1;
-        heads.push(format!(
-            "push {} #{k}",
-            if s.push_on { "on" } else { "off" }
-        ));
-    }
-    heads.push("on / off".into());
+    let heads = session_heads(sessions, "push");
     let rate = sessions.first().map_or(0, |s| s.latency.rate);
     let mut rows = Vec::new();
     for (label, pick) in [
@@ -322,21 +204,12 @@ pub(crate) fn render(sessions: &[PushSession]) -> String {
     ));
     let mut out = render_table(&heads, &rows);
     let values: Vec<(bool, Option<f64>)> = sessions.iter().map(|s| (s.push_on, s.p99())).collect();
-    let (rounds, overall) = on_off_ratios(&values);
-    let rounds: Vec<String> = rounds
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("round {} {}", i + 1, x(*r)))
-        .collect();
     out.push('\n');
-    out.push_str(&match overall {
-        Some(r) => format!(
-            "propagation p99, push on / off: {}; means of all sessions {r:.2}x (target <= {P99_TARGET:.2}x): {}",
-            rounds.join(", "),
-            verdict(r, P99_TARGET)
-        ),
-        None => "propagation p99, push on / off: not measured".into(),
-    });
+    out.push_str(&ratios_line(
+        "propagation p99, push on / off",
+        &values,
+        Bound::AtMost(P99_TARGET),
+    ));
     let drains: Vec<(usize, &DrainFigures)> = sessions
         .iter()
         .filter(|s| s.push_on)
@@ -400,57 +273,6 @@ fn render_drains(drains: &[(usize, &DrainFigures)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rounds_pair_each_off_session_with_the_on_session_after_it() {
-        let values = [
-            (false, Some(10.0)),
-            (true, Some(11.0)),
-            (false, Some(20.0)),
-            (true, Some(18.0)),
-        ];
-        let (rounds, overall) = on_off_ratios(&values);
-        assert_eq!(rounds.len(), 2);
-        assert!((rounds[0].unwrap() - 1.1).abs() < 1e-9);
-        assert!((rounds[1].unwrap() - 0.9).abs() < 1e-9);
-        // Means of the sides: 29 / 30.
-        assert!((overall.unwrap() - 29.0 / 30.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn a_missing_or_zero_figure_gives_no_ratio() {
-        let (rounds, overall) = on_off_ratios(&[(false, None), (true, Some(5.0))]);
-        assert_eq!(rounds, [None]);
-        assert_eq!(overall, None);
-        assert_eq!(ratio(Some(0.0), Some(1.0)), None);
-        assert_eq!(mean([None, Some(f64::NAN)]), None);
-        assert_eq!(mean([Some(1.0), None, Some(3.0)]), Some(2.0));
-    }
-
-    #[test]
-    fn the_target_is_an_upper_bound() {
-        assert_eq!(verdict(1.10, P99_TARGET), "met");
-        assert_eq!(verdict(1.1001, P99_TARGET), "MISSED");
-        assert_eq!(verdict(0.5, P99_TARGET), "met");
-    }
-
-    #[test]
-    fn tables_align_every_column_and_pad_short_rows() {
-        let heads = vec!["figure".to_string(), "a".into(), "b".into()];
-        let rows = vec![
-            vec!["p99".to_string(), "10.00 ms".into(), "1".into()],
-            vec!["wide label here".to_string()],
-        ];
-        let table = render_table(&heads, &rows);
-        let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 4);
-        assert!(lines
-            .iter()
-            .all(|l| l.chars().count() == lines[0].chars().count()));
-        assert_eq!(lines[0], "| figure          | a        | b |");
-        assert_eq!(lines[1], "|-----------------|----------|---|");
-        assert_eq!(lines[3], "| wide label here |          |   |");
-    }
 
     #[test]
     fn drain_rates_count_what_left_the_outbox_and_the_sending_span() {
