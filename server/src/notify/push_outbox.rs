@@ -4,12 +4,16 @@
 //! notification into `notification_outbox` in its own transaction ([`outbox_rows`]), so a crash
 //! after the commit loses none. The [`PushSender`] of every node claims due rows (PostgreSQL's
 //! `FOR UPDATE SKIP LOCKED`: two nodes never hold one row), sends each to the recipient's
-//! devices that have not had it yet ([`crate::push::Pusher`]), remembers each device reached (a
-//! retry or a claim taken over after a crash never sends twice to it), and then:
+//! devices that have not had it yet ([`crate::push::Pusher`]), and then:
 //! - deletes the row once every device has it, or was refused for good;
 //! - deletes a device its push service says is gone;
-//! - on a passing failure, tries again later: exponential backoff with full jitter, never
-//!   before the service's `Retry-After`, and gives up at the row's `give_up_at`.
+//! - on a passing failure, remembers the devices it did reach (the retry never sends twice to
+//!   them) and tries again later: exponential backoff with equal jitter, never before the
+//!   service's `Retry-After`, and gives up at the row's `give_up_at`.
+//!
+//! A node that dies after a push service accepted a message and before the row was finished
+//! or rescheduled sends it again once the claim lapses: delivery is at least once per device
+//! (the collapse key makes the device show one).
 //!
 //! Preferences are read when sending: a kind turned off is dropped, and without
 //! `show_details` the private wording goes out (who, not what; ids only).
@@ -196,7 +200,10 @@ impl PushSender {
     }
 
     async fn deliver(&self, row: ClaimedNotification) -> Result<(), crate::store::StoreError> {
-        let prefs = self.store.notification_preferences(row.user_id).await?;
+        let (prefs, devices) = tokio::try_join!(
+            self.store.notification_preferences(row.user_id),
+            self.store.devices(row.user_id),
+        )?;
         let Ok(payload) = serde_json::from_str::<Payload>(&row.payload) else {
             tracing::error!(notification = %row.id, "unreadable outbox payload: dropped");
             return self.store.finish_notification(row.id).await;
@@ -215,19 +222,17 @@ impl PushSender {
             data: payload.data.clone(),
             collapse_key: payload.collapse_key.clone(),
         };
-        let devices: Vec<DeviceRecord> = self
-            .store
-            .devices(row.user_id)
-            .await?
+        let devices: Vec<DeviceRecord> = devices
             .into_iter()
             .filter(|d| !row.delivered.contains(&d.id))
             .collect();
         let mut retry: Option<Option<Duration>> = None;
+        let mut reached = Vec::new();
         for device in devices {
             match self.pusher.send(&target(&device), &message).await {
                 SendOutcome::Delivered => {
                     self.metrics.push_sent(PushOutcome::Delivered);
-                    self.store.record_delivery(row.id, device.id).await?;
+                    reached.push(device.id);
                 }
                 SendOutcome::Gone => {
                     self.metrics.push_sent(PushOutcome::Gone);
@@ -259,6 +264,12 @@ impl PushSender {
         if next > row.give_up_at {
             tracing::warn!(notification = %row.id, attempts = row.attempts + 1, "push notification given up");
             return self.store.finish_notification(row.id).await;
+        }
+        // Only a row that is tried again needs to remember the devices it reached (a row that
+        // finishes is deleted with its deliveries): one write per device saved in the common
+        // case of every device reached at the first attempt.
+        for device in reached {
+            self.store.record_delivery(row.id, device).await?;
         }
         self.store.retry_notification(row.id, next).await
     }

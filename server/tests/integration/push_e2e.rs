@@ -366,6 +366,44 @@ async fn a_rate_limited_push_is_retried_no_sooner_than_retry_after() {
     assert!(waited >= Duration::from_millis(2950), "{waited:?}");
 }
 
+/// Ben has two phones; FCM takes the message for the first and answers 503 for the second: the
+/// retry goes to the second phone only.
+#[tokio::test]
+async fn a_retry_goes_only_to_the_phones_not_yet_reached() {
+    let backend = Backend::Sqlite;
+    let fcm = FcmStandin::start().await;
+    fcm.script([FcmReply::Accept, FcmReply::Unavailable]);
+    let Some((app, _dir)) = push_app(backend, &fcm).await else {
+        return;
+    };
+    let (ann, ben) = couple_with_bens_phone(&app, "phone-a").await;
+    register_phone(&app, &ben, "phone-b").await;
+    add_expense(&app, &ann, "Sofa", "900.00").await;
+    wait_for_received(&fcm, 3).await;
+    wait_for_empty_outbox(&app).await;
+    let got: Vec<(String, u16)> = fcm
+        .received()
+        .iter()
+        .map(|m| {
+            (
+                m.body["message"]["token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                m.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("phone-a".to_owned(), 200),
+            ("phone-b".to_owned(), 503),
+            ("phone-b".to_owned(), 200)
+        ]
+    );
+}
+
 /// A phone FCM no longer knows (`UNREGISTERED`) disappears from Ben's devices; his other phone
 /// still gets the notification.
 #[tokio::test]
