@@ -98,6 +98,18 @@ pub(crate) enum Notice {
         /// Connected there now?
         online: bool,
     },
+    /// `user` has an `/api/events` stream on the document open on the sending node
+    /// (`watching`), or no longer has one. Repeated with the presence heartbeats while true: the
+    /// other nodes count that user as watching (no push notification) until `presence_ttl`
+    /// after they last heard it.
+    Watching {
+        /// The document.
+        pid: PartnershipId,
+        /// Who.
+        user: UserId,
+        /// A stream open there now?
+        watching: bool,
+    },
     /// The document just became live on the sending node: nodes holding it repeat their
     /// presence at once (instead of at their next heartbeat).
     Who {
@@ -187,6 +199,11 @@ impl Notice {
             Notice::Presence { pid, user, online } => {
                 format!("p {pid} {user} {} {node}", u8::from(*online))
             }
+            Notice::Watching {
+                pid,
+                user,
+                watching,
+            } => format!("e {pid} {user} {} {node}", u8::from(*watching)),
             Notice::Revoke { pid, user } => {
                 let user = user.map_or_else(|| "-".to_owned(), |u| u.to_string());
                 format!("r {pid} {user} {node}")
@@ -230,6 +247,15 @@ impl Notice {
                 pid,
                 user: UserId(parts.next()?.parse().ok()?),
                 online: match parts.next()? {
+                    "1" => true,
+                    "0" => false,
+                    _ => return None,
+                },
+            },
+            "e" => Notice::Watching {
+                pid,
+                user: UserId(parts.next()?.parse().ok()?),
+                watching: match parts.next()? {
                     "1" => true,
                     "0" => false,
                     _ => return None,
@@ -539,6 +565,16 @@ mod tests {
             },
             Notice::Revoke { pid, user: None },
             Notice::Who { pid },
+            Notice::Watching {
+                pid,
+                user,
+                watching: true,
+            },
+            Notice::Watching {
+                pid,
+                user,
+                watching: false,
+            },
         ] {
             let bytes = notice.encode("n1");
             assert_eq!(Notice::decode(&bytes), Some((notice, "n1")));

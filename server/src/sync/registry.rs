@@ -49,6 +49,10 @@ pub struct Registry {
     /// Open `/api/events` streams per partnership and user: such a user is watching and gets
     /// no push notification.
     watchers: std::sync::Mutex<HashMap<(PartnershipId, UserId), usize>>,
+    /// The `/api/events` streams other nodes said are open (who, on which document, heard
+    /// from which node when): such a user is watching, as far as push notifications go.
+    remote_watchers:
+        std::sync::Mutex<HashMap<(PartnershipId, UserId), HashMap<String, std::time::Instant>>>,
     /// Wakes this node's push sender after a commit that queued notifications; unset while
     /// push notifications are off (nothing is then derived or queued).
     push: std::sync::OnceLock<PushLink>,
@@ -120,6 +124,7 @@ impl Registry {
             cluster: std::sync::OnceLock::new(),
             announced: std::sync::Mutex::new(HashMap::new()),
             watchers: std::sync::Mutex::new(HashMap::new()),
+            remote_watchers: std::sync::Mutex::new(HashMap::new()),
             push: std::sync::OnceLock::new(),
         })
     }
@@ -147,6 +152,29 @@ impl Registry {
     /// Whether `user` has an `/api/events` stream of the partnership open on this node.
     pub(crate) fn watching(&self, pid: PartnershipId, user: UserId) -> bool {
         self.watchers().get(&(pid, user)).is_some_and(|n| *n > 0)
+    }
+
+    /// Whether another node said lately (within the presence TTL) that `user` has an
+    /// `/api/events` stream on `pid` open there.
+    pub(crate) fn watching_elsewhere(&self, pid: PartnershipId, user: UserId) -> bool {
+        let ttl = self.limits.presence_ttl;
+        self.remote_watchers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(pid, user))
+            .is_some_and(|nodes| nodes.values().any(|heard| heard.elapsed() < ttl))
+    }
+
+    /// Tells the other nodes that `user`'s first event stream on `pid` here opened, or its
+    /// last one closed.
+    fn announce_watching(&self, pid: PartnershipId, user: UserId, watching: bool) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.tell(Notice::Watching {
+                pid,
+                user,
+                watching,
+            });
+        }
     }
 
     /// Links the registry to the cluster; false when it already is.
@@ -242,10 +270,40 @@ impl Registry {
                     });
                 }
             }
+            Notice::Watching {
+                pid,
+                user,
+                watching,
+            } => {
+                let mut remote = self
+                    .remote_watchers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if watching {
+                    remote
+                        .entry((pid, user))
+                        .or_default()
+                        .insert(from.to_owned(), std::time::Instant::now());
+                } else if let Some(nodes) = remote.get_mut(&(pid, user)) {
+                    nodes.remove(from);
+                    if nodes.is_empty() {
+                        remote.remove(&(pid, user));
+                    }
+                }
+            }
             Notice::Who { pid } => {
                 let tx = self.docs().get(&pid).and_then(|s| s.get().cloned());
                 if let Some(tx) = tx {
                     let _ = tx.try_send(Command::PresenceHeartbeat);
+                }
+                let streams: Vec<UserId> = self
+                    .watchers()
+                    .iter()
+                    .filter(|((p, _), n)| *p == pid && **n > 0)
+                    .map(|((_, user), _)| *user)
+                    .collect();
+                for user in streams {
+                    self.announce_watching(pid, user, true);
                 }
             }
             Notice::Revoke { pid, user } => self.revoke_here(pid, user).await,
@@ -270,6 +328,7 @@ impl Registry {
     /// The live documents of heartbeat slice `slot` repeat their local presence and forget
     /// stale remote presence.
     pub(crate) fn presence_heartbeat(&self, slot: u32) {
+        self.watching_heartbeat(slot);
         let live: Vec<mpsc::Sender<Command>> = self
             .docs()
             .iter()
@@ -279,6 +338,31 @@ impl Registry {
         for tx in live {
             let _ = tx.try_send(Command::PresenceHeartbeat);
         }
+    }
+
+    /// The event streams of heartbeat slice `slot` are announced again, and what other nodes
+    /// said of theirs is forgotten once older than the presence TTL (a node that died).
+    fn watching_heartbeat(&self, slot: u32) {
+        let in_slot =
+            |pid: &PartnershipId| pid.0.as_u128() % u128::from(HEARTBEAT_SLOTS) == u128::from(slot);
+        let here: Vec<(PartnershipId, UserId)> = self
+            .watchers()
+            .iter()
+            .filter(|((pid, _), n)| **n > 0 && in_slot(pid))
+            .map(|(key, _)| *key)
+            .collect();
+        for (pid, user) in here {
+            self.announce_watching(pid, user, true);
+        }
+        let ttl = self.limits.presence_ttl;
+        let mut remote = self
+            .remote_watchers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        remote.retain(|_, nodes| {
+            nodes.retain(|_, heard| heard.elapsed() < ttl);
+            !nodes.is_empty()
+        });
     }
 
     /// How long a partner on another node counts as online without hearing of it again.
@@ -512,7 +596,15 @@ impl Registry {
     /// subscription lasts (no push notifications for them meanwhile).
     pub fn subscribe_as(self: &Arc<Self>, pid: PartnershipId, user: UserId) -> EventSubscription {
         let mut sub = self.subscribe(pid);
-        *self.watchers().entry((pid, user)).or_insert(0) += 1;
+        let first = {
+            let mut watchers = self.watchers();
+            let n = watchers.entry((pid, user)).or_insert(0);
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            self.announce_watching(pid, user, true);
+        }
         sub.user = Some(user);
         sub
     }
@@ -556,12 +648,22 @@ impl Drop for EventSubscription {
         drop(self.rx.take());
         self.registry.forget_events_if_unused(self.pid);
         if let Some(user) = self.user {
-            let mut watchers = self.registry.watchers();
-            if let Some(n) = watchers.get_mut(&(self.pid, user)) {
-                *n -= 1;
-                if *n == 0 {
-                    watchers.remove(&(self.pid, user));
+            let last = {
+                let mut watchers = self.registry.watchers();
+                match watchers.get_mut(&(self.pid, user)) {
+                    Some(n) => {
+                        *n -= 1;
+                        let last = *n == 0;
+                        if last {
+                            watchers.remove(&(self.pid, user));
+                        }
+                        last
+                    }
+                    None => false,
                 }
+            };
+            if last {
+                self.registry.announce_watching(self.pid, user, false);
             }
         }
     }

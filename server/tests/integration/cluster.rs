@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::common::Backend;
+use crate::push_standins::fcm::FcmStandin;
 use crate::real_server::RealServer;
 use crate::sdk_client::{config, expense, next_matching, pair, register, Device, DEADLINE};
 
@@ -939,5 +940,155 @@ async fn a_draining_node_tells_its_websocket_clients_to_reconnect_elsewhere() {
             Ok(Ok(None)) => break,
             other => panic!("expected the sync connection to close, got {other:?}"),
         }
+    }
+}
+
+// ---- push across nodes -------------------------------------------------------------------------
+
+fn approval_pushes(fcm: &FcmStandin) -> usize {
+    fcm.received()
+        .iter()
+        .filter(|m| m.body["message"]["data"]["kind"] == "approval_requested")
+        .count()
+}
+
+/// Ben has the web app open (an event stream) on node 2 while Ann writes on node 1: his phone
+/// is told nothing; once he closes it, node 1 hears so and the next request reaches his phone.
+#[tokio::test]
+async fn an_event_stream_on_another_node_keeps_the_partners_phone_quiet() {
+    let fcm = FcmStandin::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let account = dir.path().join("service-account.json");
+    std::fs::write(&account, fcm.service_account_json()).expect("service account");
+    let account = account.display().to_string();
+    let endpoint = fcm.endpoint();
+    let Some(nodes) = nodes(
+        2,
+        &[
+            ("FCM_SERVICE_ACCOUNT_FILE", account.as_str()),
+            ("FCM_ENDPOINT", endpoint.as_str()),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let couple = nodes[0].register_couple().await;
+    let (status, body) = nodes[0]
+        .post_json(
+            "/api/devices",
+            &couple.b.token,
+            json!({"platform": "android", "fcm_token": "ben-phone"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let db = sqlx::PgPool::connect(&nodes[0].db.url)
+        .await
+        .expect("the nodes' database");
+    let mut n = 0;
+    let mut ann_asks = || {
+        n += 1;
+        let node = &nodes[0];
+        let token = couple.a.token.clone();
+        let name = format!("Sofa {n}");
+        async move {
+            let (status, body) = node
+                .post_json(
+                    "/api/expenses",
+                    &token,
+                    json!({"name": name, "amount": "900.00", "category": "housing", "frequency": "monthly"}),
+                )
+                .await;
+            assert_eq!(status, 202, "{body}");
+            name
+        }
+    };
+
+    // Ben opens the web app on node 2; node 1 hears of it over Redis.
+    let (stream, _) = tokio_tungstenite::connect_async(format!(
+        "{}/api/events?token={}",
+        nodes[1].url("").replacen("http://", "ws://", 1),
+        couple.b.token
+    ))
+    .await
+    .expect("event stream on node 2");
+    // A row is written in the merge's own transaction, before the write is answered, and a
+    // row the sender takes is sent before it is deleted: an empty outbox, read first, and no new
+    // push, read second, mean the write queued nothing.
+    let deadline = Instant::now() + DEADLINE;
+    let mut base = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never counts Ben as watching"
+        );
+        ann_asks().await;
+        let empty = nothing_queued_rows(&db).await;
+        if empty && approval_pushes(&fcm) == base {
+            break;
+        }
+        // Queued before node 1 heard of the stream: let it go out, then try again.
+        while !nothing_queued_rows(&db).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        fcm_quiet_since(&fcm).await;
+        base = approval_pushes(&fcm);
+    }
+    let before = approval_pushes(&fcm);
+    for _ in 0..3 {
+        ann_asks().await;
+        let empty = nothing_queued_rows(&db).await;
+        let pushes = approval_pushes(&fcm);
+        assert!(
+            empty && pushes == before,
+            "a watching partner's phone stays quiet"
+        );
+    }
+
+    // Ben closes the web app: node 1 hears so, and the next request reaches his phone.
+    drop(stream);
+    let deadline = Instant::now() + DEADLINE;
+    let last = loop {
+        assert!(Instant::now() < deadline, "node 1 never hears Ben left");
+        let name = ann_asks().await;
+        if !nothing_queued_rows(&db).await || approval_pushes(&fcm) > before {
+            break name;
+        }
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while approval_pushes(&fcm) == before {
+        assert!(Instant::now() < deadline, "the push arrives");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pushes: Vec<String> = fcm
+        .received()
+        .iter()
+        .filter(|m| m.body["message"]["data"]["kind"] == "approval_requested")
+        .skip(before)
+        .map(|m| m.body["message"]["notification"]["body"].to_string())
+        .collect();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert!(pushes[0].contains(&last), "{pushes:?} about {last}");
+}
+
+/// Whether the outbox is empty.
+async fn nothing_queued_rows(db: &sqlx::PgPool) -> bool {
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notification_outbox")
+        .fetch_one(db)
+        .await
+        .expect("count the outbox");
+    rows == 0
+}
+
+/// Waits until the stand-in has heard nothing new for a moment (a push under way arrives).
+async fn fcm_quiet_since(fcm: &FcmStandin) {
+    let mut seen = fcm.received().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = fcm.received().len();
+        if now == seen {
+            return;
+        }
+        seen = now;
     }
 }

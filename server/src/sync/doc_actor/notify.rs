@@ -1,6 +1,6 @@
 //! The push notifications a commit queues (docs/push.md): sync-core says who is told what about
 //! a merge; the actor keeps those for partners who are not watching (no sync connection to the
-//! document on any node, no `/api/events` stream here) and the commit writes them to the outbox
+//! document and no `/api/events` stream on it, on any node) and the commit writes them to the outbox
 //! in its own transaction.
 
 use super::*;
@@ -38,11 +38,12 @@ impl DocActor {
         outbox_rows(Some(self.pid.0), &told, push.give_up_after)
     }
 
-    /// Whether `user` sees the document change live: a sync connection to it here or on
-    /// another node, or an `/api/events` stream here.
+    /// Whether `user` sees the document change live: a sync connection to it or an
+    /// `/api/events` stream on it, here or on another node.
     fn watching(&self, user: UserId) -> bool {
         self.online_here(user)
             || self.online_elsewhere(user)
             || self.registry.watching(self.pid, user)
+            || self.registry.watching_elsewhere(self.pid, user)
     }
 }
