@@ -43,6 +43,9 @@ pub struct SenderConfig {
     /// How often the outbox is looked at when nothing wakes the sender (rows written by other
     /// nodes, retries coming due).
     pub poll_every: Duration,
+    /// How long a sender woken by a commit waits before claiming, so that the notifications of
+    /// the commits right behind it go out in the same claim.
+    pub gather: Duration,
     /// The first retry's longest wait; doubled per attempt up to `max_backoff`.
     pub base_backoff: Duration,
     /// The longest wait between two attempts.
@@ -57,6 +60,7 @@ impl Default for SenderConfig {
             batch: 64,
             lease: Duration::from_secs(60),
             poll_every: Duration::from_secs(1),
+            gather: Duration::from_millis(20),
             base_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(600),
             give_up_after: Duration::from_secs(24 * 3600),
@@ -161,7 +165,12 @@ impl PushSender {
             let sent = self.round().await;
             if sent == 0 {
                 tokio::select! {
-                    () = self.wake.notified() => {}
+                    () = self.wake.notified() => {
+                        // Woken by a commit: the commits right behind it queue theirs too, and
+                        // one claim then takes them all (one claim per notification otherwise,
+                        // at a few notifications per second and more).
+                        tokio::time::sleep(self.config.gather).await;
+                    }
                     () = tokio::time::sleep(self.config.poll_every) => {}
                     _ = stop.changed() => {}
                 }
