@@ -614,10 +614,19 @@ fn sync_limits_from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<SyncLimi
     })
 }
 
+/// An environment made of `vars`, for the configuration readers' tests.
+#[cfg(test)]
+pub(crate) fn test_lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn formatting_a_config_shows_no_secret() {
@@ -661,13 +670,7 @@ mod tests {
         );
     }
 
-    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
+    use super::test_lookup as lookup;
 
     #[test]
     fn production_refuses_to_start_without_secrets_or_database() {

@@ -200,15 +200,8 @@ fn http_url(var: &'static str, url: String) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
     use crate::push::generate_vapid_keys;
-    use std::collections::HashMap;
 
-    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
+    use crate::config::test_lookup as lookup;
 
     #[test]
     fn nothing_set_configures_no_service() {

@@ -163,7 +163,7 @@ impl Pusher {
     /// A pusher for the configured services; either may be missing, and then sending to it
     /// answers [`SendOutcome::Rejected`].
     pub fn new(config: &PushConfig) -> Result<Pusher, PushSetupError> {
-        let client = web_push_client(config, false)?;
+        let client = push_client(config, false)?;
         let fcm = match &config.fcm {
             Some(fcm) => Some(FcmSender::new(client.clone(), fcm).map_err(PushSetupError::Fcm)?),
             None => None,
@@ -172,7 +172,7 @@ impl Pusher {
             Some(vapid) => {
                 let client = if config.public_endpoints_only {
                     // Users name Web Push hosts: resolved names must not lead inside.
-                    web_push_client(config, true)?
+                    push_client(config, true)?
                 } else {
                     client
                 };
@@ -257,12 +257,10 @@ fn unix_seconds(now: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The HTTP client for push services; with `public_only`, host names are resolved to public
-/// addresses only ([`webpush::PublicOnlyResolver`]).
-fn web_push_client(
-    config: &PushConfig,
-    public_only: bool,
-) -> Result<reqwest::Client, reqwest::Error> {
+/// The HTTP client for the push services (FCM, Web Push); with `public_only`, host names are
+/// resolved to public addresses only ([`webpush::PublicOnlyResolver`]), for Web Push endpoints
+/// that users name.
+fn push_client(config: &PushConfig, public_only: bool) -> Result<reqwest::Client, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .timeout(config.request_timeout)
         .connect_timeout(CONNECT_TIMEOUT.min(config.request_timeout))

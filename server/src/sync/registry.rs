@@ -25,6 +25,15 @@ const EVENT_BUFFER: usize = 256;
 /// registry's lock, so opening one document never waits for another to load.
 type Slot = Arc<OnceCell<mpsc::Sender<Command>>>;
 
+/// What other nodes said of their `/api/events` streams: per (document, user), the nodes and
+/// when each last said so.
+type RemoteWatchers = HashMap<(PartnershipId, UserId), HashMap<String, std::time::Instant>>;
+
+/// Whether `pid` repeats its presence (and its event streams) in heartbeat slice `slot`.
+fn in_heartbeat_slot(pid: PartnershipId, slot: u32) -> bool {
+    pid.0.as_u128() % u128::from(HEARTBEAT_SLOTS) == u128::from(slot)
+}
+
 /// Live document actors by partnership.
 pub struct Registry {
     docs: std::sync::Mutex<HashMap<PartnershipId, Slot>>,
@@ -51,8 +60,7 @@ pub struct Registry {
     watchers: std::sync::Mutex<HashMap<(PartnershipId, UserId), usize>>,
     /// The `/api/events` streams other nodes said are open (who, on which document, heard
     /// from which node when): such a user is watching, as far as push notifications go.
-    remote_watchers:
-        std::sync::Mutex<HashMap<(PartnershipId, UserId), HashMap<String, std::time::Instant>>>,
+    remote_watchers: std::sync::Mutex<RemoteWatchers>,
     /// Wakes this node's push sender after a commit that queued notifications; unset while
     /// push notifications are off (nothing is then derived or queued).
     push: std::sync::OnceLock<PushLink>,
@@ -149,6 +157,12 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn remote_watchers(&self) -> std::sync::MutexGuard<'_, RemoteWatchers> {
+        self.remote_watchers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Whether `user` has an `/api/events` stream of the partnership open on this node.
     pub(crate) fn watching(&self, pid: PartnershipId, user: UserId) -> bool {
         self.watchers().get(&(pid, user)).is_some_and(|n| *n > 0)
@@ -158,9 +172,7 @@ impl Registry {
     /// `/api/events` stream on `pid` open there.
     pub(crate) fn watching_elsewhere(&self, pid: PartnershipId, user: UserId) -> bool {
         let ttl = self.limits.presence_ttl;
-        self.remote_watchers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.remote_watchers()
             .get(&(pid, user))
             .is_some_and(|nodes| nodes.values().any(|heard| heard.elapsed() < ttl))
     }
@@ -275,10 +287,7 @@ impl Registry {
                 user,
                 watching,
             } => {
-                let mut remote = self
-                    .remote_watchers
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut remote = self.remote_watchers();
                 if watching {
                     remote
                         .entry((pid, user))
@@ -332,7 +341,7 @@ impl Registry {
         let live: Vec<mpsc::Sender<Command>> = self
             .docs()
             .iter()
-            .filter(|(pid, _)| pid.0.as_u128() % u128::from(HEARTBEAT_SLOTS) == u128::from(slot))
+            .filter(|(pid, _)| in_heartbeat_slot(**pid, slot))
             .filter_map(|(_, s)| s.get().cloned())
             .collect();
         for tx in live {
@@ -343,22 +352,17 @@ impl Registry {
     /// The event streams of heartbeat slice `slot` are announced again, and what other nodes
     /// said of theirs is forgotten once older than the presence TTL (a node that died).
     fn watching_heartbeat(&self, slot: u32) {
-        let in_slot =
-            |pid: &PartnershipId| pid.0.as_u128() % u128::from(HEARTBEAT_SLOTS) == u128::from(slot);
         let here: Vec<(PartnershipId, UserId)> = self
             .watchers()
             .iter()
-            .filter(|((pid, _), n)| **n > 0 && in_slot(pid))
+            .filter(|((pid, _), n)| **n > 0 && in_heartbeat_slot(*pid, slot))
             .map(|(key, _)| *key)
             .collect();
         for (pid, user) in here {
             self.announce_watching(pid, user, true);
         }
         let ttl = self.limits.presence_ttl;
-        let mut remote = self
-            .remote_watchers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut remote = self.remote_watchers();
         remote.retain(|_, nodes| {
             nodes.retain(|_, heard| heard.elapsed() < ttl);
             !nodes.is_empty()

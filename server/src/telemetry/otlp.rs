@@ -153,13 +153,7 @@ mod tests {
     use super::*;
 
     fn read(vars: &[(&str, &str)]) -> Result<Option<OtlpSettings>, crate::config::ConfigError> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        OtlpSettings::from_lookup(&move |name| {
-            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        })
+        OtlpSettings::from_lookup(&crate::config::test_lookup(vars))
     }
 
     #[test]
