@@ -44,6 +44,7 @@ pub mod document;
 pub mod enforce;
 pub mod enums;
 pub mod events;
+pub mod fields;
 pub mod ids;
 pub mod materialize;
 pub mod money;
