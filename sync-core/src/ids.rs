@@ -61,8 +61,9 @@ uuid_id!(
 );
 
 /// Namespace for ids the server derives deterministically (compensations), so that two servers
-/// compensating the same merge write the same keys and converge.
-const DERIVED_NAMESPACE: Uuid = Uuid::from_bytes([
+/// compensating the same merge write the same keys and converge. Public so other clients (the
+/// TypeScript package's generated schema) derive the same ids.
+pub const DERIVED_NAMESPACE: Uuid = Uuid::from_bytes([
     0x5b, 0x1e, 0x7a, 0x3c, 0x9d, 0x42, 0x4f, 0x08, 0xa1, 0x6e, 0x2c, 0x77, 0x90, 0x13, 0xd4, 0x5f,
 ]);
 
