@@ -96,9 +96,7 @@ impl Vocabulary {
             Vocabulary::ApprovalStatus => of(ApprovalStatus::ALL, ApprovalStatus::as_str),
             Vocabulary::RequestType => of(RequestType::ALL, RequestType::as_str),
             Vocabulary::MessageType => of(MessageType::ALL, MessageType::as_str),
-            Vocabulary::PartnershipStatus => {
-                of(PartnershipStatus::ALL, PartnershipStatus::as_str)
-            }
+            Vocabulary::PartnershipStatus => of(PartnershipStatus::ALL, PartnershipStatus::as_str),
         }
     }
 }
@@ -317,7 +315,11 @@ mod tests {
             (Collection::Approvals, "responded_by"),
             (Collection::Messages, "message_type"),
         ] {
-            assert_eq!(string_kind(c, name), Some(StringKind::Scalar), "{c:?}.{name}");
+            assert_eq!(
+                string_kind(c, name),
+                Some(StringKind::Scalar),
+                "{c:?}.{name}"
+            );
         }
         assert_eq!(string_kind(Collection::Expenses, "amount"), None);
         assert_eq!(

@@ -58,6 +58,7 @@ pub mod rescue;
 pub mod schema;
 pub mod split;
 pub mod split_doc;
+pub mod strings;
 pub mod time;
 pub mod touched;
 pub mod validate;

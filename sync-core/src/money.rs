@@ -118,6 +118,13 @@ impl Currency {
             .ok_or_else(|| MoneyError::UnknownCurrency(code.to_string()))
     }
 
+    /// Every known currency, in the table's order (for generated client code and pickers).
+    pub fn all() -> impl Iterator<Item = Currency> {
+        ISO_4217
+            .iter()
+            .map(|&(code, exponent)| Currency { code, exponent })
+    }
+
     /// The three-letter code, e.g. `"USD"`.
     pub fn code(&self) -> &'static str {
         self.code

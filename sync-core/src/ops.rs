@@ -593,7 +593,7 @@ pub fn write_expense_edit<T: Transactable>(
     to: &Expense,
 ) -> Result<(), AutomergeError> {
     if from.name != to.name {
-        tx.put(obj, "name", to.name.as_str())?;
+        write::put_text(tx, obj, "name", &to.name)?;
     }
     if from.amount != to.amount {
         tx.put(obj, "amount", to.amount.0)?;
@@ -615,7 +615,7 @@ pub fn write_goal_edit<T: Transactable>(
     to: &Goal,
 ) -> Result<(), AutomergeError> {
     if from.name != to.name {
-        tx.put(obj, "name", to.name.as_str())?;
+        write::put_text(tx, obj, "name", &to.name)?;
     }
     if from.target_amount != to.target_amount {
         tx.put(obj, "target_amount", to.target_amount.0)?;

@@ -159,8 +159,8 @@ fn carry<T: Transactable>(
     Ok(path.to_vec())
 }
 
-/// Makes `to[key]` hold what `from[key]` holds (recursively for objects; Text as a string,
-/// which every reader accepts), writing nothing where they are already equal.
+/// Makes `to[key]` hold what `from[key]` holds (recursively for objects; a Text as a new Text
+/// with the same characters), writing nothing where they are already equal.
 fn copy<T: Transactable>(
     tx: &mut T,
     from: &ObjId,
@@ -175,7 +175,7 @@ fn copy<T: Transactable>(
         Some((Value::Scalar(v), _)) => tx.put(to, key, owned_scalar(&v))?,
         Some((Value::Object(ObjType::Text), id)) => {
             let text = tx.text(&id)?;
-            tx.put(to, key, text)?;
+            crate::write::put_text(tx, to, key, &text)?;
         }
         Some((Value::Object(ObjType::List), id)) => {
             let list = tx.put_object(to, key, ObjType::List)?;

@@ -1,8 +1,9 @@
 //! Writing typed values into the document.
 //!
-//! Strings are written as scalar strings (JS reads them as `ImmutableString`); readers accept
-//! Text too. Writers put whole entities or single fields, so compensations touch only what they
-//! must and stay small in history.
+//! Every string is written in its declared type ([`crate::fields`]): free text as a Text
+//! object (JS reads a `string`), identifiers and enums as scalar strings (JS reads an
+//! `ImmutableString`). Readers accept both. Writers put whole entities or single fields, so
+//! compensations touch only what they must and stay small in history.
 
 use automerge::transaction::Transactable;
 use automerge::{AutomergeError, ObjId, ObjType, ScalarValue, ROOT};
@@ -35,7 +36,28 @@ pub fn delete_entity<T: Transactable>(tx: &mut T, c: Collection, key: &str) -> W
     Ok(())
 }
 
-/// Puts a string, or null for `None`.
+/// Puts free text as a new Text object holding `s` (the declared type of names, message texts
+/// and notes). A new object rather than an edit of the old one: the field changes whole, as a
+/// scalar assignment would, and a JS client's `doc.name = "…"` writes the same.
+pub fn put_text<T: Transactable>(tx: &mut T, obj: &ObjId, key: &str, s: &str) -> WriteResult<()> {
+    let text = tx.put_object(obj, key, ObjType::Text)?;
+    tx.splice_text(&text, 0, 0, s)
+}
+
+/// Puts free text as Text ([`put_text`]), or null for `None`.
+pub fn put_opt_text<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    v: Option<&str>,
+) -> WriteResult<()> {
+    match v {
+        Some(s) => put_text(tx, obj, key, s),
+        None => tx.put(obj, key, ScalarValue::Null),
+    }
+}
+
+/// Puts a scalar string, or null for `None`.
 pub fn put_opt_str<T: Transactable>(
     tx: &mut T,
     obj: &ObjId,
@@ -67,7 +89,7 @@ pub fn put_expense_fields<T: Transactable>(
     obj: &ObjId,
     e: &Expense,
 ) -> WriteResult<()> {
-    tx.put(obj, "name", e.name.as_str())?;
+    put_text(tx, obj, "name", &e.name)?;
     tx.put(obj, "amount", e.amount.0)?;
     tx.put(obj, "category", e.category.as_str())?;
     tx.put(obj, "frequency", e.frequency.as_str())?;
@@ -86,7 +108,7 @@ pub fn put_expense<T: Transactable>(tx: &mut T, e: &Expense) -> WriteResult<()> 
 
 /// Writes the fields of a goal except `saved_amount` into `obj`.
 pub fn put_goal_fields<T: Transactable>(tx: &mut T, obj: &ObjId, g: &Goal) -> WriteResult<()> {
-    tx.put(obj, "name", g.name.as_str())?;
+    put_text(tx, obj, "name", &g.name)?;
     tx.put(obj, "target_amount", g.target_amount.0)?;
     tx.put(obj, "goal_type", g.goal_type.as_str())?;
     tx.put(obj, "priority", g.priority.as_str())?;
@@ -119,7 +141,7 @@ fn put_request_data<T: Transactable>(tx: &mut T, obj: &ObjId, d: &RequestData) -
     match d {
         RequestData::Expense(f) => {
             if let Some(v) = &f.name {
-                tx.put(&data, "name", v.as_str())?;
+                put_text(tx, &data, "name", v)?;
             }
             if let Some(v) = f.amount {
                 tx.put(&data, "amount", v.0)?;
@@ -133,7 +155,7 @@ fn put_request_data<T: Transactable>(tx: &mut T, obj: &ObjId, d: &RequestData) -
         }
         RequestData::Goal(f) => {
             if let Some(v) = &f.name {
-                tx.put(&data, "name", v.as_str())?;
+                put_text(tx, &data, "name", v)?;
             }
             if let Some(v) = f.target_amount {
                 tx.put(&data, "target_amount", v.0)?;
@@ -159,7 +181,7 @@ pub fn put_approval_fields<T: Transactable>(
     tx.put(obj, "request_type", a.request_type.as_str())?;
     tx.put(obj, "target_id", a.target_id.to_string())?;
     put_request_data(tx, obj, &a.request_data)?;
-    put_opt_str(tx, obj, "message", a.message.as_deref())?;
+    put_opt_text(tx, obj, "message", a.message.as_deref())?;
     tx.put(obj, "status", a.status.as_str())?;
     put_opt_str(
         tx,
@@ -185,7 +207,7 @@ pub fn put_message_fields<T: Transactable>(
     m: &Message,
 ) -> WriteResult<()> {
     tx.put(obj, "sender_id", m.sender_id.to_string())?;
-    tx.put(obj, "text", m.text.as_str())?;
+    put_text(tx, obj, "text", &m.text)?;
     tx.put(obj, "message_type", m.message_type.as_str())?;
     tx.put(obj, "read_by_recipient", m.read_by_recipient)?;
     tx.put(obj, "created_at", m.created_at.0)?;
@@ -230,7 +252,7 @@ pub fn put_member<T: Transactable>(tx: &mut T, m: &Member) -> WriteResult<()> {
 
 /// Writes the fields of a member into `obj`.
 pub fn put_member_fields<T: Transactable>(tx: &mut T, obj: &ObjId, m: &Member) -> WriteResult<()> {
-    tx.put(obj, "name", m.name.as_str())?;
+    put_text(tx, obj, "name", &m.name)?;
     put_opt_int(tx, obj, "income", m.income.map(|i| i.0))?;
     tx.put(obj, "slot", i64::from(m.slot))?;
     Ok(())

@@ -117,6 +117,8 @@ label_values! {
         Schema => "schema",
         /// An invalid entity removed.
         Removal => "removal",
+        /// String fields rewritten in their declared types (Text or scalar).
+        StringTypes => "string_types",
     }
 }
 
@@ -135,6 +137,7 @@ impl CompensationKind {
             Fix::PutPartnership(_) => Self::Partnership,
             Fix::PutSchema(_) => Self::Schema,
             Fix::Remove { .. } => Self::Removal,
+            Fix::NormalizeStrings(_) => Self::StringTypes,
         }
     }
 }

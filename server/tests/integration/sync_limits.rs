@@ -382,7 +382,8 @@ async fn a_device_back_after_ten_thousand_offline_changes_catches_up() {
                 splitsave_sync_core::schema::Collection::Expenses,
                 &id.to_string(),
             )?;
-            tx.put(&e, "name", format!("Coffee {i}"))?;
+            // Free text as Text, the declared type (a scalar name would be normalized).
+            splitsave_sync_core::write::put_text(tx, &e, "name", &format!("Coffee {i}"))?;
             tx.put(&e, "amount", 350)?;
             tx.put(&e, "category", "dining")?;
             tx.put(&e, "frequency", "weekly")?;

@@ -10,6 +10,7 @@ use crate::money::MinorUnits;
 use crate::ops;
 use crate::read;
 use crate::schema::*;
+use crate::strings::{self, Holder};
 use crate::time::Millis;
 use crate::write;
 
@@ -45,6 +46,9 @@ pub enum Fix {
     PutPartnership(PartnershipInfo),
     /// Restore the schema version.
     PutSchema(i64),
+    /// Rewrite, same values, the string fields of the partnership map or of an entity that the
+    /// merge left in the other type than declared ([`crate::strings`]).
+    NormalizeStrings(Holder),
     /// Remove an invalid entity.
     Remove {
         /// The collection.
@@ -67,7 +71,10 @@ impl Fix {
             Fix::PutMonth(m) => (Collection::Contributions, m.month.to_string()),
             Fix::PutMember(m) => (Collection::Members, m.user_id.to_string()),
             Fix::Remove { collection, key } => (*collection, key.clone()),
-            Fix::PutPartnership(_) | Fix::PutSchema(_) => return None,
+            Fix::NormalizeStrings(Holder::Entity(c, key)) => (*c, key.clone()),
+            Fix::NormalizeStrings(Holder::Partnership)
+            | Fix::PutPartnership(_)
+            | Fix::PutSchema(_) => return None,
         })
     }
 }
@@ -171,6 +178,7 @@ fn apply_fix<T: Transactable>(tx: &mut T, fix: &Fix) -> Result<(), EnforceError>
         }
         Fix::PutSchema(v) => tx.put(automerge::ROOT, keys::SCHEMA, *v)?,
         Fix::Remove { collection, key } => write::delete_entity(tx, *collection, key)?,
+        Fix::NormalizeStrings(holder) => strings::normalize(tx, holder)?,
     }
     Ok(())
 }

@@ -28,6 +28,7 @@
 //! | changed a goal's saved amount other than by logged contributions | counter rewritten with the logged value |
 //! | logged a contribution for someone else | `user_id` corrected |
 //! | wrote an entity of the wrong shape or with invalid values | removed (or restored if it existed) |
+//! | wrote a string field in the other type than declared (Text for an enum, a scalar for a name) | rewritten, same value, in the declared type ([`crate::fields`]) |
 //!
 //! Writes that landed in a collection or entity another client replaced are carried to the
 //! current one first ([`crate::rescue`], run by [`settle`]), so they are judged like any edit.
@@ -47,6 +48,7 @@ use crate::ops::{self, OpError};
 use crate::policy::{add_request_id, Policy};
 use crate::read::{self, ShapeError};
 use crate::schema::*;
+use crate::strings::{self, Holder};
 use crate::time::Millis;
 use crate::touched::{touched_by, Touched};
 use crate::validate;
@@ -274,6 +276,7 @@ pub fn check(
     {
         e.check_month(&key);
     }
+    e.check_string_types(&touched);
     Ok(Enforcement {
         touched,
         fixes: e.fixes,
@@ -332,6 +335,20 @@ impl Enforcer<'_> {
             collection,
             key: key.to_string(),
         });
+    }
+
+    /// Fields the merge left in the other string type than declared are rewritten in the
+    /// declared one. Checked last and applied last: a field another fix rewrites is written in
+    /// its declared type by that fix, and the normalization then finds nothing left to do.
+    fn check_string_types(&mut self, touched: &Touched) {
+        let entities = Collection::ALL
+            .into_iter()
+            .flat_map(|c| touched.keys(c).map(move |k| Holder::Entity(c, k.clone())));
+        for holder in std::iter::once(Holder::Partnership).chain(entities) {
+            if strings::misshapen(self.after, &holder) {
+                self.fixes.push(Fix::NormalizeStrings(holder));
+            }
+        }
     }
 
     fn check_root(&mut self, info: &PartnershipInfo) {

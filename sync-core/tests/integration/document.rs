@@ -8,6 +8,7 @@ use automerge::{Automerge, AutomergeError, ObjId, ObjType, ScalarValue, ROOT};
 use splitsave_sync_core::document::{
     new_partnership_document, read_document, DocumentError, NewMember, NewPartnership,
 };
+use splitsave_sync_core::enforce::Fix;
 use splitsave_sync_core::enums::*;
 use splitsave_sync_core::ids::{EntityId, PartnershipId, UserId};
 use splitsave_sync_core::materialize::{all_rows, rows_for, Row, RowChange};
@@ -15,6 +16,7 @@ use splitsave_sync_core::money::{Currency, MinorUnits};
 use splitsave_sync_core::ops::{self, Outcome};
 use splitsave_sync_core::schema::*;
 use splitsave_sync_core::split::Month;
+use splitsave_sync_core::strings::Holder;
 use splitsave_sync_core::time::Millis;
 use splitsave_sync_core::touched::Touched;
 
@@ -219,35 +221,68 @@ fn a_document_written_by_a_stock_js_client_reads_as_the_typed_state() {
     assert_eq!(month.amounts[&ids.b], MinorUnits(6_667));
 }
 
-#[test]
-fn a_well_formed_js_style_expense_and_message_are_not_compensated() {
-    let mut c = Couple::new();
-    let (b, a) = (c.b, c.a);
-    let mut client = c.client(b);
-    let (expense_id, message_id) = (id("js-expense"), id("js-message"));
+/// Writes a JS-style expense and message: free text as Text, times as Timestamps, and the
+/// identifiers and enums as Text when `enums_as_text` (a plain JS string assigned to them), as
+/// scalar strings otherwise (`new ImmutableString(…)`, the declared type).
+fn js_style_expense_and_message(
+    client: &mut Automerge,
+    author: UserId,
+    expense_id: EntityId,
+    message_id: EntityId,
+    enums_as_text: bool,
+) {
+    let atom = |tx: &mut Tx<'_>, obj: &ObjId, key: &str, s: &str| {
+        if enums_as_text {
+            js_text(tx, obj, key, s)
+        } else {
+            tx.put(obj, key, s)
+        }
+    };
     client
         .transact::<_, _, AutomergeError>(|tx| {
             let expenses = obj_of_collection(tx, Collection::Expenses);
             let e = tx.put_object(&expenses, expense_id.to_string(), ObjType::Map)?;
             js_text(tx, &e, "name", "Internet")?;
             tx.put(&e, "amount", 4_500)?;
-            js_text(tx, &e, "category", "utilities")?;
-            js_text(tx, &e, "frequency", "monthly")?;
-            js_text(tx, &e, "added_by", &b.to_string())?;
-            js_text(tx, &e, "status", "active")?;
+            atom(tx, &e, "category", "utilities")?;
+            atom(tx, &e, "frequency", "monthly")?;
+            atom(tx, &e, "added_by", &author.to_string())?;
+            atom(tx, &e, "status", "active")?;
             js_date(tx, &e, "created_at", T0)?;
             js_date(tx, &e, "updated_at", T0)?;
 
             let messages = obj_of_collection(tx, Collection::Messages);
             let m = tx.put_object(&messages, message_id.to_string(), ObjType::Map)?;
-            js_text(tx, &m, "sender_id", &b.to_string())?;
+            atom(tx, &m, "sender_id", &author.to_string())?;
             js_text(tx, &m, "text", "I added the internet bill")?;
-            js_text(tx, &m, "message_type", "text")?;
+            atom(tx, &m, "message_type", "text")?;
             tx.put(&m, "read_by_recipient", false)?;
             js_date(tx, &m, "created_at", T0)?;
             Ok(())
         })
         .unwrap();
+}
+
+/// How `collection.<key>.<field>` is stored: "text", "scalar" or something else.
+fn stored_as(doc: &Automerge, c: Collection, key: EntityId, field: &str) -> &'static str {
+    use automerge::{ReadDoc, Value};
+    let obj = splitsave_sync_core::read::entity_obj(doc, c, &key.to_string())
+        .unwrap()
+        .expect("entity present");
+    match doc.get(&obj, field).unwrap() {
+        Some((Value::Object(ObjType::Text), _)) => "text",
+        Some((Value::Scalar(s), _)) if s.is_str() => "scalar",
+        _ => "other",
+    }
+}
+
+#[test]
+fn a_js_write_in_the_declared_types_is_not_compensated() {
+    let mut c = Couple::new();
+    let (b, a) = (c.b, c.a);
+    let mut client = c.client(b);
+    let (expense_id, message_id) = (id("js-expense"), id("js-message"));
+    js_style_expense_and_message(&mut client, b, expense_id, message_id, false);
     let e = c.merge_from(&client, b);
     assert_eq!(e.fixes, vec![], "a valid JS-style write was compensated");
     let s = c.state();
@@ -259,6 +294,187 @@ fn a_well_formed_js_style_expense_and_message_are_not_compensated() {
     assert_eq!(message.sender_id, b);
     assert_eq!(message.text, "I added the internet bill");
     assert!(invariant_violations(&c.server, &[a, b]).is_empty());
+}
+
+#[test]
+fn identifiers_and_enums_written_as_text_keep_their_values_in_the_declared_type() {
+    let mut c = Couple::new();
+    let (b, a) = (c.b, c.a);
+    let mut client = c.client(b);
+    let (expense_id, message_id) = (id("js-expense"), id("js-message"));
+    js_style_expense_and_message(&mut client, b, expense_id, message_id, true);
+    let e = c.merge_from(&client, b);
+    assert_eq!(
+        e.fixes,
+        vec![
+            Fix::NormalizeStrings(Holder::Entity(Collection::Expenses, expense_id.to_string())),
+            Fix::NormalizeStrings(Holder::Entity(Collection::Messages, message_id.to_string())),
+        ],
+        "only the string types are corrected"
+    );
+    let s = c.state();
+    let expense = s.expenses.iter().find(|x| x.id == expense_id).unwrap();
+    assert_eq!(
+        (expense.name.as_str(), expense.status, expense.category),
+        ("Internet", ItemStatus::Active, Category::Utilities)
+    );
+    for field in ["category", "frequency", "added_by", "status"] {
+        assert_eq!(
+            stored_as(&c.server, Collection::Expenses, expense_id, field),
+            "scalar",
+            "expenses.{field}"
+        );
+    }
+    assert_eq!(
+        stored_as(&c.server, Collection::Expenses, expense_id, "name"),
+        "text"
+    );
+    for (field, kind) in [
+        ("sender_id", "scalar"),
+        ("message_type", "scalar"),
+        ("text", "text"),
+    ] {
+        assert_eq!(
+            stored_as(&c.server, Collection::Messages, message_id, field),
+            kind,
+            "messages.{field}"
+        );
+    }
+    assert!(invariant_violations(&c.server, &[a, b]).is_empty());
+}
+
+#[test]
+fn free_text_written_as_a_scalar_string_becomes_text() {
+    let mut c = Couple::new();
+    let b = c.b;
+    let mut client = c.client(b);
+    let expense_id = id("old-sdk-expense");
+    client
+        .transact::<_, _, ops::OpError>(|tx| {
+            ops::add_expense_with_id(
+                tx,
+                &ops::Ctx { user: b, now: T0 },
+                expense_id,
+                &ops::NewExpense {
+                    name: "Gym".into(),
+                    amount: MinorUnits(3_000),
+                    category: Category::Health,
+                    frequency: Frequency::Monthly,
+                },
+            )?;
+            // An older client wrote names as scalar strings.
+            let obj = splitsave_sync_core::read::entity_obj(
+                tx,
+                Collection::Expenses,
+                &expense_id.to_string(),
+            )?
+            .unwrap();
+            tx.put(&obj, "name", "Gym")?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        stored_as(&client, Collection::Expenses, expense_id, "name"),
+        "scalar"
+    );
+    let e = c.merge_from(&client, b);
+    assert_eq!(
+        e.fixes,
+        vec![Fix::NormalizeStrings(Holder::Entity(
+            Collection::Expenses,
+            expense_id.to_string()
+        ))]
+    );
+    assert_eq!(
+        stored_as(&c.server, Collection::Expenses, expense_id, "name"),
+        "text"
+    );
+    let s = c.state();
+    assert_eq!(s.expenses[0].name, "Gym");
+}
+
+#[test]
+fn every_writer_writes_the_declared_types() {
+    use splitsave_sync_core::fields;
+    use splitsave_sync_core::strings::misshapen_document;
+    // The couple's document after a tour of every operation, with requests, answers, a
+    // contribution and messages: nothing in it is stored in the other type.
+    let mut c = Couple::new();
+    let (a, b) = (c.a, c.b);
+    let mut client = c.client(a);
+    client
+        .transact::<_, _, ops::OpError>(|tx| {
+            let ctx = ops::Ctx { user: a, now: T0 };
+            let big = ops::NewExpense {
+                name: "Sofa".into(),
+                amount: MinorUnits(90_000),
+                category: Category::Housing,
+                frequency: Frequency::Yearly,
+            };
+            ops::add_expense_with_id(tx, &ctx, id("sofa"), &big)?;
+            let small = ops::NewExpense {
+                name: "Tea".into(),
+                amount: MinorUnits(500),
+                ..big.clone()
+            };
+            ops::add_expense_with_id(tx, &ctx, id("tea"), &small)?;
+            ops::edit_expense(
+                tx,
+                &ctx,
+                id("tea"),
+                &ExpenseFields {
+                    name: Some("Green tea".into()),
+                    ..Default::default()
+                },
+                Some("cheaper brand"),
+            )?;
+            ops::add_goal_with_id(
+                tx,
+                &ctx,
+                id("trip"),
+                &ops::NewGoal {
+                    name: "Trip".into(),
+                    target_amount: MinorUnits(100_000),
+                    goal_type: GoalType::Vacation,
+                    priority: Priority::High,
+                },
+            )?;
+            ops::send_message(tx, &ctx, "hello")?;
+            Ok(())
+        })
+        .unwrap();
+    c.merge_from(&client, a);
+    let mut partner = c.client(b);
+    partner
+        .transact::<_, _, ops::OpError>(|tx| {
+            let ctx = ops::Ctx { user: b, now: T0 };
+            for r in splitsave_sync_core::document::read_document(tx)
+                .unwrap()
+                .approvals
+            {
+                ops::approve(tx, &ctx, r.id)?;
+            }
+            ops::contribute_to_goal(tx, &ctx, id("trip"), MinorUnits(2_000))?;
+            Ok(())
+        })
+        .unwrap();
+    let e = c.merge_from(&partner, b);
+    assert!(
+        !e.fixes
+            .iter()
+            .any(|f| matches!(f, Fix::NormalizeStrings(_))),
+        "{:?}",
+        e.fixes
+    );
+    assert_eq!(misshapen_document(&c.server), vec![]);
+    assert_eq!(
+        stored_as(&c.server, Collection::Expenses, id("tea"), "name"),
+        "text"
+    );
+    assert_eq!(
+        fields::string_kind(Collection::Expenses, "name"),
+        Some(fields::StringKind::Text)
+    );
 }
 
 fn obj_of_collection(tx: &mut Tx<'_>, c: Collection) -> ObjId {

@@ -235,7 +235,7 @@ impl DocActor {
             .map(|m| m.changes)
             .unwrap_or_default();
         let notifications = self.notifications_for(&merged, user);
-        self.persist(changes, bindings, rows, notifications, user)
+        self.persist(changes, bindings, rows, notifications, Some(user))
             .await?;
         self.merges += 1;
         let metrics = self.registry.metrics();
@@ -251,7 +251,7 @@ impl DocActor {
         bindings: Vec<(String, Uuid)>,
         rows: Vec<materialize::RowChange>,
         notifications: Vec<crate::store::NewNotification>,
-        user: UserId,
+        user: Option<UserId>,
     ) -> Result<(), SyncError> {
         let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
         let bound: Vec<ActorId> = bindings
@@ -292,8 +292,10 @@ impl DocActor {
                     .announce_commit(self.pid, version, announced.flatten());
                 // Before anyone hears of the change (events, sync acknowledgements, answers).
                 self.drop_stale_split();
-                for a in bound {
-                    self.bindings.insert(a, user);
+                if let Some(user) = user {
+                    for a in bound {
+                        self.bindings.insert(a, user);
+                    }
                 }
                 self.uncompacted.extend(hashes);
                 self.compact_if_due(self.limits.compact_after_changes).await;

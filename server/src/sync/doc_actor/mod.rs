@@ -44,6 +44,7 @@ mod limits;
 mod merge;
 mod notify;
 mod operations;
+mod string_types;
 
 use limits::{check_limits, check_values, deps_satisfied, in_merges, parse_changes};
 
@@ -248,7 +249,7 @@ impl DocActor {
             stored,
         } = load(&*store, pid, &actor).await?;
         let (tx, rx) = mpsc::channel(limits.actor_mailbox);
-        let me = DocActor {
+        let mut me = DocActor {
             pid,
             store,
             registry,
@@ -270,6 +271,7 @@ impl DocActor {
         // A split published by an earlier actor of this document (one that stopped without
         // being evicted) would not be cleared when this one changes the document.
         me.registry.clear_split(pid);
+        me.normalize_string_types().await;
         // Partners connected through other nodes count as online here at once.
         me.registry.ask_presence(pid);
         // Boxed: the task then holds a pointer instead of the actor's state, which async fns

@@ -113,7 +113,7 @@ impl DocActor {
                 .flat_map(|(user, new)| self.notifications_for(new, *user))
                 .collect();
             match self
-                .persist(changes, Vec::new(), rows, notifications, first_user)
+                .persist(changes, Vec::new(), rows, notifications, Some(first_user))
                 .await
             {
                 Ok(()) => {
