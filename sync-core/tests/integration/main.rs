@@ -5,4 +5,6 @@ mod common;
 mod convergence;
 mod document;
 mod enforcement;
+mod js_schema;
 mod notifications;
+mod op_cases;
