@@ -29,6 +29,7 @@ use splitsave_sync_core::ids::{EntityId, PartnershipId, UserId};
 use splitsave_sync_core::money::{Currency, MinorUnits};
 use splitsave_sync_core::schema::*;
 use splitsave_sync_core::split::Month;
+use splitsave_sync_core::strings::misshapen_document;
 use splitsave_sync_core::time::Millis;
 
 // ---------------------------------------------------------------------------------------------
@@ -671,6 +672,10 @@ struct Figures {
     peak_load: usize,
     load: Duration,
     read: Duration,
+    /// What a server pays on every open for the string-type check (`misshapen_document`).
+    check: Duration,
+    /// Entities (and the partnership map) whose strings are not in their declared types.
+    misshapen: usize,
 }
 
 fn median(mut xs: Vec<Duration>) -> Duration {
@@ -718,6 +723,16 @@ fn measure(c: &Couple, strings: Strings) -> (Figures, DocumentState) {
             })
             .collect(),
     );
+    let check = median(
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(misshapen_document(black_box(&loaded)));
+                t.elapsed()
+            })
+            .collect(),
+    );
+    let misshapen = misshapen_document(&loaded).len();
     assert_eq!(
         read_document(&loaded).expect("readable"),
         state,
@@ -735,6 +750,8 @@ fn measure(c: &Couple, strings: Strings) -> (Figures, DocumentState) {
             peak_load,
             load,
             read,
+            check,
+            misshapen,
         },
         state,
     )
@@ -775,7 +792,7 @@ fn main() {
         free_text_chars,
     );
     println!(
-        "{:<10} {:>7} {:>7} {:>11} {:>13} {:>13} {:>12} {:>12} {:>12} {:>9} {:>9}",
+        "{:<10} {:>7} {:>7} {:>11} {:>13} {:>13} {:>12} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9}",
         "strings",
         "ops",
         "changes",
@@ -787,13 +804,15 @@ fn main() {
         "peak load",
         "load",
         "read all",
+        "check",
+        "misshapen",
     );
     let mut states = Vec::new();
     for strings in Strings::ALL {
         let (f, state) = measure(&c, strings);
         assert!(state.malformed.is_empty(), "{:?}", state.malformed);
         println!(
-            "{:<10} {:>7} {:>7} {:>11} {:>13} {:>13} {:>12} {:>12} {:>12} {:>9} {:>9}",
+            "{:<10} {:>7} {:>7} {:>11} {:>13} {:>13} {:>12} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9}",
             strings.label(),
             f.ops,
             f.changes,
@@ -805,6 +824,8 @@ fn main() {
             kib(f.peak_load),
             ms(f.load),
             ms(f.read),
+            ms(f.check),
+            f.misshapen,
         );
         states.push(state);
     }

@@ -37,6 +37,7 @@ mod store_conformance;
 mod store_push;
 mod store_reads_approvals_messages;
 mod store_sync;
+mod string_types;
 mod sync_behaviour;
 mod sync_durability;
 mod sync_interop;

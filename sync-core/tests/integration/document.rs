@@ -467,6 +467,10 @@ fn every_writer_writes_the_declared_types() {
         e.fixes
     );
     assert_eq!(misshapen_document(&c.server), vec![]);
+    assert!(
+        !splitsave_sync_core::strings::predates_declared_types(&c.server),
+        "a new document's names are Text"
+    );
     assert_eq!(
         stored_as(&c.server, Collection::Expenses, id("tea"), "name"),
         "text"

@@ -14,6 +14,9 @@ use super::*;
 impl DocActor {
     /// Normalizes the string types of the whole document, if any is off (see the module doc).
     pub(super) async fn normalize_string_types(&mut self) {
+        if !strings::predates_declared_types(&self.doc) {
+            return;
+        }
         let holders = strings::misshapen_document(&self.doc);
         if holders.is_empty() {
             return;
