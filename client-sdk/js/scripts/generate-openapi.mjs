@@ -1,16 +1,7 @@
 // `npm run generate:openapi`: src/generated/openapi.ts from the committed openapi.json, with
-// openapi-typescript. The committed file stays exactly what the server serves (a test checks
-// that); two defects of the served document are corrected here, before generating, because the
-// generated types would otherwise not compile or would be wrong:
-//
-// 1. operationIds are not unique (`register` is both POST /api/auth/register and
-//    POST /api/devices; likewise `list`, `current`, `decline`): openapi-typescript emits one
-//    `operations` member per id, so duplicates clash. Each duplicate becomes `<tag>_<id>`.
-// 2. The query parameters of the list endpoints (`status`, `category`, `limit`, `cursor`) are
-//    declared `in: path`, `required: true`, but the paths have no such segments: they become
-//    optional query parameters, as the server reads them.
-//
-// Both are server-side bugs (utoipa annotations); once fixed there, these steps do nothing.
+// openapi-typescript, as is: the document is the server's (unique operationIds, the list
+// endpoints' filters as optional query parameters; a server integration test,
+// the_openapi_document_has_unique_operation_ids_and_real_path_parameters, keeps it so).
 // Also used by test/openapi.test.ts to check that the generated file is current.
 
 import { readFileSync, writeFileSync } from "node:fs"
@@ -26,37 +17,9 @@ const BANNER = `/**
 
 `
 
-/** A copy of `spec` with the defects above corrected. */
-export function normalizeSpec(spec) {
-  const copy = structuredClone(spec)
-  const operations = []
-  for (const [path, item] of Object.entries(copy.paths ?? {})) {
-    const segments = new Set([...path.matchAll(/\{([^}]+)\}/g)].map(m => m[1]))
-    for (const [method, op] of Object.entries(item)) {
-      if (typeof op !== "object" || op === null || !("responses" in op)) continue
-      operations.push(op)
-      for (const parameter of op.parameters ?? []) {
-        if (parameter.in === "path" && !segments.has(parameter.name)) {
-          parameter.in = "query"
-          parameter.required = false
-        }
-      }
-      void method
-    }
-  }
-  const counts = new Map()
-  for (const op of operations) counts.set(op.operationId, (counts.get(op.operationId) ?? 0) + 1)
-  for (const op of operations) {
-    if (op.operationId !== undefined && counts.get(op.operationId) > 1) {
-      op.operationId = `${op.tags?.[0] ?? "untagged"}_${op.operationId}`
-    }
-  }
-  return copy
-}
-
 /** The TypeScript source generated from `spec` (the parsed openapi.json). */
 export async function generate(spec) {
-  return BANNER + astToString(await openapiTS(normalizeSpec(spec)))
+  return BANNER + astToString(await openapiTS(spec))
 }
 
 const packageDir = join(dirname(fileURLToPath(import.meta.url)), "..")

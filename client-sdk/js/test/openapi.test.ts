@@ -35,7 +35,7 @@ test("the committed openapi.json is the document the server serves", async () =>
 })
 
 test("src/generated/openapi.ts is generated from the committed openapi.json", async () => {
-  // The generator itself (with its corrections of the served document, see the script).
+  // The generator itself (scripts/generate-openapi.mjs).
   const script = pathToFileURL(join(packageDir, "scripts", "generate-openapi.mjs")).href
   const { generate } = (await import(script)) as { generate: (spec: unknown) => Promise<string> }
   const spec: unknown = JSON.parse(readFileSync(join(packageDir, "openapi.json"), "utf8"))

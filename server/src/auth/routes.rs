@@ -271,7 +271,7 @@ const FORGOT_PASSWORD_ANSWER: &str =
 
 /// Creates an account and signs it in.
 #[utoipa::path(
-    post, path = "/api/auth/register", tag = "auth",
+    post, path = "/api/auth/register", operation_id = "register_user", tag = "auth",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created and signed in", body = AuthSession),

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody, FieldErrors};
-use crate::routes::shared::{apply, partnership_of, rfc3339, PageParams};
+use crate::routes::shared::{self, apply, partnership_of, rfc3339, PageParams};
 
 /// The `/api/approvals` routes.
 pub fn router() -> Router<AppState> {
@@ -109,15 +109,37 @@ pub struct ApprovalPage {
 }
 
 /// Query of `GET /api/approvals`.
+///
+/// `parameter_in = Query`: the handler reads it through [`ApiQuery`], which utoipa does not
+/// recognise as a query extractor, so it would otherwise document the fields as required path
+/// parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ApprovalsQuery {
     /// `pending` (default), `approved` or `declined`.
+    #[param(value_type = Option<ApprovalStatusParam>, inline)]
     pub status: Option<String>,
     /// Items per page, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100, default = 50)]
     pub limit: Option<u32>,
     /// Where to continue, from the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
+
+/// The schema of `?status=` of `GET /api/approvals`: an [`ApprovalStatus`] spelling, as
+/// [`status_filter`] accepts, `pending` when absent.
+pub struct ApprovalStatusParam;
+
+impl utoipa::PartialSchema for ApprovalStatusParam {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        shared::string_enum_schema(
+            ApprovalStatus::ALL.iter().map(ApprovalStatus::as_str),
+            Some(ApprovalStatus::Pending.as_str()),
+        )
+    }
+}
+
+impl ToSchema for ApprovalStatusParam {}
 
 /// The status filter: pending unless another known status is named.
 fn status_filter(raw: Option<&str>) -> Result<ApprovalStatus, ApiError> {
@@ -166,7 +188,7 @@ pub async fn list_approvals(
 }
 
 /// Approves a pending request of the partner: it takes effect at once.
-#[utoipa::path(post, path = "/api/approvals/{id}/approve", tag = "approvals", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/approvals/{id}/approve", operation_id = "approve_approval", tag = "approvals", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The approval request")),
     responses(
         (status = 200, description = "The approved request", body = ApprovalView),
@@ -186,7 +208,7 @@ pub async fn approve(
 
 /// Declines a pending request of the partner: an addition is archived, an edit leaves the old
 /// values.
-#[utoipa::path(post, path = "/api/approvals/{id}/decline", tag = "approvals", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/approvals/{id}/decline", operation_id = "decline_approval", tag = "approvals", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The approval request")),
     responses(
         (status = 200, description = "The declined request", body = ApprovalView),

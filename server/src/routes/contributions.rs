@@ -111,7 +111,7 @@ async fn load_month(
 }
 
 /// The couple's months, latest first.
-#[utoipa::path(get, path = "/api/contributions", tag = "contributions", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/contributions", operation_id = "list_contributions", tag = "contributions", security(("bearer" = [])),
     params(PageParams),
     responses(
         (status = 200, description = "A page of months `{items, next_cursor}`", body = Paged<MonthView>),
@@ -144,7 +144,7 @@ pub async fn history(
 
 /// This month (UTC): the total required and each partner's amount and paid state; created from
 /// the current split on first read.
-#[utoipa::path(get, path = "/api/contributions/current", tag = "contributions", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/contributions/current", operation_id = "current_contribution", tag = "contributions", security(("bearer" = [])),
     responses(
         (status = 200, description = "This month", body = MonthView),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
@@ -165,7 +165,7 @@ pub async fn current(
 
 /// Marks the caller's own share of this month paid. Idempotent: marking again keeps (and
 /// answers) the first paid time.
-#[utoipa::path(post, path = "/api/contributions/mark-paid", tag = "contributions", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/contributions/mark-paid", operation_id = "mark_contribution_paid", tag = "contributions", security(("bearer" = [])),
     responses(
         (status = 200, description = "This month, with the caller's share paid", body = MonthView),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),

@@ -156,7 +156,7 @@ impl From<DeviceRecord> for DeviceView {
 /// Registers the caller's device for push notifications, under the session of the access
 /// token. A token or endpoint already registered is updated and moved to the caller (one
 /// device, not two).
-#[utoipa::path(post, path = "/api/devices", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/devices", operation_id = "register_device", tag = "devices", security(("bearer" = [])),
     request_body = RegisterDeviceRequest,
     responses(
         (status = 201, description = "The device", body = DeviceView),
@@ -185,7 +185,7 @@ pub async fn register(
 }
 
 /// The caller's devices, oldest registration first.
-#[utoipa::path(get, path = "/api/devices", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/devices", operation_id = "list_devices", tag = "devices", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's devices", body = [DeviceView]),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
@@ -199,7 +199,7 @@ pub async fn list(
 }
 
 /// Removes one of the caller's devices: it receives no more notifications.
-#[utoipa::path(delete, path = "/api/devices/{id}", tag = "devices", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/devices/{id}", operation_id = "remove_device", tag = "devices", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The device's id")),
     responses(
         (status = 204, description = "Removed"),

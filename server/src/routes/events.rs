@@ -101,7 +101,7 @@ pub struct EventFrame {
 }
 
 /// `GET /api/events`.
-#[utoipa::path(get, path = "/api/events", tag = "events", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/events", operation_id = "stream_events", tag = "events", security(("bearer" = [])),
     params(EventsQuery),
     description = "A WebSocket (send `Upgrade: websocket`) streaming the partnership's events as \
         JSON text frames, one `EventFrame` each: `{\"event\", \"data\", \"by\", \"at\"}`. Events: \

@@ -193,6 +193,18 @@ fn parse_category(raw: &str, errors: &mut FieldErrors) -> Option<Category> {
     parsed
 }
 
+/// The schema of `?category=` of `GET /api/expenses`: a [`Category`] spelling, as
+/// [`parse_category`] accepts.
+pub struct CategoryParam;
+
+impl utoipa::PartialSchema for CategoryParam {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        shared::string_enum_schema(Category::ALL.iter().map(Category::as_str), None)
+    }
+}
+
+impl ToSchema for CategoryParam {}
+
 fn parse_frequency(raw: &str, errors: &mut FieldErrors) -> Option<Frequency> {
     let parsed = Frequency::parse(raw);
     if parsed.is_none() {
@@ -260,13 +272,21 @@ impl UpdateExpenseRequest {
 }
 
 /// Filters and pagination of `GET /api/expenses`.
+///
+/// `parameter_in = Query`: the handler reads it through [`ApiQuery`], which utoipa does not
+/// recognise as a query extractor, so it would otherwise document the fields as required path
+/// parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExpenseListQuery {
     /// `active`, `pending_approval` or `archived`; all statuses when absent.
+    #[param(value_type = Option<shared::ItemStatusParam>, inline)]
     pub status: Option<String>,
     /// One category; all when absent.
+    #[param(value_type = Option<CategoryParam>, inline)]
     pub category: Option<String>,
     /// Items per page, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100, default = 50)]
     pub limit: Option<u32>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -481,7 +501,7 @@ async fn load_expense(
 }
 
 /// Lists the couple's expenses, newest first.
-#[utoipa::path(get, path = "/api/expenses", tag = "expenses", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/expenses", operation_id = "list_expenses", tag = "expenses", security(("bearer" = [])),
     params(ExpenseListQuery),
     responses(
         (status = 200, description = "A page of expenses `{items, next_cursor}`", body = Paged<ExpenseView>),
@@ -543,7 +563,7 @@ pub async fn list(
 }
 
 /// One expense of the couple.
-#[utoipa::path(get, path = "/api/expenses/{id}", tag = "expenses", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/expenses/{id}", operation_id = "get_expense", tag = "expenses", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The expense id")),
     responses(
         (status = 200, description = "The expense", body = ExpenseView),
@@ -562,7 +582,7 @@ pub async fn get_one(
 
 /// Adds an expense: `201` with it, or `202` with the approval request when its amount is above
 /// the partnership's approval threshold.
-#[utoipa::path(post, path = "/api/expenses", tag = "expenses", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/expenses", operation_id = "create_expense", tag = "expenses", security(("bearer" = [])),
     request_body = CreateExpenseRequest,
     responses(
         (status = 201, description = "Added and active", body = ExpenseView),
@@ -603,7 +623,7 @@ pub async fn create(
 
 /// Proposes an edit of an expense: `202` with the `expense_edit` request; the values change
 /// when the partner approves it.
-#[utoipa::path(put, path = "/api/expenses/{id}", tag = "expenses", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/expenses/{id}", operation_id = "update_expense", tag = "expenses", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The expense id")),
     request_body = UpdateExpenseRequest,
     responses(
@@ -638,7 +658,7 @@ pub async fn update(
 }
 
 /// Archives an expense (either partner, no approval): `200` with the archived expense.
-#[utoipa::path(delete, path = "/api/expenses/{id}", tag = "expenses", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/expenses/{id}", operation_id = "archive_expense", tag = "expenses", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The expense id")),
     responses(
         (status = 200, description = "The archived expense (archiving twice answers the same)", body = ExpenseView),

@@ -32,7 +32,9 @@ use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, FieldErrors};
 use crate::routes::approvals::{self, ApprovalView};
 use crate::routes::expenses::AmountInput;
-use crate::routes::shared::{apply, currency_of, partnership_of, required, rfc3339, PageParams};
+use crate::routes::shared::{
+    self, apply, currency_of, partnership_of, required, rfc3339, PageParams,
+};
 use crate::store::PartnershipRecord;
 
 /// The `/api/goals` routes.
@@ -123,11 +125,18 @@ pub struct GoalPage {
 }
 
 /// Query of `GET /api/goals`.
+///
+/// `parameter_in = Query`: the handler reads it through [`ApiQuery`], which utoipa does not
+/// recognise as a query extractor, so it would otherwise document the fields as required path
+/// parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GoalsQuery {
     /// Only goals with this status: `active`, `pending_approval` or `archived` (default: all).
+    #[param(value_type = Option<shared::ItemStatusParam>, inline)]
     pub status: Option<String>,
     /// Items per page, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100, default = 50)]
     pub limit: Option<u32>,
     /// Where to continue, from the previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -367,7 +376,7 @@ pub async fn archive_goal(
 }
 
 /// Logs a contribution to an active goal; its saved amount grows by `amount`.
-#[utoipa::path(put, path = "/api/goals/{id}/contribution", tag = "goals", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/goals/{id}/contribution", operation_id = "contribute_to_goal", tag = "goals", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The goal")),
     request_body = ContributionRequest,
     responses(

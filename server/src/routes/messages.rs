@@ -106,9 +106,15 @@ pub struct NewMessageRequest {
 }
 
 /// Query of `GET /api/messages`.
+///
+/// `parameter_in = Query`: the handler reads it through [`ApiQuery`], which utoipa does not
+/// recognise as a query extractor, so it would otherwise document the fields as required path
+/// parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
     /// Items per page, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100, default = 50)]
     pub limit: Option<u32>,
     /// Where to continue (older messages), from the previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -226,7 +232,7 @@ pub async fn send_message(
 }
 
 /// Marks a message from the partner read (idempotent).
-#[utoipa::path(put, path = "/api/messages/{id}/read", tag = "messages", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/messages/{id}/read", operation_id = "mark_message_read", tag = "messages", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The message")),
     responses(
         (status = 200, description = "The message, read", body = MessageView),

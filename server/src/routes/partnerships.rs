@@ -192,7 +192,7 @@ async fn partnership_view(
     })
 }
 /// Invites a partner by email.
-#[utoipa::path(post, path = "/api/partnerships/invite", tag = "partnerships", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/partnerships/invite", operation_id = "invite_partner", tag = "partnerships", security(("bearer" = [])),
     request_body = InviteRequest,
     responses(
         (status = 201, description = "Invitation sent", body = InvitationView),
@@ -309,7 +309,7 @@ async fn queue_invitation_push(
 }
 
 /// The caller's pending invitations, received and sent.
-#[utoipa::path(get, path = "/api/partnerships/invitations", tag = "partnerships", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/partnerships/invitations", operation_id = "list_invitations", tag = "partnerships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Pending invitations", body = InvitationsView),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
@@ -331,7 +331,7 @@ pub async fn invitations(
 
 /// Accepts an invitation addressed to the caller: the partnership becomes active and its
 /// document is created.
-#[utoipa::path(post, path = "/api/partnerships/accept/{id}", tag = "partnerships", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/partnerships/accept/{id}", operation_id = "accept_invitation", tag = "partnerships", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The invitation id")),
     responses(
         (status = 200, description = "The active partnership", body = PartnershipView),
@@ -407,7 +407,7 @@ pub async fn accept(
 }
 
 /// Declines an invitation addressed to the caller, or withdraws one the caller sent.
-#[utoipa::path(delete, path = "/api/partnerships/decline/{id}", tag = "partnerships", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/partnerships/decline/{id}", operation_id = "decline_invitation", tag = "partnerships", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The invitation id")),
     responses(
         (status = 204, description = "Invitation deleted"),
@@ -428,7 +428,7 @@ pub async fn decline(
 
 /// The caller's partnership (pending as inviter, active or paused), with the document URL once
 /// active; 404 `not_found` when there is none.
-#[utoipa::path(get, path = "/api/partnerships/current", tag = "partnerships", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/partnerships/current", operation_id = "current_partnership", tag = "partnerships", security(("bearer" = [])),
     responses(
         (status = 200, description = "The partnership", body = PartnershipView),
         (status = 401, description = "Missing or invalid token", body = crate::error::ErrorBody),
@@ -448,7 +448,7 @@ pub async fn current(
 
 /// Pauses (`paused`) or resumes (`active`) the caller's partnership; the status is written into
 /// its document too, so synced apps see it.
-#[utoipa::path(put, path = "/api/partnerships/status", tag = "partnerships", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/partnerships/status", operation_id = "set_partnership_status", tag = "partnerships", security(("bearer" = [])),
     request_body = StatusRequest,
     responses(
         (status = 200, description = "The partnership", body = PartnershipView),

@@ -4,9 +4,12 @@
 //! same rules.
 
 use automerge::transaction::Transaction;
+use splitsave_sync_core::enums::ItemStatus;
 use splitsave_sync_core::ids::UserId;
 use splitsave_sync_core::ops::{Ctx, OpError};
 use splitsave_sync_core::time::Millis;
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
@@ -147,13 +150,49 @@ pub fn rfc3339(at: Millis) -> String {
 
 /// Pagination of every list endpoint: `?limit=` (1–100, default 50) and an opaque `?cursor=`
 /// taken from the previous page's `next_cursor`.
+///
+/// `parameter_in = Query` because the handlers read it through [`crate::error::ApiQuery`],
+/// which utoipa does not recognise as a query extractor: without it the fields would be
+/// documented as required path parameters.
 #[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Items per page, 1–100 (default 50).
+    #[param(minimum = 1, maximum = 100, default = 50)]
     pub limit: Option<u32>,
     /// Where to continue, from the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
+
+/// The schema of a query parameter that takes one of `values`, a string enum of sync-core's
+/// spellings (`ItemStatus::ALL`…), so the OpenAPI document lists exactly what the handler's
+/// parser accepts; `default` is what the handler assumes when the parameter is absent.
+///
+/// For the `PartialSchema` of a marker type used as `#[param(value_type = Option<…>, inline)]`:
+/// `#[param(schema_with = …)]` would drop the field's description.
+pub fn string_enum_schema(
+    values: impl IntoIterator<Item = &'static str>,
+    default: Option<&'static str>,
+) -> RefOr<Schema> {
+    RefOr::T(Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values))
+            .default(default.map(serde_json::Value::from))
+            .build(),
+    ))
+}
+
+/// The schema of `?status=` of the expense and goal lists: an [`ItemStatus`] spelling.
+pub struct ItemStatusParam;
+
+impl PartialSchema for ItemStatusParam {
+    fn schema() -> RefOr<Schema> {
+        string_enum_schema(ItemStatus::ALL.iter().map(ItemStatus::as_str), None)
+    }
+}
+
+impl ToSchema for ItemStatusParam {}
 
 /// A validated page request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

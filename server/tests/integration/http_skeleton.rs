@@ -2,6 +2,8 @@
 //! input of every user and partnership endpoint, which must write nothing), security headers,
 //! CORS, request ids, compression, the 404/405 fallbacks, health probes and the OpenAPI document.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -719,6 +721,121 @@ async fn the_openapi_document_describes_every_endpoint() {
     assert!(
         html.contains("/api/users/profile"),
         "the page embeds the document"
+    );
+}
+
+/// Clients are generated from the document (client-sdk/js runs openapi-typescript on it): an
+/// `operationId` used twice gives clashing names, and a parameter declared `in: path` without a
+/// `{segment}` of its own is one no client can send (the list endpoints' `status`, `limit` and
+/// `cursor` were once documented that way, because their handlers read the query through
+/// `ApiQuery`, which utoipa does not recognise). The list endpoints' pages are checked against
+/// what `PageParams::page` enforces.
+#[tokio::test]
+async fn the_openapi_document_has_unique_operation_ids_and_real_path_parameters() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (status, doc) = app.get("/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let methods = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+    let mut ids: BTreeMap<&str, String> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        // `{name}` variables of the template.
+        let variables: BTreeSet<&str> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+            .collect();
+        for (method, op) in item.as_object().expect("path item") {
+            if !methods.contains(&method.as_str()) {
+                continue;
+            }
+            let here = format!("{} {path}", method.to_uppercase());
+            match op["operationId"].as_str() {
+                None => problems.push(format!("{here}: no operationId")),
+                Some(id) => {
+                    if let Some(first) = ids.insert(id, here.clone()) {
+                        problems.push(format!("operationId {id:?} of both {first} and {here}"));
+                    }
+                }
+            }
+            // Parameters may be declared on the path item too.
+            let parameters = item["parameters"]
+                .as_array()
+                .into_iter()
+                .chain(op["parameters"].as_array())
+                .flatten();
+            let mut declared = BTreeSet::new();
+            for parameter in parameters {
+                if parameter["in"] != "path" {
+                    continue;
+                }
+                let name = parameter["name"].as_str().expect("parameter name");
+                declared.insert(name);
+                if !variables.contains(name) {
+                    problems.push(format!(
+                        "{here}: path parameter {name:?} is not in the path"
+                    ));
+                }
+                if parameter["required"] != true {
+                    problems.push(format!("{here}: path parameter {name:?} is not required"));
+                }
+            }
+            for missing in variables.difference(&declared) {
+                problems.push(format!("{here}: {{{missing}}} is not declared"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(ids.len() >= 40, "only {} operations", ids.len());
+
+    for path in [
+        "/api/expenses",
+        "/api/goals",
+        "/api/approvals",
+        "/api/contributions",
+        "/api/messages",
+    ] {
+        let parameters = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("GET {path}: no parameters"));
+        for parameter in parameters {
+            assert_eq!(parameter["in"], "query", "GET {path}: {parameter}");
+            assert_eq!(parameter["required"], false, "GET {path}: {parameter}");
+        }
+        let limit = parameters
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap_or_else(|| panic!("GET {path}: no limit"));
+        assert_eq!(
+            (
+                &limit["schema"]["minimum"],
+                &limit["schema"]["maximum"],
+                &limit["schema"]["default"]
+            ),
+            (&json!(1), &json!(100), &json!(50)),
+            "GET {path}: {limit}"
+        );
+        assert!(
+            parameters.iter().any(|p| p["name"] == "cursor"),
+            "GET {path}: no cursor"
+        );
+    }
+    let status_values = |path: &str| {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "status"))
+            .map(|p| p["schema"]["enum"].clone())
+    };
+    let item_statuses = json!(["active", "pending_approval", "archived"]);
+    assert_eq!(status_values("/api/expenses"), Some(item_statuses.clone()));
+    assert_eq!(status_values("/api/goals"), Some(item_statuses));
+    assert_eq!(
+        status_values("/api/approvals"),
+        Some(json!(["pending", "approved", "declined"]))
     );
 }
 

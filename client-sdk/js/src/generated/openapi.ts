@@ -31,7 +31,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Approves a pending request of the partner: it takes effect at once. */
-        post: operations["approve"];
+        post: operations["approve_approval"];
         delete?: never;
         options?: never;
         head?: never;
@@ -51,7 +51,7 @@ export interface paths {
          * Declines a pending request of the partner: an addition is archived, an edit leaves the old
          *     values.
          */
-        post: operations["approvals_decline"];
+        post: operations["decline_approval"];
         delete?: never;
         options?: never;
         head?: never;
@@ -165,7 +165,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Creates an account and signs it in. */
-        post: operations["auth_register"];
+        post: operations["register_user"];
         delete?: never;
         options?: never;
         head?: never;
@@ -200,7 +200,7 @@ export interface paths {
             cookie?: never;
         };
         /** The couple's months, latest first. */
-        get: operations["history"];
+        get: operations["list_contributions"];
         put?: never;
         post?: never;
         delete?: never;
@@ -220,7 +220,7 @@ export interface paths {
          * This month (UTC): the total required and each partner's amount and paid state; created from
          *     the current split on first read.
          */
-        get: operations["contributions_current"];
+        get: operations["current_contribution"];
         put?: never;
         post?: never;
         delete?: never;
@@ -242,7 +242,7 @@ export interface paths {
          * Marks the caller's own share of this month paid. Idempotent: marking again keeps (and
          *     answers) the first paid time.
          */
-        post: operations["mark_paid"];
+        post: operations["mark_contribution_paid"];
         delete?: never;
         options?: never;
         head?: never;
@@ -257,14 +257,14 @@ export interface paths {
             cookie?: never;
         };
         /** The caller's devices, oldest registration first. */
-        get: operations["devices_list"];
+        get: operations["list_devices"];
         put?: never;
         /**
          * Registers the caller's device for push notifications, under the session of the access
          *     token. A token or endpoint already registered is updated and moved to the caller (one
          *     device, not two).
          */
-        post: operations["devices_register"];
+        post: operations["register_device"];
         delete?: never;
         options?: never;
         head?: never;
@@ -282,7 +282,7 @@ export interface paths {
         put?: never;
         post?: never;
         /** Removes one of the caller's devices: it receives no more notifications. */
-        delete: operations["remove"];
+        delete: operations["remove_device"];
         options?: never;
         head?: never;
         patch?: never;
@@ -299,7 +299,7 @@ export interface paths {
          * `GET /api/events`.
          * @description A WebSocket (send `Upgrade: websocket`) streaming the partnership's events as JSON text frames, one `EventFrame` each: `{"event", "data", "by", "at"}`. Events: `expense:added|updated|deleted` and `goal:added|progress` (data: the expense or goal as `GET /api/expenses` / `GET /api/goals` show it), `approval:requested|responded` (the approval request), `message:new|read` (the message), `partner:online|offline` (data: `{user_id, last_seen}`, about the partner only). A subscriber that falls behind gets `{"event": "resync", "data": {"missed": n}}` and should re-read over REST. The server ignores what the client sends. Close codes: 4001 token expired (reconnect with a fresh token), 4003 access ended (partnership gone or password changed), 4008 client too slow.
          */
-        get: operations["stream"];
+        get: operations["stream_events"];
         put?: never;
         post?: never;
         delete?: never;
@@ -316,13 +316,13 @@ export interface paths {
             cookie?: never;
         };
         /** Lists the couple's expenses, newest first. */
-        get: operations["expenses_list"];
+        get: operations["list_expenses"];
         put?: never;
         /**
          * Adds an expense: `201` with it, or `202` with the approval request when its amount is above
          *     the partnership's approval threshold.
          */
-        post: operations["create"];
+        post: operations["create_expense"];
         delete?: never;
         options?: never;
         head?: never;
@@ -354,15 +354,15 @@ export interface paths {
             cookie?: never;
         };
         /** One expense of the couple. */
-        get: operations["get_one"];
+        get: operations["get_expense"];
         /**
          * Proposes an edit of an expense: `202` with the `expense_edit` request; the values change
          *     when the partner approves it.
          */
-        put: operations["update"];
+        put: operations["update_expense"];
         post?: never;
         /** Archives an expense (either partner, no approval): `200` with the archived expense. */
-        delete: operations["archive"];
+        delete: operations["archive_expense"];
         options?: never;
         head?: never;
         patch?: never;
@@ -413,7 +413,7 @@ export interface paths {
         };
         get?: never;
         /** Logs a contribution to an active goal; its saved amount grows by `amount`. */
-        put: operations["contribute"];
+        put: operations["contribute_to_goal"];
         post?: never;
         delete?: never;
         options?: never;
@@ -448,7 +448,7 @@ export interface paths {
         };
         get?: never;
         /** Marks a message from the partner read (idempotent). */
-        put: operations["mark_read"];
+        put: operations["mark_message_read"];
         post?: never;
         delete?: never;
         options?: never;
@@ -469,7 +469,7 @@ export interface paths {
          * Accepts an invitation addressed to the caller: the partnership becomes active and its
          *     document is created.
          */
-        post: operations["accept"];
+        post: operations["accept_invitation"];
         delete?: never;
         options?: never;
         head?: never;
@@ -487,7 +487,7 @@ export interface paths {
          * The caller's partnership (pending as inviter, active or paused), with the document URL once
          *     active; 404 `not_found` when there is none.
          */
-        get: operations["partnerships_current"];
+        get: operations["current_partnership"];
         put?: never;
         post?: never;
         delete?: never;
@@ -507,7 +507,7 @@ export interface paths {
         put?: never;
         post?: never;
         /** Declines an invitation addressed to the caller, or withdraws one the caller sent. */
-        delete: operations["partnerships_decline"];
+        delete: operations["decline_invitation"];
         options?: never;
         head?: never;
         patch?: never;
@@ -521,7 +521,7 @@ export interface paths {
             cookie?: never;
         };
         /** The caller's pending invitations, received and sent. */
-        get: operations["invitations"];
+        get: operations["list_invitations"];
         put?: never;
         post?: never;
         delete?: never;
@@ -540,7 +540,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Invites a partner by email. */
-        post: operations["invite"];
+        post: operations["invite_partner"];
         delete?: never;
         options?: never;
         head?: never;
@@ -559,7 +559,7 @@ export interface paths {
          * Pauses (`paused`) or resumes (`active`) the caller's partnership; the status is written into
          *     its document too, so synced apps see it.
          */
-        put: operations["set_status"];
+        put: operations["set_partnership_status"];
         post?: never;
         delete?: never;
         options?: never;
@@ -1796,11 +1796,11 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description `pending` (default), `approved` or `declined`. */
-                status?: string | null;
+                status?: "pending" | "approved" | "declined";
                 /** @description Items per page, 1–100 (default 50). */
-                limit?: number | null;
+                limit?: number;
                 /** @description Where to continue, from the previous page's `next_cursor`. */
-                cursor?: string | null;
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -1855,7 +1855,7 @@ export interface operations {
             };
         };
     };
-    approve: {
+    approve_approval: {
         parameters: {
             query?: never;
             header?: never;
@@ -1923,7 +1923,7 @@ export interface operations {
             };
         };
     };
-    approvals_decline: {
+    decline_approval: {
         parameters: {
             query?: never;
             header?: never;
@@ -2253,7 +2253,7 @@ export interface operations {
             };
         };
     };
-    auth_register: {
+    register_user: {
         parameters: {
             query?: never;
             header?: never;
@@ -2353,13 +2353,13 @@ export interface operations {
             };
         };
     };
-    history: {
+    list_contributions: {
         parameters: {
             query?: {
                 /** @description Items per page, 1–100 (default 50). */
-                limit?: number | null;
+                limit?: number;
                 /** @description Where to continue, from the previous page's `next_cursor`. */
-                cursor?: string | null;
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -2414,7 +2414,7 @@ export interface operations {
             };
         };
     };
-    contributions_current: {
+    current_contribution: {
         parameters: {
             query?: never;
             header?: never;
@@ -2452,7 +2452,7 @@ export interface operations {
             };
         };
     };
-    mark_paid: {
+    mark_contribution_paid: {
         parameters: {
             query?: never;
             header?: never;
@@ -2499,7 +2499,7 @@ export interface operations {
             };
         };
     };
-    devices_list: {
+    list_devices: {
         parameters: {
             query?: never;
             header?: never;
@@ -2528,7 +2528,7 @@ export interface operations {
             };
         };
     };
-    devices_register: {
+    register_device: {
         parameters: {
             query?: never;
             header?: never;
@@ -2588,7 +2588,7 @@ export interface operations {
             };
         };
     };
-    remove: {
+    remove_device: {
         parameters: {
             query?: never;
             header?: never;
@@ -2636,7 +2636,7 @@ export interface operations {
             };
         };
     };
-    stream: {
+    stream_events: {
         parameters: {
             query?: {
                 /**
@@ -2696,17 +2696,17 @@ export interface operations {
             };
         };
     };
-    expenses_list: {
+    list_expenses: {
         parameters: {
             query?: {
                 /** @description `active`, `pending_approval` or `archived`; all statuses when absent. */
-                status?: string | null;
+                status?: "active" | "pending_approval" | "archived";
                 /** @description One category; all when absent. */
-                category?: string | null;
+                category?: "housing" | "utilities" | "groceries" | "transport" | "insurance" | "health" | "childcare" | "subscriptions" | "dining" | "entertainment" | "debt" | "pets" | "other";
                 /** @description Items per page, 1–100 (default 50). */
-                limit?: number | null;
+                limit?: number;
                 /** @description The previous page's `next_cursor`. */
-                cursor?: string | null;
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -2761,7 +2761,7 @@ export interface operations {
             };
         };
     };
-    create: {
+    create_expense: {
         parameters: {
             query?: never;
             header?: never;
@@ -2877,7 +2877,7 @@ export interface operations {
             };
         };
     };
-    get_one: {
+    get_expense: {
         parameters: {
             query?: never;
             header?: never;
@@ -2927,7 +2927,7 @@ export interface operations {
             };
         };
     };
-    update: {
+    update_expense: {
         parameters: {
             query?: never;
             header?: never;
@@ -2999,7 +2999,7 @@ export interface operations {
             };
         };
     };
-    archive: {
+    archive_expense: {
         parameters: {
             query?: never;
             header?: never;
@@ -3062,11 +3062,11 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Only goals with this status: `active`, `pending_approval` or `archived` (default: all). */
-                status?: string | null;
+                status?: "active" | "pending_approval" | "archived";
                 /** @description Items per page, 1–100 (default 50). */
-                limit?: number | null;
+                limit?: number;
                 /** @description Where to continue, from the previous page's `next_cursor`. */
-                cursor?: string | null;
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -3321,7 +3321,7 @@ export interface operations {
             };
         };
     };
-    contribute: {
+    contribute_to_goal: {
         parameters: {
             query?: never;
             header?: never;
@@ -3397,9 +3397,9 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Items per page, 1–100 (default 50). */
-                limit?: number | null;
+                limit?: number;
                 /** @description Where to continue (older messages), from the previous page's `next_cursor`. */
-                cursor?: string | null;
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -3523,7 +3523,7 @@ export interface operations {
             };
         };
     };
-    mark_read: {
+    mark_message_read: {
         parameters: {
             query?: never;
             header?: never;
@@ -3591,7 +3591,7 @@ export interface operations {
             };
         };
     };
-    accept: {
+    accept_invitation: {
         parameters: {
             query?: never;
             header?: never;
@@ -3641,7 +3641,7 @@ export interface operations {
             };
         };
     };
-    partnerships_current: {
+    current_partnership: {
         parameters: {
             query?: never;
             header?: never;
@@ -3679,7 +3679,7 @@ export interface operations {
             };
         };
     };
-    partnerships_decline: {
+    decline_invitation: {
         parameters: {
             query?: never;
             header?: never;
@@ -3718,7 +3718,7 @@ export interface operations {
             };
         };
     };
-    invitations: {
+    list_invitations: {
         parameters: {
             query?: never;
             header?: never;
@@ -3747,7 +3747,7 @@ export interface operations {
             };
         };
     };
-    invite: {
+    invite_partner: {
         parameters: {
             query?: never;
             header?: never;
@@ -3807,7 +3807,7 @@ export interface operations {
             };
         };
     };
-    set_status: {
+    set_partnership_status: {
         parameters: {
             query?: never;
             header?: never;
