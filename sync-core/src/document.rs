@@ -111,7 +111,9 @@ pub fn new_partnership_document_as(
                 .with_time(p.created_at.0 / 1000)
         },
         |tx| {
-            tx.put(ROOT, keys::SCHEMA, SCHEMA_VERSION)?;
+            // Signed: JS reads an unsigned integer back as a BigInt (`1n`), which a plain
+            // `doc.schema === 1` check does not match.
+            tx.put(ROOT, keys::SCHEMA, SCHEMA_VERSION as i64)?;
             let info = tx.put_object(ROOT, keys::PARTNERSHIP, automerge::ObjType::Map)?;
             write::put_partnership_fields(
                 tx,

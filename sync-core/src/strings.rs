@@ -95,7 +95,7 @@ fn collect<R: ReadDoc>(
         };
         let stored = match &item.value {
             ValueRef::Object(ObjType::Text) => StringKind::Text,
-            ValueRef::Scalar(s) if matches!(s, ScalarValueRef::Str(_)) => StringKind::Scalar,
+            ValueRef::Scalar(ScalarValueRef::Str(_)) => StringKind::Scalar,
             ValueRef::Object(ObjType::Map) => {
                 if let FieldType::Map(inner) = field.ty {
                     nested.push((item.id(), inner));
@@ -128,7 +128,7 @@ pub fn predates_declared_types<R: ReadDoc>(doc: &R) -> bool {
     doc.map_range(&members, ..).any(|item| {
         matches!(item.value, ValueRef::Object(ObjType::Map))
             && matches!(
-                doc.get(&item.id(), "name").ok().flatten(),
+                doc.get(item.id(), "name").ok().flatten(),
                 Some((Value::Scalar(s), _)) if s.is_str()
             )
     })

@@ -257,9 +257,14 @@ export function readPartnership(doc: object): Partnership {
   return readFields("partnership", obj, "partnership") as unknown as Partnership
 }
 
-/** The schema version; undefined when missing or not an integer. */
+/**
+ * The schema version; undefined when missing or not an integer. Documents created before the
+ * server wrote it as a signed integer hold an unsigned one, which `@automerge/automerge` reads
+ * back as a `bigint`.
+ */
 export function readSchemaVersion(doc: object): number | undefined {
   const v = root(doc).schema
+  if (typeof v === "bigint") return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : Number.MAX_SAFE_INTEGER
   return typeof v === "number" && Number.isInteger(v) ? v : undefined
 }
 

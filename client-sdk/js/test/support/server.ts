@@ -345,3 +345,21 @@ export async function eventually<T>(what: string, check: () => T | undefined | f
     await new Promise(resolve => setTimeout(resolve, 25))
   }
 }
+
+/**
+ * An example binary of the Rust client SDK (`client-sdk/examples/<name>.rs`), built with
+ * `nice cargo build -p splitsave-client --example <name>` into the workspace's target directory
+ * (a no-op when it is current; cargo's lock serialises parallel builds). Returns its path.
+ */
+export function buildClientExample(name: string): string {
+  const target = process.env["CARGO_TARGET_DIR"] || join(repoRoot(), "target")
+  const built = spawnSync("nice", ["cargo", "build", "--quiet", "-p", "splitsave-client", "--example", name], {
+    cwd: repoRoot(),
+    stdio: ["ignore", "inherit", "inherit"],
+  })
+  const binary = join(target, "debug", "examples", name)
+  if (built.status !== 0 || !existsSync(binary)) {
+    throw new Error(`cargo build -p splitsave-client --example ${name} failed (status ${built.status})`)
+  }
+  return binary
+}
