@@ -269,11 +269,19 @@ impl SyncClient {
 
     /// Reads until the server refuses us (`error` message, whose reason is returned) and checks
     /// that the connection then ends; any other failure, or the deadline, panics.
+    ///
+    /// The exchange goes on meanwhile, as on a device: automerge may hold a change back from a
+    /// message when the server's Bloom filter wrongly says it has it (about 1 % per change),
+    /// and the server then asks for it; without answering, the refusal it would bring never
+    /// comes.
     pub async fn expect_refusal(&mut self, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             match self.receive_one(deadline).await {
-                Ok(()) => continue,
+                Ok(()) => {
+                    // A send failing because the server already refused is read below.
+                    let _ = self.send_pending().await;
+                }
                 Err(ConnectionError::Refused(reason)) => {
                     self.expect_closed(deadline).await;
                     return reason;
