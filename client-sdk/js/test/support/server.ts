@@ -347,19 +347,22 @@ export async function eventually<T>(what: string, check: () => T | undefined | f
 }
 
 /**
- * An example binary of the Rust client SDK (`client-sdk/examples/<name>.rs`), built with
- * `nice cargo build -p splitsave-client --example <name>` into the workspace's target directory
- * (a no-op when it is current; cargo's lock serialises parallel builds). Returns its path.
+ * An example binary of the Rust client SDK (`client-sdk/examples/<name>.rs`), as
+ * `cargo test --workspace` builds it (it builds every example): `cargo test --workspace --no-run`
+ * here is a no-op after the Rust tests ran and builds what changed otherwise. Building the
+ * example alone (`cargo build -p splitsave-client --example …`) would resolve the crates'
+ * features differently from the workspace's test build and compile automerge, tokio and the
+ * rest a second time (three minutes in CI). Returns the binary's path.
  */
 export function buildClientExample(name: string): string {
   const target = process.env["CARGO_TARGET_DIR"] || join(repoRoot(), "target")
-  const built = spawnSync("nice", ["cargo", "build", "--quiet", "-p", "splitsave-client", "--example", name], {
+  const built = spawnSync("nice", ["cargo", "test", "--workspace", "--no-run", "--quiet"], {
     cwd: repoRoot(),
     stdio: ["ignore", "inherit", "inherit"],
   })
   const binary = join(target, "debug", "examples", name)
   if (built.status !== 0 || !existsSync(binary)) {
-    throw new Error(`cargo build -p splitsave-client --example ${name} failed (status ${built.status})`)
+    throw new Error(`cargo test --workspace --no-run failed or built no example ${name} (status ${built.status})`)
   }
   return binary
 }
