@@ -8,7 +8,7 @@
  */
 import { Counter, ImmutableString } from "@automerge/automerge"
 
-import { FIELDS, SCHEMA_VERSION, type CollectionName, type FieldSpec, type Partnership } from "./generated/schema.js"
+import { COLLECTION_KEYS, FIELDS, SCHEMA_VERSION, type CollectionName, type FieldSpec, type Partnership } from "./generated/schema.js"
 import type { CollectionTypes, DocMap } from "./read.js"
 import { isMap } from "./read.js"
 
@@ -59,21 +59,10 @@ export function ensureCollection(d: object, coll: CollectionName): DocMap {
   return r[coll] as DocMap
 }
 
-/** The key field an entity of `coll` carries when read (not stored inside the entity). */
-const KEY_FIELD: Record<CollectionName, string> = {
-  members: "user_id",
-  expenses: "id",
-  goals: "id",
-  goal_contributions: "id",
-  approvals: "id",
-  messages: "id",
-  contributions: "month",
-}
-
 /** Writes a whole entity at `coll.<key>` (replacing what was there), every field in its declared type. */
 export function putEntity<C extends CollectionName>(d: object, coll: C, entity: CollectionTypes[C]): void {
   const values = entity as unknown as Record<string, unknown>
-  const key = String(values[KEY_FIELD[coll]])
+  const key = String(values[COLLECTION_KEYS[coll]])
   const specs: Readonly<Record<string, FieldSpec>> = FIELDS[coll]
   const stored: Record<string, unknown> = {}
   for (const [name, spec] of Object.entries(specs)) stored[name] = toStored(spec, values[name])
@@ -119,6 +108,6 @@ export function initPartnershipDocument(d: object, p: NewPartnershipDocument): v
     partnership[name] = toStored(spec, (p.partnership as unknown as Record<string, unknown>)[name])
   }
   r.partnership = partnership
-  for (const coll of Object.keys(KEY_FIELD) as CollectionName[]) ensureCollection(d, coll)
+  for (const coll of Object.keys(COLLECTION_KEYS) as CollectionName[]) ensureCollection(d, coll)
   for (const m of p.members) putEntity(d, "members", m)
 }
