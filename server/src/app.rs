@@ -280,6 +280,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::approvals::router())
         .merge(crate::routes::messages::router())
         .merge(crate::routes::events::router())
+        .merge(crate::routes::export::router())
         .merge(crate::openapi::router())
         .layer(middleware::from_fn_with_state(
             state.limits.clone(),

@@ -10,6 +10,7 @@
 //! | 401    | `unauthorized`           | missing, expired, tampered token; wrong credentials          |
 //! | 403    | `forbidden`              | authenticated but not allowed                                |
 //! | 404    | `not_found`              | unknown route or resource (or one that is not yours)         |
+//! | 404    | `no_partnership`         | the resource is the caller's partnership, and they have none |
 //! | 405    | `method_not_allowed`     | known route, other method                                    |
 //! | 409    | the conflict's own code  | e.g. `email_taken`, `partnership_exists`                     |
 //! | 413    | `payload_too_large`      | body over `BODY_LIMIT_BYTES`                                 |
@@ -94,6 +95,10 @@ pub enum ApiError {
     /// 404 `not_found`.
     #[error("not found")]
     NotFound,
+    /// 404 `no_partnership`: what was asked for is the caller's partnership (its document), and
+    /// they have none with a document (none at all, or only an invitation not accepted yet).
+    #[error("you have no partnership")]
+    NoPartnership,
     /// 405 `method_not_allowed`.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -136,7 +141,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoPartnership => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -155,6 +160,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not_found",
+            ApiError::NoPartnership => "no_partnership",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(code) => code,
             ApiError::PayloadTooLarge => "payload_too_large",

@@ -90,6 +90,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::routes::approvals::openapi());
     doc.merge(crate::routes::messages::openapi());
     doc.merge(crate::routes::devices::openapi());
+    doc.merge(crate::routes::export::openapi());
     doc
 }
 

@@ -12,6 +12,9 @@
 //!   per minute per (email, IP) and four times that per email, so nobody can flood an inbox with
 //!   reset mails. The limit is counted before the account is looked up, so a 429 says nothing
 //!   about whether the email is registered.
+//! * **Data exports** ([`RateLimits::check_export`]): [`EXPORTS_PER_HOUR`] per user an hour
+//!   (`GET /api/export` reads every row of a couple; a client repeating it in a loop would
+//!   cost the database far more than ordinary requests).
 //!
 //! # Where the counts live
 //!
@@ -76,6 +79,11 @@ pub use redis_counter::{RedisCounter, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
 pub const API_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Window of the login and forgot-password limits.
 pub const AUTH_WINDOW: Duration = Duration::from_secs(60);
+/// Window of the data-export limit.
+pub const EXPORT_WINDOW: Duration = Duration::from_secs(60 * 60);
+/// Data exports a user may start per [`EXPORT_WINDOW`]: plenty for someone taking their data
+/// away (a retry or two of each format), few enough that a loop cannot keep the database busy.
+pub const EXPORTS_PER_HOUR: u64 = 5;
 /// How many times the per-(account, IP) limit an account may reach from all IPs together.
 const ACCOUNT_WIDE_FACTOR: u32 = 4;
 
@@ -403,6 +411,21 @@ impl RateLimits {
         if account.count > self.account_wide_limit() {
             self.metrics.rate_limited(RateLimit::ForgotPassword);
             return Err(retry_after(account));
+        }
+        Ok(())
+    }
+
+    /// Counts one data export of `user`, whatever its format; `Limited` once the user has
+    /// started [`EXPORTS_PER_HOUR`] within the hour. Keyed by user, not IP: the cost is the
+    /// couple's data, wherever the request comes from.
+    pub async fn check_export(&self, user: uuid::Uuid) -> Result<(), RateLimitError> {
+        let count = self
+            .counter
+            .hit(&format!("export:{user}"), EXPORT_WINDOW)
+            .await?;
+        if count.count > EXPORTS_PER_HOUR {
+            self.metrics.rate_limited(RateLimit::Export);
+            return Err(retry_after(count));
         }
         Ok(())
     }

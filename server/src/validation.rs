@@ -7,6 +7,9 @@
 pub mod push;
 
 use std::fmt;
+use std::net::Ipv6Addr;
+
+use axum::http::Uri;
 
 use rust_decimal::Decimal;
 use splitsave_sync_core::money::{Currency, MinorUnits};
@@ -24,6 +27,11 @@ pub const PASSWORD_MIN_CHARS: usize = 10;
 pub const PASSWORD_MAX_CHARS: usize = 128;
 /// Longest display name, in characters.
 pub const NAME_MAX_CHARS: usize = 100;
+/// Longest avatar URL, in characters: what browsers and CDNs handle everywhere, and far more than
+/// any picture's address needs.
+pub const AVATAR_URL_MAX_CHARS: usize = 2048;
+/// Longest host name (DNS).
+const HOST_MAX_LEN: usize = 253;
 
 /// A syntactically valid email address, trimmed and lower-cased so that `Ann@Example.com` and
 /// `ann@example.com` are one account.
@@ -243,6 +251,146 @@ impl Income {
     }
 }
 
+/// A personal allowance: the monthly amount a user keeps for themselves, in their own currency.
+/// The same rule as [`Income`] (zero or more, no more decimals than the currency's minor unit, at
+/// most ten integer digits), so that any amount the profile accepts as an income it accepts as an
+/// allowance too; a type of its own so that one cannot be passed where the other is meant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersonalAllowance(Income);
+
+impl PersonalAllowance {
+    /// Checks an allowance in the given currency.
+    pub fn parse(amount: Decimal, currency: Currency) -> Result<PersonalAllowance, String> {
+        Income::parse(amount, currency).map(PersonalAllowance)
+    }
+
+    /// The amount at the currency's scale (e.g. `150.00` for USD).
+    pub fn amount(&self) -> Decimal {
+        self.0.amount()
+    }
+
+    /// A stored allowance as the API shows it: at the scale of the user's currency `code`
+    /// (exact, since an allowance never has more decimals than its currency allows). The stored
+    /// scale cannot be relied on: PostgreSQL's driver writes any zero as `0`, whatever its
+    /// scale, and a change of currency leaves the stored amount as it was (`20000` in JPY is
+    /// `20000.000` once the currency is KWD). A value that does not fit (none should) is shown
+    /// as stored rather than rounded.
+    pub fn shown(stored: Decimal, code: &str) -> Decimal {
+        CurrencyCode::parse(code)
+            .and_then(|c| PersonalAllowance::parse(stored, c.currency()))
+            .map_or(stored, |a| a.amount())
+    }
+}
+
+/// The address of a user's picture: an absolute `https://` URL with a host, at most
+/// [`AVATAR_URL_MAX_CHARS`] characters, stored with its scheme lower-cased and otherwise as given.
+///
+/// The partner's app loads it, so it must not be able to do anything but fetch a picture over
+/// TLS: `http:` (readable and changeable on the way), `javascript:`, `data:` and every other
+/// scheme, relative and scheme-relative (`//host/…`) references, and user info (`user:pass@`,
+/// which leaks credentials and disguises the real host as `https://bank.example@evil.example`)
+/// are refused. So are whitespace, control characters and anything outside RFC 3986's URL
+/// characters (a backslash, which browsers read as `/`; quotes and angle brackets; non-ASCII,
+/// which must be percent-encoded), and a `%` not followed by two hex digits. The host is a DNS
+/// name (letters, digits, `-`, `_`, dot-separated non-empty labels) or a bracketed IPv6 address;
+/// a port is allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvatarUrl(String);
+
+impl AvatarUrl {
+    /// Checks an avatar URL as the client sent it (not trimmed: surrounding spaces are refused
+    /// like inner ones, rather than guessed away).
+    pub fn parse(raw: &str) -> Result<AvatarUrl, String> {
+        const NOT_HTTPS: &str = "must be an absolute https:// URL";
+        const SCHEME: &str = "https://";
+        if raw.is_empty() {
+            return Err("must not be empty (null removes the avatar)".into());
+        }
+        if raw.chars().count() > AVATAR_URL_MAX_CHARS {
+            return Err(format!("must be at most {AVATAR_URL_MAX_CHARS} characters"));
+        }
+        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("must not contain whitespace or control characters".into());
+        }
+        let Some(rest) = raw
+            .get(..SCHEME.len())
+            .filter(|scheme| scheme.eq_ignore_ascii_case(SCHEME))
+            .and_then(|_| raw.get(SCHEME.len()..))
+        else {
+            return Err(NOT_HTTPS.into());
+        };
+        if !url_characters_only(rest) {
+            return Err(
+                "must contain only URL characters (percent-encode any other, as %XX)".into(),
+            );
+        }
+        let url = format!("{SCHEME}{rest}");
+        let uri: Uri = url.parse().map_err(|_| NOT_HTTPS.to_string())?;
+        let Some(authority) = uri.authority() else {
+            return Err("must name a host".into());
+        };
+        if authority.as_str().contains('@') {
+            return Err("must not contain a user name or password".into());
+        }
+        if !valid_host(authority.host()) {
+            return Err("must name a host".into());
+        }
+        // `Uri` keeps whatever follows the host's `:` without reading it as a number.
+        let port = &authority.as_str()[authority.host().len()..];
+        if !port.is_empty() && !port.strip_prefix(':').is_some_and(valid_port) {
+            return Err("must have a port of digits only, if any".into());
+        }
+        Ok(AvatarUrl(url))
+    }
+
+    /// The URL, scheme lower-cased.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL, by value.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// Whether `text` holds only RFC 3986 URL characters (unreserved, reserved and `%`), each `%`
+/// starting a two-hex-digit escape.
+fn url_characters_only(text: &str) -> bool {
+    const ALLOWED: &str = "-._~:/?#[]@!$&'()*+,;=%";
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| {
+        (b.is_ascii_alphanumeric() || ALLOWED.as_bytes().contains(&b))
+            && (b != b'%'
+                || bytes
+                    .get(i + 1..i + 3)
+                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)))
+    })
+}
+
+/// Whether a URL's port is 1 to 5 digits of a number below 65536.
+fn valid_port(port: &str) -> bool {
+    (1..=5).contains(&port.len())
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok()
+}
+
+/// Whether a URL's host is a DNS name or a bracketed IPv6 address (an IPv4 address is a DNS-like
+/// name of digits and dots, and passes as one).
+fn valid_host(host: &str) -> bool {
+    if let Some(literal) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return literal.parse::<Ipv6Addr>().is_ok();
+    }
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= DNS_LABEL_MAX_LEN
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    !host.is_empty() && host.len() <= HOST_MAX_LEN && host.split('.').all(valid_label)
+}
+
 /// The day of the month a user is paid: a day `"1"` to `"31"` (in shorter months it falls on
 /// the last day) or `"last"` for the last day of every month. Stored as that text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -457,6 +605,120 @@ mod tests {
         assert!(Income::parse(dec("300000"), jpy).is_ok());
         assert!(Income::parse(dec("300000.5"), jpy).is_err());
         assert!(Income::parse(dec("10000000000"), usd).is_err());
+    }
+
+    #[test]
+    fn allowances_follow_the_income_rule() {
+        let dec = |s: &str| Decimal::from_str(s).expect("test decimal");
+        let usd = Currency::USD;
+        let jpy = Currency::parse("JPY").expect("JPY is known");
+        let allowance = PersonalAllowance::parse(dec("150.5"), usd).expect("valid allowance");
+        assert_eq!(allowance.amount().to_string(), "150.50");
+        assert!(PersonalAllowance::parse(dec("0"), usd).is_ok());
+        assert!(PersonalAllowance::parse(dec("-0.01"), usd).is_err());
+        assert!(PersonalAllowance::parse(dec("10.005"), usd).is_err());
+        assert!(PersonalAllowance::parse(dec("150.5"), jpy).is_err());
+        assert!(PersonalAllowance::parse(dec("9999999999.99"), usd).is_ok());
+        assert!(PersonalAllowance::parse(dec("10000000000"), usd).is_err());
+    }
+
+    #[test]
+    fn allowances_are_shown_at_the_currency_scale() {
+        let dec = |s: &str| Decimal::from_str(s).expect("test decimal");
+        let shown = |amount: &str, code: &str| PersonalAllowance::shown(dec(amount), code);
+        assert_eq!(shown("0", "USD").to_string(), "0.00");
+        assert_eq!(shown("150.5", "USD").to_string(), "150.50");
+        assert_eq!(shown("20000", "KWD").to_string(), "20000.000");
+        assert_eq!(shown("150.00", "JPY").to_string(), "150");
+        // What does not fit is shown as stored, never rounded.
+        assert_eq!(shown("1.5", "JPY").to_string(), "1.5");
+        assert_eq!(shown("1.5", "???").to_string(), "1.5");
+    }
+
+    #[test]
+    fn avatar_urls_are_https_with_a_host() {
+        for (raw, stored) in [
+            (
+                "https://cdn.example.com/a/ann.png",
+                "https://cdn.example.com/a/ann.png",
+            ),
+            (
+                "HTTPS://cdn.example.com/ann.png?s=64&v=2#top",
+                "https://cdn.example.com/ann.png?s=64&v=2#top",
+            ),
+            ("https://example.com", "https://example.com"),
+            (
+                "https://img.example.com:8443/x",
+                "https://img.example.com:8443/x",
+            ),
+            ("https://[2001:db8::1]/x.png", "https://[2001:db8::1]/x.png"),
+            ("https://198.51.100.7/x.png", "https://198.51.100.7/x.png"),
+            (
+                "https://example.com/caf%C3%A9/a@b.png",
+                "https://example.com/caf%C3%A9/a@b.png",
+            ),
+        ] {
+            assert_eq!(
+                AvatarUrl::parse(raw).map(AvatarUrl::into_inner),
+                Ok(stored.to_string()),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn avatar_urls_refuse_everything_but_https_to_a_host() {
+        let at_limit = format!("https://example.com/{}", "a".repeat(2048 - 20));
+        assert_eq!(at_limit.len(), 2048);
+        assert!(AvatarUrl::parse(&at_limit).is_ok());
+        let over = format!("{at_limit}a");
+        assert_eq!(
+            AvatarUrl::parse(&over),
+            Err("must be at most 2048 characters".to_string())
+        );
+        for bad in [
+            "",
+            "http://example.com/a.png",
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            "data:image/png;base64,iVBORw0KGgo=",
+            "/avatars/ann.png",
+            "avatars/ann.png",
+            "//example.com/a.png",
+            "https:/example.com/a.png",
+            "https:example.com",
+            "https://",
+            "https:///a.png",
+            "https://:443/a.png",
+            "https://user:pass@example.com/a.png",
+            "https://user@example.com/a.png",
+            "https://bank.example@evil.example/",
+            " https://example.com/a.png",
+            "https://example.com/a.png ",
+            "https://example.com/a b.png",
+            "https://example.com/a\tb.png",
+            "https://example.com/a\nb.png",
+            "https://example.com/\u{7f}",
+            "https://example.com\\@evil.example/",
+            "https://example.com/\"onerror=\"x",
+            "https://example.com/<script>",
+            "https://example.com/café.png",
+            "https://bücher.example/a.png",
+            "https://example.com/%zz",
+            "https://example.com/%4",
+            "https://exa mple.com/",
+            "https://example..com/",
+            "https://.example.com/",
+            "https://[not-ipv6]/",
+            "https://example.com:port/",
+            "https://example.com:/a.png",
+            "https://example.com:65536/a.png",
+            "https://example.com:+1/a.png",
+            "ftp://example.com/a.png",
+            "wss://example.com/a.png",
+        ] {
+            assert!(AvatarUrl::parse(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

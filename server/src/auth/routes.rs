@@ -41,7 +41,8 @@ use crate::store::{
     NewPasswordReset, NewRefreshToken, NewUser, PartnershipStatus, RefreshTokenRecord, UserRecord,
 };
 use crate::validation::{
-    CountryCode, CurrencyCode, Email, Income, Password, Payday, PersonName, PASSWORD_MAX_CHARS,
+    AvatarUrl, CountryCode, CurrencyCode, Email, Income, Password, Payday, PersonName,
+    PersonalAllowance, PASSWORD_MAX_CHARS,
 };
 
 /// The auth router, to be nested under `/api/auth`. Handlers read the caller's IP from
@@ -124,6 +125,20 @@ pub struct RegisterRequest {
     /// Day of the month the user is paid, `"1"`..`"31"`, or `"last"`.
     #[schema(value_type = Option<String>, example = "25")]
     pub payday: Option<String>,
+    /// The `https://` URL of the user's picture: absolute, with a host, at most 2048
+    /// characters, no user name or password, no whitespace, control or non-URL characters.
+    #[schema(
+        value_type = Option<String>,
+        format = "uri",
+        max_length = 2048,
+        pattern = "^https://",
+        example = "https://cdn.example.com/ann.png"
+    )]
+    pub avatar_url: Option<String>,
+    /// Monthly personal allowance in `currency`: zero or more, at most the currency's decimals
+    /// and ten integer digits.
+    #[schema(value_type = Option<String>, example = "150.00")]
+    pub personal_allowance: Option<Decimal>,
 }
 
 /// Body of `POST /api/auth/login`.
@@ -193,6 +208,17 @@ pub struct UserView {
     pub income: Option<Decimal>,
     /// Payday: `"1"`..`"31"` or `"last"`.
     pub payday: Option<String>,
+    /// The `https://` URL of the user's picture (at most 2048 characters).
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        pattern = "^https://",
+        example = "https://cdn.example.com/ann.png"
+    )]
+    pub avatar_url: Option<String>,
+    /// Monthly personal allowance in `currency`, as a decimal string.
+    #[schema(value_type = Option<String>, example = "150.00")]
+    pub personal_allowance: Option<Decimal>,
     /// Registration time.
     pub created_at: DateTime<Utc>,
 }
@@ -207,6 +233,10 @@ impl From<&UserRecord> for UserView {
             country: user.country.clone(),
             income: user.income,
             payday: user.payday.clone(),
+            avatar_url: user.avatar_url.clone(),
+            personal_allowance: user
+                .personal_allowance
+                .map(|a| PersonalAllowance::shown(a, &user.currency)),
             created_at: user.created_at,
         }
     }
@@ -298,6 +328,8 @@ pub async fn register(
             country: registration.country.map(|c| c.as_str().to_string()),
             income: registration.income.map(|i| i.amount()),
             payday: registration.payday.map(|p| p.to_string()),
+            avatar_url: registration.avatar_url.map(AvatarUrl::into_inner),
+            personal_allowance: registration.personal_allowance.map(|a| a.amount()),
         })
         .await?;
     tracing::info!(user_id = %user.id, "account registered");
@@ -611,6 +643,8 @@ struct Registration {
     country: Option<CountryCode>,
     income: Option<Income>,
     payday: Option<Payday>,
+    avatar_url: Option<AvatarUrl>,
+    personal_allowance: Option<PersonalAllowance>,
 }
 
 impl Registration {
@@ -650,6 +684,18 @@ impl Registration {
             .payday
             .as_deref()
             .and_then(|raw| errors.check("payday", Payday::parse(raw)));
+        let avatar_url = body
+            .avatar_url
+            .as_deref()
+            .and_then(|raw| errors.check("avatar_url", AvatarUrl::parse(raw)));
+        // Like the income, an allowance can only be checked against a known currency.
+        let personal_allowance = match (body.personal_allowance, currency) {
+            (Some(amount), Some(currency)) => errors.check(
+                "personal_allowance",
+                PersonalAllowance::parse(amount, currency.currency()),
+            ),
+            _ => None,
+        };
         match (email, password, name, currency) {
             (Some(email), Some(password), Some(name), Some(currency)) if errors.is_empty() => {
                 Ok(Registration {
@@ -660,6 +706,8 @@ impl Registration {
                     country,
                     income,
                     payday,
+                    avatar_url,
+                    personal_allowance,
                 })
             }
             _ => Err(AuthError::Validation(errors)),

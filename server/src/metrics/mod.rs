@@ -165,6 +165,8 @@ label_values! {
         ForgotPassword => "forgot_password",
         /// Messages per second on one `/sync` connection (the connection is closed).
         SyncMessages => "sync_messages",
+        /// Data exports per user an hour (`GET /api/export`).
+        Export => "export",
     }
 }
 

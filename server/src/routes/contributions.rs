@@ -74,7 +74,8 @@ pub struct MonthView {
 }
 
 impl MonthView {
-    fn of(row: ContributionRow, currency: &str) -> Self {
+    /// The month as the API shows it (also in the data export).
+    pub(crate) fn of(row: ContributionRow, currency: &str) -> Self {
         MonthView {
             month: row.month,
             currency: currency.to_string(),

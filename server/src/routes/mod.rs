@@ -6,6 +6,7 @@ pub mod contributions;
 pub mod devices;
 pub mod events;
 pub mod expenses;
+pub mod export;
 pub mod goals;
 pub mod health;
 pub mod messages;

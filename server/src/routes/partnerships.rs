@@ -62,7 +62,8 @@ pub struct InviteRequest {
     pub approval_threshold: Option<Decimal>,
 }
 
-/// A person as the partnership endpoints show them.
+/// A person as the partnership endpoints show them: who they are (name, email, picture), not
+/// their own budgeting (income, payday, personal allowance stay on their profile).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PersonView {
     /// User id.
@@ -71,6 +72,14 @@ pub struct PersonView {
     pub name: String,
     /// Email.
     pub email: String,
+    /// The `https://` URL of their picture (at most 2048 characters), if they set one.
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        pattern = "^https://",
+        example = "https://cdn.example.com/ann.png"
+    )]
+    pub avatar_url: Option<String>,
 }
 
 /// A pending invitation.
@@ -144,6 +153,7 @@ fn person(u: &UserRecord) -> PersonView {
         id: u.id,
         name: u.name.clone(),
         email: u.email.clone(),
+        avatar_url: u.avatar_url.clone(),
     }
 }
 
@@ -154,6 +164,7 @@ fn invitation_view(i: InvitationRecord) -> InvitationView {
             id: i.partnership.user1_id,
             name: i.inviter_name,
             email: i.inviter_email,
+            avatar_url: i.inviter_avatar_url,
         },
         invitee_email: i.partnership.invitee_email,
         currency: i.partnership.currency,
@@ -163,7 +174,9 @@ fn invitation_view(i: InvitationRecord) -> InvitationView {
     }
 }
 
-async fn partnership_view(
+/// The partnership as `GET /api/partnerships/current` shows it to `user_id` (also the data
+/// export's `partnership`).
+pub(crate) async fn partnership_view(
     state: &AppState,
     p: PartnershipRecord,
     user_id: Uuid,
@@ -250,6 +263,7 @@ pub async fn invite(
         partnership: record,
         inviter_name: inviter.name,
         inviter_email: inviter.email,
+        inviter_avatar_url: inviter.avatar_url,
     });
     Ok((StatusCode::CREATED, Json(view)))
 }

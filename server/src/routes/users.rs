@@ -1,5 +1,12 @@
 //! `/api/users/*`: the caller's own profile, income, notification preferences and account.
 //!
+//! **The profile** holds, besides the name and money settings, an optional picture
+//! (`avatar_url`, an `https://` URL the apps load; see [`AvatarUrl`]) and an optional
+//! `personal_allowance` (the monthly amount the user keeps for themselves, in their currency,
+//! under the income's rule; see [`PersonalAllowance`]). The partner sees the name and the picture
+//! (`/api/partnerships/*`), never the allowance: like the income and the payday, it is the user's
+//! own budgeting.
+//!
 //! **Notification preferences** (`GET`/`PUT /api/users/notifications`): which kinds of push
 //! notification the user wants (all until they choose), and whether amounts and names may
 //! appear on the lock screen (`show_details`; off, a notification says only who did what and
@@ -32,7 +39,9 @@ use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiJson, FieldErrors};
 use crate::routes::shared::load_user;
 use crate::store::{NotificationKind, NotificationPreferences, ProfileUpdate, UserRecord};
-use crate::validation::{CountryCode, CurrencyCode, Email, Income, Payday, PersonName};
+use crate::validation::{
+    AvatarUrl, CountryCode, CurrencyCode, Email, Income, Payday, PersonName, PersonalAllowance,
+};
 
 /// The `/api/users` routes.
 pub fn router() -> Router<AppState> {
@@ -67,6 +76,17 @@ pub struct Profile {
     /// Payday: day of the month `"1"`..`"31"` (the last day in shorter months) or `"last"`.
     #[schema(example = "25")]
     pub payday: Option<String>,
+    /// The `https://` URL of the user's picture (at most 2048 characters).
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        pattern = "^https://",
+        example = "https://cdn.example.com/ann.png"
+    )]
+    pub avatar_url: Option<String>,
+    /// Monthly personal allowance as a decimal string in `currency`, e.g. `"150.00"`.
+    #[schema(value_type = Option<String>, example = "150.00")]
+    pub personal_allowance: Option<Decimal>,
     /// Registration time (RFC 3339).
     pub created_at: DateTime<Utc>,
     /// Last profile change (RFC 3339).
@@ -75,6 +95,9 @@ pub struct Profile {
 
 impl From<UserRecord> for Profile {
     fn from(u: UserRecord) -> Self {
+        let personal_allowance = u
+            .personal_allowance
+            .map(|a| PersonalAllowance::shown(a, &u.currency));
         Profile {
             id: u.id,
             email: u.email,
@@ -83,6 +106,8 @@ impl From<UserRecord> for Profile {
             currency: u.currency,
             country: u.country,
             payday: u.payday,
+            avatar_url: u.avatar_url,
+            personal_allowance,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }
@@ -96,13 +121,14 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// A profile change: absent fields stay as they are; `country` and `payday` may be `null` to
-/// clear them. The email cannot be changed here.
+/// A profile change: absent fields stay as they are; `country`, `payday`, `avatar_url` and
+/// `personal_allowance` may be `null` to clear them. The email cannot be changed here, nor the
+/// income (`PUT /api/users/update-income`).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct UpdateProfileRequest {
     /// 1–100 characters after trimming.
     pub name: Option<String>,
-    /// ISO 4217 code, upper-case; the income must fit its decimals.
+    /// ISO 4217 code, upper-case; the income and the personal allowance must fit its decimals.
     pub currency: Option<String>,
     /// ISO 3166-1 alpha-2 code, or `null` to clear.
     #[serde(default, deserialize_with = "present")]
@@ -112,6 +138,23 @@ pub struct UpdateProfileRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub payday: Option<Option<String>>,
+    /// An absolute `https://` URL with a host, at most 2048 characters: no other scheme, no
+    /// user name or password, no whitespace, control or non-URL characters (percent-encode
+    /// them). `null` removes the picture.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(
+        value_type = Option<String>,
+        format = "uri",
+        max_length = 2048,
+        pattern = "^https://",
+        example = "https://cdn.example.com/ann.png"
+    )]
+    pub avatar_url: Option<Option<String>>,
+    /// A decimal string (or JSON number) ≥ 0 in the currency (the new one when `currency` is in
+    /// the same request), with at most its decimals and ten integer digits; `null` to clear.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "150.00")]
+    pub personal_allowance: Option<Option<Decimal>>,
 }
 
 /// A new monthly income.
@@ -150,8 +193,10 @@ pub async fn get_profile(
     Ok(Json(load_user(&state, &user).await?.into()))
 }
 
-/// Changes name, currency, country or payday. The name (and the income, whose currency may now
-/// match the partnership's) is written into the partnership document's `members`.
+/// Changes name, currency, country, payday, avatar URL or personal allowance. The name (and the
+/// income, whose currency may now match the partnership's) is written into the partnership
+/// document's `members`. Every field is checked before anything is written: one invalid field
+/// changes nothing.
 #[utoipa::path(put, path = "/api/users/profile", tag = "users", security(("bearer" = [])),
     request_body = UpdateProfileRequest,
     responses(
@@ -186,12 +231,46 @@ pub async fn update_profile(
             .and_then(|p| errors.check("payday", Payday::parse(p)))
             .map(|p| p.to_string())
     });
-    if let (Some(currency), Some(income)) = (currency, current.income) {
-        if Income::parse(income, currency.currency()).is_err() {
-            errors.push(
-                "currency",
-                "the current income has more decimals than this currency allows",
-            );
+    let avatar_url = body.avatar_url.map(|a| {
+        a.as_deref()
+            .and_then(|a| errors.check("avatar_url", AvatarUrl::parse(a)))
+            .map(AvatarUrl::into_inner)
+    });
+    // The allowance is in the currency the profile will have: the new one when this request
+    // changes it. An invalid new currency is reported as such, and the allowance cannot be
+    // checked against it (nothing is written either way).
+    let allowance_currency = match (&body.currency, currency) {
+        (None, _) => Some(CurrencyCode::parse(&current.currency).map_err(ApiError::internal)?),
+        (Some(_), new) => new,
+    };
+    let personal_allowance = body.personal_allowance.map(|a| {
+        a.zip(allowance_currency)
+            .and_then(|(amount, currency)| {
+                errors.check(
+                    "personal_allowance",
+                    PersonalAllowance::parse(amount, currency.currency()),
+                )
+            })
+            .map(|a| a.amount())
+    });
+    if let Some(currency) = currency {
+        if let Some(income) = current.income {
+            if Income::parse(income, currency.currency()).is_err() {
+                errors.push(
+                    "currency",
+                    "the current income has more decimals than this currency allows",
+                );
+            }
+        }
+        // A stored allowance that this request does not replace must fit the new currency, as
+        // the income must: otherwise the profile would hold an amount its currency cannot.
+        if let (None, Some(allowance)) = (&body.personal_allowance, current.personal_allowance) {
+            if PersonalAllowance::parse(allowance, currency.currency()).is_err() {
+                errors.push(
+                    "currency",
+                    "the current personal allowance has more decimals than this currency allows",
+                );
+            }
         }
     }
     errors.into_result()?;
@@ -200,6 +279,8 @@ pub async fn update_profile(
         currency: currency.map(|c| c.as_str().to_string()),
         country,
         payday,
+        avatar_url,
+        personal_allowance,
     };
     let updated = state.store.update_profile(user.user_id, update).await?;
     crate::routes::server_doc::sync_member(&state, &updated).await?;

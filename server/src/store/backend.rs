@@ -38,6 +38,9 @@ macro_rules! backend {
         mod approvals_messages {
             $crate::store::approvals_messages::approval_message_queries!();
         }
+        mod export {
+            $crate::store::export::export_queries!();
+        }
 
         impl $store {
             /// The underlying pool, for the layers that add their own queries (materialization).
@@ -48,7 +51,7 @@ macro_rules! backend {
 
         mod trait_impl {
             use super::{
-                approvals_messages, devices, documents, notifications, partnerships, reads,
+                approvals_messages, devices, documents, export, notifications, partnerships, reads,
                 sessions, sync, users, $store,
             };
             use chrono::{DateTime, Utc};
@@ -609,6 +612,18 @@ macro_rules! backend {
                     month: &str,
                 ) -> StoreResult<Option<ContributionRow>> {
                     reads::contribution(&self.pool, partnership_id, month).await
+                }
+
+                // ---- the data export ----
+
+                async fn export_page(
+                    &self,
+                    partnership_id: Uuid,
+                    table: $crate::store::ExportTable,
+                    after: Option<&$crate::store::ExportKey>,
+                    limit: u32,
+                ) -> StoreResult<Vec<splitsave_sync_core::materialize::Row>> {
+                    export::export_page(&self.pool, partnership_id, table, after, limit).await
                 }
             }
         }

@@ -48,6 +48,8 @@ fn new_user(email: &str) -> NewUser {
         country: None,
         income: None,
         payday: None,
+        avatar_url: None,
+        personal_allowance: None,
     }
 }
 

@@ -23,8 +23,8 @@
 //! The SQL of each domain lives in one module, as a macro that generates that domain's query
 //! functions over a backend: `users`, `sessions` (refresh tokens, password resets),
 //! `partnerships`, `documents`, `devices`, `notifications` (preferences, the outbox), `sync`
-//! (merge commits, materialized rows, sync states), `reads` (expenses, goals, contributions) and
-//! `approvals_messages`. A backend module,
+//! (merge commits, materialized rows, sync states), `reads` (expenses, goals, contributions),
+//! `approvals_messages` and `export` (the data export's pages of every materialized table). A backend module,
 //! [`postgres`] or [`sqlite`], holds only its glue — what truly differs — and expands every domain
 //! in a child module of the same name with `backend::backend!`, which also implements [`Store`]
 //! once for both. The glue each backend provides, used by the domains through `super::`:
@@ -54,6 +54,7 @@ mod backend;
 mod conflict_tests;
 mod devices;
 mod documents;
+mod export;
 mod notifications;
 mod partnerships;
 pub mod postgres;
@@ -75,6 +76,7 @@ use uuid::Uuid;
 
 pub use approvals_messages::MessageCursor;
 pub use devices::{DevicePlatform, DeviceRecord, DeviceTarget, NewDevice};
+pub use export::{ExportKey, ExportTable};
 pub use notifications::{
     ClaimedNotification, NewNotification, NotificationKind, NotificationPreferences,
 };
@@ -224,6 +226,10 @@ pub struct NewUser {
     pub income: Option<Decimal>,
     /// Payday: day of month `"1"`..`"31"` or `"last"`.
     pub payday: Option<String>,
+    /// The `https://` URL of the user's picture.
+    pub avatar_url: Option<String>,
+    /// Monthly personal allowance in `currency`.
+    pub personal_allowance: Option<Decimal>,
 }
 
 /// A stored user.
@@ -245,6 +251,11 @@ pub struct UserRecord {
     pub country: Option<String>,
     /// Payday: day of month `"1"`..`"31"` or `"last"`.
     pub payday: Option<String>,
+    /// The `https://` URL of the user's picture.
+    pub avatar_url: Option<String>,
+    /// Monthly personal allowance in `currency`, as written (a change of currency leaves it as
+    /// it is, like `income`; the API shows it at the currency's scale).
+    pub personal_allowance: Option<Decimal>,
     /// Bumped by a password change or reset; access tokens carry it as `ver`.
     pub token_version: i64,
     /// Last authenticated activity.
@@ -266,6 +277,10 @@ pub struct ProfileUpdate {
     pub country: Option<Option<String>>,
     /// New payday, or `Some(None)` to clear it.
     pub payday: Option<Option<String>>,
+    /// New avatar URL, or `Some(None)` to clear it.
+    pub avatar_url: Option<Option<String>>,
+    /// New personal allowance, or `Some(None)` to clear it.
+    pub personal_allowance: Option<Option<Decimal>>,
 }
 
 /// A refresh token to store (only its hash is kept).
@@ -425,6 +440,8 @@ pub struct InvitationRecord {
     pub inviter_name: String,
     /// The inviter's email.
     pub inviter_email: String,
+    /// The inviter's avatar URL: the invitation shows who invites as the partnership will.
+    pub inviter_avatar_url: Option<String>,
 }
 
 /// What accepting an invitation stores, in one transaction with the status change.
@@ -924,6 +941,21 @@ pub trait Store: Send + Sync + 'static {
         partnership_id: Uuid,
         month: &str,
     ) -> StoreResult<Option<splitsave_sync_core::materialize::ContributionRow>>;
+
+    // ---- the data export ----
+
+    /// One page of a materialized table of the partnership for `GET /api/export`: at most
+    /// `limit` rows after `after` (the first page when `None`), in key order (by id; the months
+    /// by month, each with its shares), decoded exactly as the REST reads decode them. Continue
+    /// with [`ExportKey::of`] the page's last row until a page is shorter than `limit`. Each
+    /// page is its own read (see the `export` module for why not one transaction).
+    async fn export_page(
+        &self,
+        partnership_id: Uuid,
+        table: ExportTable,
+        after: Option<&ExportKey>,
+        limit: u32,
+    ) -> StoreResult<Vec<splitsave_sync_core::materialize::Row>>;
 }
 
 /// Everything one merge makes durable at once (see [`Store::commit_merge`]).

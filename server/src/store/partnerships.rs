@@ -113,7 +113,7 @@ macro_rules! partnership_queries {
             let rows = sqlx::query(
                 "SELECT p.id, p.user1_id, p.user2_id, p.invitee_email, p.status, p.currency, \
                  p.approval_threshold, p.created_at, p.accepted_at, u.name AS inviter_name, \
-                 u.email AS inviter_email \
+                 u.email AS inviter_email, u.avatar_url AS inviter_avatar_url \
                  FROM partnerships p JOIN users u ON u.id = p.user1_id \
                  WHERE p.status = 'pending' AND (p.invitee_email = $1 OR p.user1_id = $2) \
                  ORDER BY p.created_at, p.id",
@@ -128,6 +128,7 @@ macro_rules! partnership_queries {
                         partnership: partnership_from_row(row)?,
                         inviter_name: row.try_get("inviter_name")?,
                         inviter_email: row.try_get("inviter_email")?,
+                        inviter_avatar_url: row.try_get("inviter_avatar_url")?,
                     })
                 })
                 .collect()

@@ -180,8 +180,9 @@ macro_rules! read_queries {
             Ok((row.try_get("month")?, share))
         }
 
-        /// The shares of the given months, each month's ordered by user id.
-        async fn shares_of(
+        /// The shares of the given months, each month's ordered by user id (also the export's
+        /// pages of months).
+        pub(super) async fn shares_of(
             pool: &Pool,
             pid: Uuid,
             months: &[String],

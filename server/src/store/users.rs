@@ -20,7 +20,8 @@ macro_rules! user_queries {
         type DbRow = <Db as sqlx::Database>::Row;
 
         const USER_COLUMNS: &str = "id, email, password_hash, name, income, currency, country, \
-                                    payday, token_version, last_seen, created_at, updated_at";
+                                    payday, avatar_url, personal_allowance, token_version, \
+                                    last_seen, created_at, updated_at";
 
         fn user_from_row(row: &DbRow) -> StoreResult<UserRecord> {
             Ok(UserRecord {
@@ -32,6 +33,8 @@ macro_rules! user_queries {
                 currency: row.try_get("currency")?,
                 country: row.try_get("country")?,
                 payday: row.try_get("payday")?,
+                avatar_url: row.try_get("avatar_url")?,
+                personal_allowance: read_optional_money(row, "personal_allowance")?,
                 token_version: row.try_get("token_version")?,
                 last_seen: row.try_get("last_seen")?,
                 created_at: row.try_get("created_at")?,
@@ -47,8 +50,9 @@ macro_rules! user_queries {
             let now = Utc::now();
             let sql = format!(
                 "INSERT INTO users (id, email, password_hash, name, income, currency, country, \
-                 payday, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {USER_COLUMNS}"
+                 payday, avatar_url, personal_allowance, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                 RETURNING {USER_COLUMNS}"
             );
             let row = sqlx::query(&sql)
                 .bind(u.id)
@@ -59,6 +63,8 @@ macro_rules! user_queries {
                 .bind(&u.currency)
                 .bind(&u.country)
                 .bind(&u.payday)
+                .bind(&u.avatar_url)
+                .bind(u.personal_allowance.map(money))
                 .bind(now)
                 .fetch_one(pool)
                 .await
@@ -94,7 +100,9 @@ macro_rules! user_queries {
             Ok(version)
         }
 
-        /// See `Store::update_profile`.
+        /// See `Store::update_profile`. A clearable field is a flag (whether to set it) and its
+        /// new value, so that `NULL` can be written, which `COALESCE` could not tell from
+        /// "unchanged".
         pub(in $crate::store) async fn update_profile(
             pool: &Pool,
             user_id: Uuid,
@@ -103,7 +111,10 @@ macro_rules! user_queries {
             let sql = format!(
                 "UPDATE users SET name = COALESCE($2, name), currency = COALESCE($3, currency), \
                  country = CASE WHEN $4 THEN $5 ELSE country END, \
-                 payday = CASE WHEN $6 THEN $7 ELSE payday END, updated_at = $8 \
+                 payday = CASE WHEN $6 THEN $7 ELSE payday END, \
+                 avatar_url = CASE WHEN $8 THEN $9 ELSE avatar_url END, \
+                 personal_allowance = CASE WHEN $10 THEN $11 ELSE personal_allowance END, \
+                 updated_at = $12 \
                  WHERE id = $1 RETURNING {USER_COLUMNS}"
             );
             let row = sqlx::query(&sql)
@@ -114,6 +125,10 @@ macro_rules! user_queries {
                 .bind(update.country.flatten())
                 .bind(update.payday.is_some())
                 .bind(update.payday.flatten())
+                .bind(update.avatar_url.is_some())
+                .bind(update.avatar_url.flatten())
+                .bind(update.personal_allowance.is_some())
+                .bind(update.personal_allowance.flatten().map(money))
                 .bind(Utc::now())
                 .fetch_optional(pool)
                 .await?

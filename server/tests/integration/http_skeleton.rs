@@ -694,6 +694,7 @@ async fn the_openapi_document_describes_every_endpoint() {
         ("/api/partnerships/decline/{id}", "delete"),
         ("/api/partnerships/current", "get"),
         ("/api/partnerships/status", "put"),
+        ("/api/export", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
     ] {

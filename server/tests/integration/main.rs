@@ -20,6 +20,7 @@ mod auth_flow;
 mod cluster;
 mod deploy_stack;
 mod every_endpoint_auth;
+mod export;
 mod http_skeleton;
 mod metrics;
 mod partnerships_api;

@@ -11,6 +11,10 @@ use crate::common::{Backend, TestApp, PASSWORD};
 on_both_backends!(
     profile_shows_and_updates_the_callers_own_data,
     income_is_exact_and_follows_the_currency_decimals,
+    avatar_and_allowance_are_set_at_registration_changed_and_cleared,
+    bad_avatars_and_allowances_are_refused_and_change_nothing,
+    the_allowance_follows_the_currency_decimals,
+    the_partner_sees_the_avatar_but_not_the_allowance,
     invitation_then_acceptance_makes_an_active_partnership_with_a_document,
     an_invitation_waits_for_a_partner_who_registers_later,
     nobody_can_invite_themselves,
@@ -122,6 +126,400 @@ async fn income_is_exact_and_follows_the_currency_decimals(backend: Backend) {
     let (_, profile) = app.get("/api/users/profile", token).await;
     assert_eq!(profile["currency"], "JPY");
     assert_eq!(profile["income"], serde_json::Value::Null);
+}
+
+/// The profile fields as one JSON object, to compare what a view shows with what was written.
+fn avatar_and_allowance(view: &serde_json::Value) -> serde_json::Value {
+    json!({"avatar_url": view["avatar_url"], "personal_allowance": view["personal_allowance"]})
+}
+
+async fn avatar_and_allowance_are_set_at_registration_changed_and_cleared(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let body = json!({"email": "ann@example.com", "password": PASSWORD, "name": "Ann",
+                      "currency": "EUR", "avatar_url": "https://cdn.example.com/ann.png",
+                      "personal_allowance": "150.5"});
+    let (status, registered) = app.post("/api/auth/register", None, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    let written = json!({"avatar_url": "https://cdn.example.com/ann.png",
+                         "personal_allowance": "150.50"});
+    assert_eq!(avatar_and_allowance(&registered["user"]), written);
+    let ann = app.login("ann@example.com", PASSWORD).await;
+    let token = Some(ann.access_token.as_str());
+    let (status, profile) = app.get("/api/users/profile", token).await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert_eq!(avatar_and_allowance(&profile), written);
+
+    // A change: the scheme is stored lower-case, a JSON number is an exact decimal too.
+    let (status, updated) = app
+        .put(
+            "/api/users/profile",
+            token,
+            json!({"avatar_url": "HTTPS://img.example.org:8443/a/ann%20b.png?s=64#x",
+                   "personal_allowance": 99.99}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let changed = json!({"avatar_url": "https://img.example.org:8443/a/ann%20b.png?s=64#x",
+                         "personal_allowance": "99.99"});
+    assert_eq!(avatar_and_allowance(&updated), changed);
+    let (_, profile) = app.get("/api/users/profile", token).await;
+    assert_eq!(avatar_and_allowance(&profile), changed);
+    let (status, session) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": "ann@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(avatar_and_allowance(&session["user"]), changed);
+
+    // Absent fields stay; a zero allowance is an allowance, not a missing one.
+    let (status, updated) = app
+        .put(
+            "/api/users/profile",
+            token,
+            json!({"name": "Annie", "personal_allowance": "0"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["avatar_url"], changed["avatar_url"]);
+    assert_eq!(updated["personal_allowance"], "0.00");
+
+    // `null` clears each, independently.
+    let (status, cleared) = app
+        .put("/api/users/profile", token, json!({"avatar_url": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert_eq!(
+        avatar_and_allowance(&cleared),
+        json!({"avatar_url": null, "personal_allowance": "0.00"})
+    );
+    let (status, cleared) = app
+        .put(
+            "/api/users/profile",
+            token,
+            json!({"personal_allowance": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    let (_, profile) = app.get("/api/users/profile", token).await;
+    assert_eq!(
+        avatar_and_allowance(&profile),
+        json!({"avatar_url": null, "personal_allowance": null})
+    );
+    assert_eq!(profile["name"], "Annie");
+
+    // Registering without them leaves both null.
+    let ben = app.register("ben@example.com", "Ben").await;
+    let (_, profile) = app.get("/api/users/profile", Some(&ben.access_token)).await;
+    assert_eq!(
+        avatar_and_allowance(&profile),
+        json!({"avatar_url": null, "personal_allowance": null})
+    );
+}
+
+async fn bad_avatars_and_allowances_are_refused_and_change_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ann = app
+        .register_with(
+            json!({"email": "ann@example.com", "password": PASSWORD, "name": "Ann",
+                              "currency": "USD", "avatar_url": "https://cdn.example.com/ann.png",
+                              "personal_allowance": "150.00"}),
+        )
+        .await;
+    let token = Some(ann.access_token.as_str());
+    let (_, before) = app.get("/api/users/profile", token).await;
+    let too_long = format!("https://cdn.example.com/{}", "a".repeat(2048 - 23));
+    assert_eq!(too_long.len(), 2049);
+    let bad_avatars = [
+        json!(""),
+        json!("http://cdn.example.com/ann.png"),
+        json!("javascript:alert(1)"),
+        json!("data:image/png;base64,iVBORw0KGgo="),
+        json!("/avatars/ann.png"),
+        json!("//cdn.example.com/ann.png"),
+        json!("https://"),
+        json!("https:///ann.png"),
+        json!("https://user:pass@cdn.example.com/ann.png"),
+        json!("https://cdn.example.com@evil.example/ann.png"),
+        json!(" https://cdn.example.com/ann.png"),
+        json!("https://cdn.example.com/a nn.png"),
+        json!("https://cdn.example.com/ann.png\n"),
+        json!("https://cdn.example.com/\u{0}"),
+        json!("https://cdn.example.com\\@evil.example/"),
+        json!("https://cdn.example.com/\"><script>"),
+        json!("https://cdn.example.com/café.png"),
+        json!(too_long),
+    ];
+    for bad in &bad_avatars {
+        // With a valid change beside it: one invalid field writes nothing at all.
+        let (status, body) = app
+            .put(
+                "/api/users/profile",
+                token,
+                json!({"name": "Changed", "avatar_url": bad}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert!(
+            body["error"]["details"]["avatar_url"].is_array(),
+            "{bad}: {body}"
+        );
+    }
+    let bad_allowances = [
+        json!("-0.01"),
+        json!(-5),
+        json!("10.005"),
+        json!("10000000000"),
+    ];
+    for bad in &bad_allowances {
+        let (status, body) = app
+            .put(
+                "/api/users/profile",
+                token,
+                json!({"name": "Changed", "personal_allowance": bad}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(
+            body["error"]["details"]["personal_allowance"].is_array(),
+            "{bad}: {body}"
+        );
+    }
+    // Wrong JSON types are malformed requests, as for every other field.
+    for body in [
+        json!({"avatar_url": 5}),
+        json!({"personal_allowance": "lots"}),
+    ] {
+        let (status, answer) = app.put("/api/users/profile", token, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+    let (_, after) = app.get("/api/users/profile", token).await;
+    assert_eq!(after, before, "nothing was written");
+
+    // Registration refuses them the same way, naming each field, and creates no account.
+    let (status, body) = app
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"email": "ben@example.com", "password": PASSWORD, "name": "Ben",
+                   "currency": "JPY", "avatar_url": "http://cdn.example.com/ben.png",
+                   "personal_allowance": "10.5"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"]["details"]["avatar_url"].is_array(), "{body}");
+    assert!(
+        body["error"]["details"]["personal_allowance"].is_array(),
+        "{body}"
+    );
+    assert!(app
+        .state
+        .store
+        .user_by_email("ben@example.com")
+        .await
+        .expect("lookup")
+        .is_none());
+}
+
+async fn the_allowance_follows_the_currency_decimals(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ann = app
+        .register_with(
+            json!({"email": "ann@example.com", "password": PASSWORD, "name": "Ann",
+                              "currency": "USD", "personal_allowance": "150.50"}),
+        )
+        .await;
+    let token = Some(ann.access_token.as_str());
+    // A currency without a minor unit cannot hold the cents of the current allowance.
+    let (status, body) = app
+        .put("/api/users/profile", token, json!({"currency": "JPY"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"]["details"]["currency"].is_array(), "{body}");
+    // An allowance sent with the new currency is checked against the new currency.
+    let (status, body) = app
+        .put(
+            "/api/users/profile",
+            token,
+            json!({"currency": "JPY", "personal_allowance": "20000.5"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["details"]["personal_allowance"].is_array(),
+        "{body}"
+    );
+    assert!(body["error"]["details"]["currency"].is_null(), "{body}");
+    // An unknown currency is reported as such; the allowance is not judged against it.
+    let (status, body) = app
+        .put(
+            "/api/users/profile",
+            token,
+            json!({"currency": "XYZ", "personal_allowance": "1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"]["details"]["currency"].is_array(), "{body}");
+    assert!(
+        body["error"]["details"]["personal_allowance"].is_null(),
+        "{body}"
+    );
+    let (_, profile) = app.get("/api/users/profile", token).await;
+    assert_eq!(profile["currency"], "USD");
+    assert_eq!(profile["personal_allowance"], "150.50");
+
+    // Replacing the allowance in the same request lets the currency change.
+    let (status, body) = app
+        .put(
+            "/api/users/profile",
+            token,
+            json!({"currency": "JPY", "personal_allowance": "20000"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["currency"], "JPY");
+    assert_eq!(body["personal_allowance"], "20000");
+    // Without a change of currency, the allowance is checked against the current one.
+    let (status, body) = app
+        .put(
+            "/api/users/profile",
+            token,
+            json!({"personal_allowance": "0.5"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["details"]["personal_allowance"].is_array(),
+        "{body}"
+    );
+    // A whole allowance fits any currency; three decimals fit a three-decimal one.
+    let (status, body) = app
+        .put("/api/users/profile", token, json!({"currency": "KWD"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["personal_allowance"], "20000.000",
+        "shown at KWD's scale"
+    );
+    let (status, body) = app
+        .put(
+            "/api/users/profile",
+            token,
+            json!({"personal_allowance": "12.345"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["personal_allowance"], "12.345");
+    // Clearing it in the same request also lets the currency change.
+    let (status, body) = app
+        .put(
+            "/api/users/profile",
+            token,
+            json!({"currency": "USD", "personal_allowance": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["currency"], "USD");
+    assert_eq!(body["personal_allowance"], serde_json::Value::Null);
+}
+
+async fn the_partner_sees_the_avatar_but_not_the_allowance(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let ann = app
+        .register_with(
+            json!({"email": "ann@example.com", "password": PASSWORD, "name": "Ann",
+                              "currency": "USD", "avatar_url": "https://cdn.example.com/ann.png",
+                              "personal_allowance": "150.00", "income": "4000"}),
+        )
+        .await;
+    let ben = app.register("ben@example.com", "Ben").await;
+    let (status, invitation) = app
+        .post(
+            "/api/partnerships/invite",
+            Some(&ann.access_token),
+            json!({"email": "ben@example.com"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    assert_eq!(
+        invitation["inviter"]["avatar_url"],
+        "https://cdn.example.com/ann.png"
+    );
+    let (_, listed) = app
+        .get("/api/partnerships/invitations", Some(&ben.access_token))
+        .await;
+    let inviter = &listed["received"][0]["inviter"];
+    assert_eq!(inviter["avatar_url"], "https://cdn.example.com/ann.png");
+    assert!(inviter.get("personal_allowance").is_none(), "{inviter}");
+    let id = invitation["id"].as_str().expect("id");
+    let (status, active) = app
+        .post(
+            &format!("/api/partnerships/accept/{id}"),
+            Some(&ben.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{active}");
+    assert_eq!(
+        active["partner"]["avatar_url"],
+        "https://cdn.example.com/ann.png"
+    );
+
+    // The partner view shows who the partner is, never their own budgeting.
+    let (status, current) = app
+        .get("/api/partnerships/current", Some(&ben.access_token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{current}");
+    let partner = current["partner"].as_object().expect("partner");
+    let mut keys: Vec<&str> = partner.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["avatar_url", "email", "id", "name"]);
+    assert_eq!(partner["avatar_url"], "https://cdn.example.com/ann.png");
+    // Ann sees Ben's (none set).
+    let (_, current) = app
+        .get("/api/partnerships/current", Some(&ann.access_token))
+        .await;
+    assert_eq!(current["partner"]["avatar_url"], serde_json::Value::Null);
+
+    // A change of picture, and its removal, show at once.
+    let (status, body) = app
+        .put(
+            "/api/users/profile",
+            Some(&ann.access_token),
+            json!({"avatar_url": "https://cdn.example.com/ann-2.png"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, current) = app
+        .get("/api/partnerships/current", Some(&ben.access_token))
+        .await;
+    assert_eq!(
+        current["partner"]["avatar_url"],
+        "https://cdn.example.com/ann-2.png"
+    );
+    let (status, body) = app
+        .put(
+            "/api/users/profile",
+            Some(&ann.access_token),
+            json!({"avatar_url": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, current) = app
+        .get("/api/partnerships/current", Some(&ben.access_token))
+        .await;
+    assert_eq!(current["partner"]["avatar_url"], serde_json::Value::Null);
 }
 
 async fn invitation_then_acceptance_makes_an_active_partnership_with_a_document(backend: Backend) {

@@ -72,6 +72,8 @@ fn new_user(email: &str) -> NewUser {
         country: Some("US".to_string()),
         income: Some(Decimal::new(420050, 2)),
         payday: Some("25".to_string()),
+        avatar_url: Some("https://cdn.example.com/ann.png".to_string()),
+        personal_allowance: Some(Decimal::new(15000, 2)),
     }
 }
 
@@ -190,6 +192,11 @@ async fn users_are_found_by_id_and_email(store: Arc<dyn Store>) {
     assert_eq!(by_email.income, Some(Decimal::new(420050, 2)));
     assert_eq!(by_email.country.as_deref(), Some("US"));
     assert_eq!(by_email.payday.as_deref(), Some("25"));
+    assert_eq!(
+        by_email.avatar_url.as_deref(),
+        Some("https://cdn.example.com/ann.png")
+    );
+    assert_eq!(by_email.personal_allowance, Some(Decimal::new(15000, 2)));
     assert!(store
         .user_by_id(Uuid::now_v7())
         .await
@@ -218,6 +225,8 @@ async fn profile_update_changes_only_given_fields(store: Arc<dyn Store>) {
     assert_eq!(renamed.country.as_deref(), Some("US"));
     assert_eq!(renamed.payday.as_deref(), Some("25"));
     assert_eq!(renamed.currency, "USD");
+    assert_eq!(renamed.avatar_url, created.avatar_url);
+    assert_eq!(renamed.personal_allowance, Some(Decimal::new(15000, 2)));
     let cleared = store
         .update_profile(
             created.id,
@@ -225,6 +234,8 @@ async fn profile_update_changes_only_given_fields(store: Arc<dyn Store>) {
                 currency: Some("EUR".into()),
                 country: Some(None),
                 payday: Some(Some("last".into())),
+                avatar_url: Some(None),
+                personal_allowance: Some(Some(Decimal::new(123456789012, 3))),
                 ..Default::default()
             },
         )
@@ -234,6 +245,33 @@ async fn profile_update_changes_only_given_fields(store: Arc<dyn Store>) {
     assert_eq!(cleared.currency, "EUR");
     assert_eq!(cleared.country, None);
     assert_eq!(cleared.payday.as_deref(), Some("last"));
+    assert_eq!(cleared.avatar_url, None);
+    // Exact, scale kept: 123456789.012 reads back with its three decimals on both backends.
+    assert_eq!(
+        cleared.personal_allowance.map(|d| d.to_string()).as_deref(),
+        Some("123456789.012")
+    );
+    let swapped = store
+        .update_profile(
+            created.id,
+            ProfileUpdate {
+                avatar_url: Some(Some("https://img.example.org/a.png".into())),
+                personal_allowance: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(
+        swapped.avatar_url.as_deref(),
+        Some("https://img.example.org/a.png")
+    );
+    assert_eq!(swapped.personal_allowance, None);
+    assert_eq!(
+        swapped.payday.as_deref(),
+        Some("last"),
+        "absent fields stay"
+    );
     assert!(cleared.updated_at >= created.updated_at);
     let missing = store
         .update_profile(Uuid::now_v7(), ProfileUpdate::default())
@@ -728,6 +766,7 @@ async fn invitations_are_listed_for_invitee_and_inviter(store: Arc<dyn Store>) {
     assert_eq!(ids, vec![from_ann.id, from_cat.id]);
     assert_eq!(received[0].inviter_name, "Ann");
     assert_eq!(received[0].inviter_email, "ann@example.com");
+    assert_eq!(received[0].inviter_avatar_url, ann.avatar_url);
     let sent = store
         .invitations_for(ann.id, &ann.email)
         .await

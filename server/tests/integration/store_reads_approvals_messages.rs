@@ -62,6 +62,8 @@ async fn user(store: &Arc<dyn Store>, name: &str) -> UserRecord {
             country: None,
             income: None,
             payday: None,
+            avatar_url: None,
+            personal_allowance: None,
         })
         .await
         .expect("create user")

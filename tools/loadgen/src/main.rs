@@ -1083,6 +1083,8 @@ impl Setup {
                     country: None,
                     income: None,
                     payday: None,
+                    avatar_url: None,
+                    personal_allowance: None,
                 })
                 .await?;
             users.push(record);

@@ -368,6 +368,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Exports the caller's data: their profile, their partnership and all of its items as JSON or
+         *     as CSV files in a zip, or the partnership's Automerge document. Downloaded as a file
+         *     (`Content-Disposition: attachment`). At most 5 exports per user an hour.
+         */
+        get: operations["export_data"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/goals": {
         parameters: {
             query?: never;
@@ -616,8 +637,10 @@ export interface paths {
         /** The caller's profile. */
         get: operations["get_profile"];
         /**
-         * Changes name, currency, country or payday. The name (and the income, whose currency may now
-         *     match the partnership's) is written into the partnership document's `members`.
+         * Changes name, currency, country, payday, avatar URL or personal allowance. The name (and the
+         *     income, whose currency may now match the partnership's) is written into the partnership
+         *     document's `members`. Every field is checked before anything is written: one invalid field
+         *     changes nothing.
          */
         put: operations["update_profile"];
         post?: never;
@@ -816,6 +839,8 @@ export interface components {
             /** @description The signed-in user. */
             user: components["schemas"]["UserView"];
         };
+        /** Format: binary */
+        BinaryFile: string;
         /** @description Body of `POST /api/auth/change-password`. */
         ChangePasswordRequest: {
             /**
@@ -1034,6 +1059,35 @@ export interface components {
             /** @description RFC 3339. */
             updated_at: string;
         };
+        /**
+         * @description The JSON export (`format=json`), key by key in the order it is written. Documentation only:
+         *     the export is written as a stream by `Export::write_json`, never built as this value (a test
+         *     keeps the two equal).
+         */
+        ExportDocument: {
+            /** @description Every approval request, whatever its status, by id. */
+            approval_requests: components["schemas"]["ApprovalView"][];
+            /** @description Every month, oldest first. */
+            contributions: components["schemas"]["MonthView"][];
+            /** @description Every expense, by id (empty without an active or paused partnership, like the others). */
+            expenses: components["schemas"]["ExpenseView"][];
+            /** @description When the export was made (RFC 3339). */
+            exported_at: string;
+            /**
+             * Format: int32
+             * @description The layout's version, `1`.
+             */
+            format_version: number;
+            /** @description Every contribution logged to a goal, by id. */
+            goal_contributions: components["schemas"]["GoalContributionView"][];
+            /** @description Every goal, by id. */
+            goals: components["schemas"]["GoalView"][];
+            /** @description Every message, by id. */
+            messages: components["schemas"]["MessageView"][];
+            partnership?: null | components["schemas"]["PartnershipView"];
+            /** @description The caller's profile, as `GET /api/users/profile` shows it. */
+            profile: components["schemas"]["Profile"];
+        };
         /** @description Body of `POST /api/auth/forgot-password`. */
         ForgotPasswordRequest: {
             /** @description The email of the account to reset. */
@@ -1056,6 +1110,34 @@ export interface components {
              * @example 0.00
              */
             yearly: string;
+        };
+        /**
+         * @description A contribution logged to a goal (what `PUT /api/goals/{id}/contribution` adds to its
+         *     `saved_amount`), as the export and the event stream show it.
+         */
+        GoalContributionView: {
+            /**
+             * @description The amount, a decimal string in the partnership currency.
+             * @example 150.00
+             */
+            amount: string;
+            /** @description When (RFC 3339). */
+            created_at: string;
+            /**
+             * Format: uuid
+             * @description The goal.
+             */
+            goal_id: string;
+            /**
+             * Format: uuid
+             * @description The contribution's id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The partner who contributed.
+             */
+            user_id: string;
         };
         /** @description A page of goals. */
         GoalPage: {
@@ -1437,8 +1519,17 @@ export interface components {
             /** @description `pending` (an invitation the caller sent), `active` or `paused`. */
             status: components["schemas"]["PartnershipStatus"];
         };
-        /** @description A person as the partnership endpoints show them. */
+        /**
+         * @description A person as the partnership endpoints show them: who they are (name, email, picture), not
+         *     their own budgeting (income, payday, personal allowance stay on their profile).
+         */
         PersonView: {
+            /**
+             * Format: uri
+             * @description The `https://` URL of their picture (at most 2048 characters), if they set one.
+             * @example https://cdn.example.com/ann.png
+             */
+            avatar_url?: string | null;
             /** @description Email. */
             email: string;
             /**
@@ -1451,6 +1542,12 @@ export interface components {
         };
         /** @description A user's own profile as the API shows it (never the password hash). */
         Profile: {
+            /**
+             * Format: uri
+             * @description The `https://` URL of the user's picture (at most 2048 characters).
+             * @example https://cdn.example.com/ann.png
+             */
+            avatar_url?: string | null;
             /**
              * @description ISO 3166-1 alpha-2 country code.
              * @example US
@@ -1485,6 +1582,11 @@ export interface components {
              * @example 25
              */
             payday?: string | null;
+            /**
+             * @description Monthly personal allowance as a decimal string in `currency`, e.g. `"150.00"`.
+             * @example 150.00
+             */
+            personal_allowance?: string | null;
             /**
              * Format: date-time
              * @description Last profile change (RFC 3339).
@@ -1529,6 +1631,13 @@ export interface components {
         /** @description Body of `POST /api/auth/register`. */
         RegisterRequest: {
             /**
+             * Format: uri
+             * @description The `https://` URL of the user's picture: absolute, with a host, at most 2048
+             *     characters, no user name or password, no whitespace, control or non-URL characters.
+             * @example https://cdn.example.com/ann.png
+             */
+            avatar_url?: string | null;
+            /**
              * @description ISO 3166-1 alpha-2 country code.
              * @example US
              */
@@ -1563,6 +1672,12 @@ export interface components {
              * @example 25
              */
             payday?: string | null;
+            /**
+             * @description Monthly personal allowance in `currency`: zero or more, at most the currency's decimals
+             *     and ten integer digits.
+             * @example 150.00
+             */
+            personal_allowance?: string | null;
         };
         /** @description Body of `POST /api/auth/reset-password`. */
         ResetPasswordRequest: {
@@ -1723,21 +1838,42 @@ export interface components {
             show_details?: boolean | null;
         };
         /**
-         * @description A profile change: absent fields stay as they are; `country` and `payday` may be `null` to
-         *     clear them. The email cannot be changed here.
+         * @description A profile change: absent fields stay as they are; `country`, `payday`, `avatar_url` and
+         *     `personal_allowance` may be `null` to clear them. The email cannot be changed here, nor the
+         *     income (`PUT /api/users/update-income`).
          */
         UpdateProfileRequest: {
+            /**
+             * Format: uri
+             * @description An absolute `https://` URL with a host, at most 2048 characters: no other scheme, no
+             *     user name or password, no whitespace, control or non-URL characters (percent-encode
+             *     them). `null` removes the picture.
+             * @example https://cdn.example.com/ann.png
+             */
+            avatar_url?: string | null;
             /** @description ISO 3166-1 alpha-2 code, or `null` to clear. */
             country?: string | null;
-            /** @description ISO 4217 code, upper-case; the income must fit its decimals. */
+            /** @description ISO 4217 code, upper-case; the income and the personal allowance must fit its decimals. */
             currency?: string | null;
             /** @description 1–100 characters after trimming. */
             name?: string | null;
             /** @description `"1"`..`"31"` or `"last"`, or `null` to clear. */
             payday?: string | null;
+            /**
+             * @description A decimal string (or JSON number) ≥ 0 in the currency (the new one when `currency` is in
+             *     the same request), with at most its decimals and ten integer digits; `null` to clear.
+             * @example 150.00
+             */
+            personal_allowance?: string | null;
         };
         /** @description A user as the auth endpoints show it (no password hash, no token version). */
         UserView: {
+            /**
+             * Format: uri
+             * @description The `https://` URL of the user's picture (at most 2048 characters).
+             * @example https://cdn.example.com/ann.png
+             */
+            avatar_url?: string | null;
             /** @description ISO 3166-1 alpha-2 country. */
             country?: string | null;
             /**
@@ -1763,6 +1899,11 @@ export interface components {
             name: string;
             /** @description Payday: `"1"`..`"31"` or `"last"`. */
             payday?: string | null;
+            /**
+             * @description Monthly personal allowance in `currency`, as a decimal string.
+             * @example 150.00
+             */
+            personal_allowance?: string | null;
         };
         /** @description A Web Push subscription's keys, base64url (padding optional). */
         WebPushKeys: {
@@ -3050,6 +3191,80 @@ export interface operations {
             /** @description `partnership_paused` */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    export_data: {
+        parameters: {
+            query: {
+                /** @description `json` (one JSON object), `csv` (a zip of CSV files) or `automerge` (the document). */
+                format: "json" | "csv" | "automerge";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The export, as a file `splitsave-export-<date>.<json|zip|automerge>` */
+            200: {
+                headers: {
+                    /** @description `attachment; filename="splitsave-export-YYYY-MM-DD.<ext>"` */
+                    "content-disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportDocument"];
+                    "application/zip": components["schemas"]["BinaryFile"];
+                    "application/octet-stream": components["schemas"]["BinaryFile"];
+                };
+            };
+            /** @description `bad_request`: a malformed query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `no_partnership` (`format=automerge` only): no partnership with a document */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `format` missing or not `json`, `csv` or `automerge` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: the hourly exports are used up; see `Retry-After` */
+            429: {
+                headers: {
+                    /** @description Seconds until another export is allowed */
+                    "retry-after"?: number;
                     [name: string]: unknown;
                 };
                 content: {

@@ -323,6 +323,198 @@ impl TestApp {
     }
 }
 
+/// A raw answer: status, headers and body bytes (for answers that are not JSON, such as the
+/// data export's files).
+pub struct RawResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// A header's value as text (empty when absent).
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The body as JSON (panics when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!(
+                "not JSON ({err}): {}",
+                String::from_utf8_lossy(&self.body[..self.body.len().min(500)])
+            )
+        })
+    }
+}
+
+impl TestApp {
+    /// `GET path` with an optional bearer token, the answer as it came.
+    pub async fn get_raw(&self, path: &str, token: Option<&str>) -> RawResponse {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        RawResponse {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response.bytes().await.expect("body").to_vec(),
+        }
+    }
+
+    /// Every item of a paged list endpoint (`{items, next_cursor}`), following the cursors.
+    /// `path` may carry a query already.
+    pub async fn list_all(&self, path: &str, token: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        let join = if path.contains('?') { '&' } else { '?' };
+        loop {
+            let url = match &cursor {
+                None => format!("{path}{join}limit=100"),
+                Some(c) => format!("{path}{join}limit=100&cursor={c}"),
+            };
+            let (status, page) = self.get(&url, Some(token)).await;
+            assert_eq!(status, StatusCode::OK, "GET {url}: {page}");
+            items.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return items,
+            }
+        }
+    }
+
+    /// [`TestApp::register_couple`], then gives the couple some of everything a partnership
+    /// holds, through the REST API: incomes (so the split is by income), expenses (one added
+    /// directly, one approved over the threshold, one declined, one archived, with a comma,
+    /// quotes and a non-ASCII letter in a name), a goal approved and contributed to by both, an
+    /// edit request left pending, messages (one with a newline and quotes) and this month's
+    /// contribution with Ben's share paid. Returns both sessions and the partnership id.
+    pub async fn furnish_couple(&self, inviter: &str, invitee: &str) -> (Session, Session, Uuid) {
+        let (ann, ben, pid) = self.register_couple(inviter, invitee).await;
+        let (a, b) = (
+            Some(ann.access_token.as_str()),
+            Some(ben.access_token.as_str()),
+        );
+        for (token, income) in [(a, "3000.00"), (b, "1500.00")] {
+            let (status, body) = self
+                .put("/api/users/update-income", token, json!({"income": income}))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let expense = |name: &str, amount: &str| json!({"name": name, "amount": amount, "category": "utilities", "frequency": "monthly"});
+        let (status, body) = self
+            .post(
+                "/api/expenses",
+                a,
+                expense("Internet, \"fibre\" – Zürich", "39.90"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, rent) = self
+            .post("/api/expenses", a, expense("Rent", "1200.00"))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{rent}");
+        let (status, body) = self
+            .post(
+                &format!(
+                    "/api/approvals/{}/approve",
+                    rent["id"].as_str().expect("id")
+                ),
+                b,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, sofa) = self
+            .post("/api/expenses", b, expense("Sofa", "450.00"))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{sofa}");
+        let (status, body) = self
+            .post(
+                &format!(
+                    "/api/approvals/{}/decline",
+                    sofa["id"].as_str().expect("id")
+                ),
+                a,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, gym) = self.post("/api/expenses", b, expense("Gym", "25.00")).await;
+        assert_eq!(status, StatusCode::CREATED, "{gym}");
+        let (status, body) = self
+            .delete(
+                &format!("/api/expenses/{}", gym["id"].as_str().expect("id")),
+                b,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, trip) = self
+            .post(
+                "/api/goals",
+                a,
+                json!({"name": "Trip to Lisbon", "target_amount": "2500.00", "goal_type": "vacation"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{trip}");
+        let goal = trip["target_id"].as_str().expect("goal id").to_string();
+        let (status, body) = self
+            .post(
+                &format!(
+                    "/api/approvals/{}/approve",
+                    trip["id"].as_str().expect("id")
+                ),
+                b,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for (token, amount) in [(a, "150.00"), (b, "99.50")] {
+            let (status, body) = self
+                .put(
+                    &format!("/api/goals/{goal}/contribution"),
+                    token,
+                    json!({"amount": amount}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let (status, body) = self
+            .put(
+                &format!("/api/goals/{goal}"),
+                b,
+                json!({"target_amount": "3000.00", "message": "flights went up"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        for (token, text) in [
+            (b, "Booked the flights"),
+            (a, "Great, \"thanks\"!\nSee you at 8"),
+        ] {
+            let (status, body) = self
+                .post("/api/messages", token, json!({"text": text}))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        let (status, body) = self.get("/api/contributions/current", a).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = self
+            .post("/api/contributions/mark-paid", b, json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (ann, ben, pid)
+    }
+}
+
 fn session_from(body: &Value, email: &str, password: &str) -> Session {
     Session {
         user_id: body["user"]["id"]
