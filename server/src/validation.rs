@@ -249,6 +249,18 @@ impl Income {
     pub fn minor(&self) -> MinorUnits {
         self.minor
     }
+
+    /// A stored income or allowance as the API shows it: at the scale of the user's currency
+    /// `code` (exact, since neither ever has more decimals than its currency allows). The stored
+    /// scale cannot be relied on: PostgreSQL's driver writes any zero as `0`, whatever its scale
+    /// (SQLite kept `0.00`, so the two backends answered differently), and a change of currency
+    /// leaves the stored amount as it was (`20000` in JPY is `20000.000` once the currency is
+    /// KWD). A value that does not fit (none should) is shown as stored rather than rounded.
+    pub fn shown(stored: Decimal, code: &str) -> Decimal {
+        CurrencyCode::parse(code)
+            .and_then(|c| Income::parse(stored, c.currency()))
+            .map_or(stored, |a| a.amount())
+    }
 }
 
 /// A personal allowance: the monthly amount a user keeps for themselves, in their own currency.
@@ -267,18 +279,6 @@ impl PersonalAllowance {
     /// The amount at the currency's scale (e.g. `150.00` for USD).
     pub fn amount(&self) -> Decimal {
         self.0.amount()
-    }
-
-    /// A stored allowance as the API shows it: at the scale of the user's currency `code`
-    /// (exact, since an allowance never has more decimals than its currency allows). The stored
-    /// scale cannot be relied on: PostgreSQL's driver writes any zero as `0`, whatever its
-    /// scale, and a change of currency leaves the stored amount as it was (`20000` in JPY is
-    /// `20000.000` once the currency is KWD). A value that does not fit (none should) is shown
-    /// as stored rather than rounded.
-    pub fn shown(stored: Decimal, code: &str) -> Decimal {
-        CurrencyCode::parse(code)
-            .and_then(|c| PersonalAllowance::parse(stored, c.currency()))
-            .map_or(stored, |a| a.amount())
     }
 }
 
@@ -625,7 +625,7 @@ mod tests {
     #[test]
     fn allowances_are_shown_at_the_currency_scale() {
         let dec = |s: &str| Decimal::from_str(s).expect("test decimal");
-        let shown = |amount: &str, code: &str| PersonalAllowance::shown(dec(amount), code);
+        let shown = |amount: &str, code: &str| Income::shown(dec(amount), code);
         assert_eq!(shown("0", "USD").to_string(), "0.00");
         assert_eq!(shown("150.5", "USD").to_string(), "150.50");
         assert_eq!(shown("20000", "KWD").to_string(), "20000.000");

@@ -231,12 +231,12 @@ impl From<&UserRecord> for UserView {
             name: user.name.clone(),
             currency: user.currency.clone(),
             country: user.country.clone(),
-            income: user.income,
+            income: user.income.map(|i| Income::shown(i, &user.currency)),
             payday: user.payday.clone(),
             avatar_url: user.avatar_url.clone(),
             personal_allowance: user
                 .personal_allowance
-                .map(|a| PersonalAllowance::shown(a, &user.currency)),
+                .map(|a| Income::shown(a, &user.currency)),
             created_at: user.created_at,
         }
     }

@@ -95,14 +95,12 @@ pub struct Profile {
 
 impl From<UserRecord> for Profile {
     fn from(u: UserRecord) -> Self {
-        let personal_allowance = u
-            .personal_allowance
-            .map(|a| PersonalAllowance::shown(a, &u.currency));
+        let personal_allowance = u.personal_allowance.map(|a| Income::shown(a, &u.currency));
         Profile {
             id: u.id,
             email: u.email,
             name: u.name,
-            income: u.income,
+            income: u.income.map(|i| Income::shown(i, &u.currency)),
             currency: u.currency,
             country: u.country,
             payday: u.payday,

@@ -126,6 +126,31 @@ async fn income_is_exact_and_follows_the_currency_decimals(backend: Backend) {
     let (_, profile) = app.get("/api/users/profile", token).await;
     assert_eq!(profile["currency"], "JPY");
     assert_eq!(profile["income"], serde_json::Value::Null);
+
+    // An income is shown at its currency's decimals on both backends: a zero too (PostgreSQL
+    // stores any zero without its scale), and after a change to a currency with more decimals.
+    let (status, body) = app
+        .put(
+            "/api/users/update-income",
+            token,
+            json!({"income": "20000"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .put("/api/users/profile", token, json!({"currency": "KWD"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["income"], "20000.000");
+    let (_, profile) = app.get("/api/users/profile", token).await;
+    assert_eq!(profile["income"], "20000.000");
+    let (status, body) = app
+        .put("/api/users/update-income", token, json!({"income": "0"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["income"], "0.000");
+    let (_, profile) = app.get("/api/users/profile", token).await;
+    assert_eq!(profile["income"], "0.000");
 }
 
 /// The profile fields as one JSON object, to compare what a view shows with what was written.
