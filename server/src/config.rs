@@ -73,6 +73,8 @@ pub struct Config {
     pub api_rate_limit: u32,
     /// `LOGIN_RATE_LIMIT`: failed logins per minute per account and IP before 429, default 5.
     pub login_max_failures_per_minute: u32,
+    /// `EXPORT_RATE_LIMIT`: data exports (`GET /api/export`) a user may start per hour, default 5.
+    pub export_rate_limit: u32,
     /// `TRUSTED_PROXIES`: comma-separated addresses and CIDR blocks of the reverse proxies whose
     /// `X-Forwarded-For` names the client (for the rate limits); default none, which ignores
     /// the header.
@@ -135,6 +137,7 @@ impl std::fmt::Debug for Config {
                 "login_max_failures_per_minute",
                 &self.login_max_failures_per_minute,
             )
+            .field("export_rate_limit", &self.export_rate_limit)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
@@ -335,6 +338,14 @@ impl Config {
             parse_or(var("LOGIN_RATE_LIMIT"), "LOGIN_RATE_LIMIT", 5u32)?,
             "LOGIN_RATE_LIMIT",
         )?;
+        let export_rate_limit = positive(
+            parse_or(
+                var("EXPORT_RATE_LIMIT"),
+                "EXPORT_RATE_LIMIT",
+                crate::ratelimit::EXPORTS_PER_HOUR,
+            )?,
+            "EXPORT_RATE_LIMIT",
+        )?;
         let trusted_proxies = match var("TRUSTED_PROXIES") {
             Some(list) => TrustedProxies::parse(&list).map_err(|reason| ConfigError::Invalid {
                 var: "TRUSTED_PROXIES",
@@ -370,6 +381,7 @@ impl Config {
             cors_origins,
             api_rate_limit,
             login_max_failures_per_minute,
+            export_rate_limit,
             trusted_proxies,
             smtp_url: var("SMTP_URL"),
             mail_from: var("MAIL_FROM").unwrap_or_else(|| DEFAULT_MAIL_FROM.to_string()),
@@ -411,6 +423,7 @@ impl Config {
             cors_origins: vec![DEV_CORS_ORIGIN.to_string()],
             api_rate_limit: 1000,
             login_max_failures_per_minute: 5,
+            export_rate_limit: crate::ratelimit::EXPORTS_PER_HOUR,
             trusted_proxies: TrustedProxies::none(),
             smtp_url: None,
             mail_from: DEFAULT_MAIL_FROM.to_string(),

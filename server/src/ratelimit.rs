@@ -12,9 +12,9 @@
 //!   per minute per (email, IP) and four times that per email, so nobody can flood an inbox with
 //!   reset mails. The limit is counted before the account is looked up, so a 429 says nothing
 //!   about whether the email is registered.
-//! * **Data exports** ([`RateLimits::check_export`]): [`EXPORTS_PER_HOUR`] per user an hour
-//!   (`GET /api/export` reads every row of a couple; a client repeating it in a loop would
-//!   cost the database far more than ordinary requests).
+//! * **Data exports** ([`RateLimits::check_export`]): `EXPORT_RATE_LIMIT` (default
+//!   [`EXPORTS_PER_HOUR`]) per user an hour (`GET /api/export` reads every row of a couple; a
+//!   client repeating it in a loop would cost the database far more than ordinary requests).
 //!
 //! # Where the counts live
 //!
@@ -81,9 +81,10 @@ pub const API_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const AUTH_WINDOW: Duration = Duration::from_secs(60);
 /// Window of the data-export limit.
 pub const EXPORT_WINDOW: Duration = Duration::from_secs(60 * 60);
-/// Data exports a user may start per [`EXPORT_WINDOW`]: plenty for someone taking their data
-/// away (a retry or two of each format), few enough that a loop cannot keep the database busy.
-pub const EXPORTS_PER_HOUR: u64 = 5;
+/// Data exports a user may start per [`EXPORT_WINDOW`] unless `EXPORT_RATE_LIMIT` says
+/// otherwise: plenty for someone taking their data away (a retry or two of each format), few
+/// enough that a loop cannot keep the database busy.
+pub const EXPORTS_PER_HOUR: u32 = 5;
 /// How many times the per-(account, IP) limit an account may reach from all IPs together.
 const ACCOUNT_WIDE_FACTOR: u32 = 4;
 
@@ -240,6 +241,7 @@ pub struct RateLimits {
     counter: Arc<dyn WindowCounter>,
     api_per_window: u32,
     auth_per_window: u32,
+    exports_per_window: u32,
     trusted_proxies: TrustedProxies,
     metrics: Metrics,
 }
@@ -249,6 +251,7 @@ impl fmt::Debug for RateLimits {
         f.debug_struct("RateLimits")
             .field("api_per_window", &self.api_per_window)
             .field("auth_per_window", &self.auth_per_window)
+            .field("exports_per_window", &self.exports_per_window)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
@@ -284,6 +287,7 @@ impl RateLimits {
             config.api_rate_limit,
             config.login_max_failures_per_minute,
         )
+        .with_exports_per_hour(config.export_rate_limit)
         .with_trusted_proxies(config.trusted_proxies.clone())
     }
 
@@ -298,9 +302,16 @@ impl RateLimits {
             counter,
             api_per_window: api_per_15_min,
             auth_per_window: auth_per_minute,
+            exports_per_window: EXPORTS_PER_HOUR,
             trusted_proxies: TrustedProxies::none(),
             metrics: Metrics::off(),
         }
+    }
+
+    /// These limits, with `per_hour` data exports a user may start an hour.
+    pub fn with_exports_per_hour(mut self, per_hour: u32) -> Self {
+        self.exports_per_window = per_hour;
+        self
     }
 
     /// These limits, counting their refusals in `metrics`.
@@ -416,14 +427,14 @@ impl RateLimits {
     }
 
     /// Counts one data export of `user`, whatever its format; `Limited` once the user has
-    /// started [`EXPORTS_PER_HOUR`] within the hour. Keyed by user, not IP: the cost is the
+    /// started `EXPORT_RATE_LIMIT` (default [`EXPORTS_PER_HOUR`]) within the hour. Keyed by user, not IP: the cost is the
     /// couple's data, wherever the request comes from.
     pub async fn check_export(&self, user: uuid::Uuid) -> Result<(), RateLimitError> {
         let count = self
             .counter
             .hit(&format!("export:{user}"), EXPORT_WINDOW)
             .await?;
-        if count.count > EXPORTS_PER_HOUR {
+        if count.count > u64::from(self.exports_per_window) {
             self.metrics.rate_limited(RateLimit::Export);
             return Err(retry_after(count));
         }

@@ -21,6 +21,7 @@ on_both_backends!(
     automerge_export_loads_and_reads_the_same_expenses,
     a_caller_without_a_partnership_gets_their_profile_only,
     exports_are_limited_per_user_and_bad_requests_refused,
+    the_export_limit_is_the_configured_one,
     tables_longer_than_a_page_are_exported_whole_once_each,
 );
 
@@ -531,6 +532,24 @@ async fn exports_are_limited_per_user_and_bad_requests_refused(backend: Backend)
         .get_raw("/api/export?format=json", Some(&ben.access_token))
         .await;
     assert_eq!(response.status, StatusCode::OK);
+}
+
+/// `EXPORT_RATE_LIMIT` sets how many exports a user may start an hour.
+async fn the_export_limit_is_the_configured_one(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.export_rate_limit = 2).await else {
+        return;
+    };
+    let ann = app.register("ann@example.com", "Ann").await;
+    for _ in 0..2 {
+        let response = app
+            .get_raw("/api/export?format=json", Some(&ann.access_token))
+            .await;
+        assert_eq!(response.status, StatusCode::OK);
+    }
+    let refused = app
+        .get_raw("/api/export?format=json", Some(&ann.access_token))
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 /// More rows than a page (`PAGE_ROWS`, 250) in three tables, written straight into the couple's
