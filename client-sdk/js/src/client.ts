@@ -8,7 +8,7 @@
 
 import type { AutomergeUrl, DocHandle, StorageAdapterInterface, UrlHeads } from "@automerge/automerge-repo"
 
-import { DEFAULT_SYNC_TIMEOUT_MS, SyncConnection, syncUrlFor } from "./connection.js"
+import { DEFAULT_SYNC_TIMEOUT_MS, SyncConnection, type SyncState, syncUrlFor } from "./connection.js"
 import { ApiError, NetworkError, type RestClient } from "./rest.js"
 import {
   type RegisterRequest,
@@ -152,6 +152,15 @@ export class SplitSaveClient {
   async whenSynced(options: { timeoutMs?: number } = {}): Promise<UrlHeads> {
     if (this.#handle === undefined || this.#connection === undefined) throw new Error("open() the document first")
     return this.#connection.whenSynced(this.#handle, { timeoutMs: options.timeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS })
+  }
+
+  /**
+   * Calls `listener` with the open document's sync state (`offline`, `syncing`, `synced`) now
+   * and whenever it changes; returns the unsubscribe function. What a sync indicator shows.
+   */
+  onSyncState(listener: (state: SyncState) => void): () => void {
+    if (this.#handle === undefined || this.#connection === undefined) throw new Error("open() the document first")
+    return this.#connection.onSyncState(this.#handle, listener)
   }
 
   /** The Repo and its adapter, for apps that need more than the partnership document. */

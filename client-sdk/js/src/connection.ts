@@ -270,6 +270,9 @@ export interface SyncConnectionOptions {
   offline?: boolean
 }
 
+/** What an app shows of a document's sync: see {@link SyncConnection.onSyncState}. */
+export type SyncState = "offline" | "syncing" | "synced"
+
 /** How long {@link SyncConnection.whenSynced} and `open` wait by default. */
 export const DEFAULT_SYNC_TIMEOUT_MS = 30_000
 const POLL_MS = 25
@@ -297,11 +300,13 @@ export class SyncConnection {
   /** Closes the socket and keeps it closed; local changes keep accumulating in the document. */
   goOffline(): void {
     this.adapter.goOffline()
+    for (const check of this.#stateListeners) check()
   }
 
   /** Reconnects; the exchange sends what changed on either side meanwhile. */
   goOnline(): void {
     this.adapter.goOnline()
+    for (const check of this.#stateListeners) check()
   }
 
   /**
@@ -334,6 +339,43 @@ export class SyncConnection {
   isSynced(handle: DocHandle<unknown>): boolean {
     return this.#acknowledged(handle) !== undefined
   }
+
+  /** Where `handle` stands: switched off, waiting for the server, or held by the server. */
+  syncState(handle: DocHandle<unknown>): SyncState {
+    if (!this.online) return "offline"
+    return this.isSynced(handle) ? "synced" : "syncing"
+  }
+
+  /**
+   * Calls `listener` with {@link syncState} at once and whenever it changes: a local or remote
+   * change, the server's acknowledged heads, the socket opening or closing, the offline switch.
+   * What an app shows as its sync indicator, without polling. Returns the unsubscribe function.
+   */
+  onSyncState(handle: DocHandle<unknown>, listener: (state: SyncState) => void): () => void {
+    let last: SyncState | undefined
+    const check = (): void => {
+      const state = this.syncState(handle)
+      if (state === last) return
+      last = state
+      listener(state)
+    }
+    this.#stateListeners.add(check)
+    handle.on("change", check)
+    handle.on("remote-heads", check)
+    this.adapter.on("peer-candidate", check)
+    this.adapter.on("peer-disconnected", check)
+    check()
+    return () => {
+      this.#stateListeners.delete(check)
+      handle.off("change", check)
+      handle.off("remote-heads", check)
+      this.adapter.off("peer-candidate", check)
+      this.adapter.off("peer-disconnected", check)
+    }
+  }
+
+  /** The listeners of {@link onSyncState}, told when the offline switch moves. */
+  readonly #stateListeners = new Set<() => void>()
 
   /**
    * Resolves with our heads once the server acknowledged them, i.e. it holds every local change

@@ -28,7 +28,7 @@ export type {
   User,
 } from "./session.js"
 export { DEFAULT_SYNC_TIMEOUT_MS, FreshTokenWebSocketAdapter, SyncConnection, documentUrlForPartnership, syncUrlFor } from "./connection.js"
-export type { AdapterOptions, SyncConnectionOptions, TokenSource } from "./connection.js"
+export type { AdapterOptions, SyncConnectionOptions, SyncState, TokenSource } from "./connection.js"
 export { DEFAULT_INDEXEDDB_NAME, KeyValueStorageAdapter, fromBase64, indexedDbStorage, toBase64 } from "./storage.js"
 export type { KeyValueStore } from "./storage.js"
 export { NoPartnershipError, SplitSaveClient } from "./client.js"

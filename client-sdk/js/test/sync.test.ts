@@ -111,6 +111,33 @@ test("going offline really disconnects; a change made offline syncs after going 
   await Promise.all([ann.close(), ben.close()])
 })
 
+test("the sync state is told as it changes: offline, syncing, synced", async () => {
+  const ann = await clientOf(couple.inviter)
+  const annDoc = await ann.open<Doc>()
+  await ann.whenSynced()
+  const states: string[] = []
+  const stop = ann.onSyncState(state => states.push(state))
+  assert.deepEqual(states, ["synced"], "the current state at once")
+
+  ann.goOffline()
+  addExpense(annDoc, couple.inviter, "Made offline")
+  assert.deepEqual(states, ["synced", "offline"], "an edit made offline changes nothing shown")
+
+  ann.goOnline()
+  await eventually("the server to hold the offline edit", () => states.at(-1) === "synced")
+  assert.deepEqual(states.slice(0, 3), ["synced", "offline", "syncing"])
+
+  addExpense(annDoc, couple.inviter, "Made online")
+  await eventually("the online edit to be acknowledged", () => states.at(-1) === "synced")
+  assert.ok(states.lastIndexOf("syncing") > 2, `a local edit shows as syncing until acknowledged: ${states}`)
+  for (let i = 1; i < states.length; i++) assert.notEqual(states[i], states[i - 1], "told only on a change")
+
+  stop()
+  ann.goOffline()
+  assert.notEqual(states.at(-1), "offline", "nothing is told after unsubscribing")
+  await ann.close()
+})
+
 test("after a server restart the adapter reconnects with a fresh token and sync goes on", async () => {
   let skew = 0
   const store = new MemoryTokenStore()

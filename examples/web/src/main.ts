@@ -20,6 +20,7 @@ import {
   type Category,
   type Frequency,
   type Outcome,
+  type SyncState,
 } from "@splitsave/client"
 
 import { byId, h } from "./dom.js"
@@ -57,6 +58,7 @@ async function start(userId: string): Promise<void> {
   me = userId
   handle = await client.open()
   handle.on("change", render)
+  client.onSyncState(showSyncStatus)
   login.hidden = true
   byId("app").hidden = false
   byId("bar").hidden = false
@@ -74,10 +76,9 @@ function render(): void {
   byId("expenses").replaceChildren(...expenseRows(state))
 }
 
-/** Offline, or online and whether the server holds every local change. */
-function showSyncStatus(): void {
+/** Offline, or online and whether the server holds every local change (told by the package). */
+function showSyncStatus(state: SyncState): void {
   const el = byId("sync-status")
-  const state = !client.online ? "offline" : handle && client.connection?.isSynced(handle) ? "synced" : "syncing"
   el.dataset.state = state
   el.textContent = { offline: "Offline", synced: "Synced", syncing: "Syncing…" }[state]
 }
@@ -138,7 +139,6 @@ byId("approvals").addEventListener("click", (event) => {
 offline.addEventListener("change", () => {
   if (offline.checked) client.goOffline()
   else client.goOnline()
-  showSyncStatus()
 })
 
 byId("sign-out").addEventListener("click", async () => {
@@ -152,7 +152,6 @@ for (const [select, values] of [["category", CATEGORY_VALUES], ["frequency", FRE
   addForm.querySelector(`select[name=${select}]`)!.append(...values.map((v) => h("option", { value: v }, v)))
 }
 addForm.querySelector<HTMLOptionElement>("option[value=monthly]")!.defaultSelected = true
-setInterval(showSyncStatus, 250)
 
 // A remembered session opens the document straight away (from IndexedDB when offline).
 const stored = await client.session.stored()
