@@ -87,7 +87,7 @@ impl ExportKey {
 macro_rules! export_queries {
     () => {
         use splitsave_sync_core::ids::{EntityId, UserId};
-        use splitsave_sync_core::materialize::{ContributionRow, GoalContributionRow, Row};
+        use splitsave_sync_core::materialize::{GoalContributionRow, Row};
         use sqlx::Row as _;
         use uuid::Uuid;
 
@@ -95,7 +95,7 @@ macro_rules! export_queries {
             approval_row, message_row, APPROVAL_COLUMNS, MESSAGE_COLUMNS,
         };
         use super::reads::{
-            expense_row, goal_row, shares_of, time_column, EXPENSE_COLUMNS, GOAL_COLUMNS,
+            expense_row, goal_row, month_rows, time_column, EXPENSE_COLUMNS, GOAL_COLUMNS,
         };
         use super::{read_money, Db};
         use $crate::store::sync::{at_scale, currency_scale};
@@ -202,21 +202,8 @@ macro_rules! export_queries {
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            let months = rows
-                .iter()
-                .map(|r| r.try_get::<String, _>("month"))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut shares = shares_of(pool, pid, &months, scale).await?;
-            rows.iter()
-                .zip(months)
-                .map(|(row, month)| {
-                    Ok(Row::Contribution(ContributionRow {
-                        total_required: at_scale(read_money(row, "total_required")?, scale),
-                        shares: shares.remove(&month).unwrap_or_default(),
-                        month,
-                    }))
-                })
-                .collect()
+            let months = month_rows(pool, pid, &rows, scale).await?;
+            Ok(months.into_iter().map(Row::Contribution).collect())
         }
 
         fn goal_contribution_row(

@@ -180,9 +180,33 @@ macro_rules! read_queries {
             Ok((row.try_get("month")?, share))
         }
 
-        /// The shares of the given months, each month's ordered by user id (also the export's
-        /// pages of months).
-        pub(super) async fn shares_of(
+        /// Rows of `contributions` (`month`, `total_required`) with their shares, in the order
+        /// given: the listing's pages and the export's.
+        pub(super) async fn month_rows(
+            pool: &Pool,
+            pid: Uuid,
+            rows: &[<Db as sqlx::Database>::Row],
+            scale: Option<u32>,
+        ) -> StoreResult<Vec<ContributionRow>> {
+            let months = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("month"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut shares = shares_of(pool, pid, &months, scale).await?;
+            rows.iter()
+                .zip(months)
+                .map(|(row, month)| {
+                    Ok(ContributionRow {
+                        total_required: at_scale(read_money(row, "total_required")?, scale),
+                        shares: shares.remove(&month).unwrap_or_default(),
+                        month,
+                    })
+                })
+                .collect()
+        }
+
+        /// The shares of the given months, each month's ordered by user id.
+        async fn shares_of(
             pool: &Pool,
             pid: Uuid,
             months: &[String],
@@ -230,21 +254,7 @@ macro_rules! read_queries {
             .bind(offset)
             .fetch_all(pool)
             .await?;
-            let months = rows
-                .iter()
-                .map(|r| r.try_get::<String, _>("month"))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut shares = shares_of(pool, pid, &months, scale).await?;
-            rows.iter()
-                .zip(months)
-                .map(|(row, month)| {
-                    Ok(ContributionRow {
-                        total_required: at_scale(read_money(row, "total_required")?, scale),
-                        shares: shares.remove(&month).unwrap_or_default(),
-                        month,
-                    })
-                })
-                .collect()
+            month_rows(pool, pid, &rows, scale).await
         }
 
         /// See `Store::contribution`.
