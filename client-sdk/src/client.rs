@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use automerge::transaction::Transaction;
+use automerge::transaction::{CommitOptions, Transaction};
 use automerge::Automerge;
 use chrono::{DateTime, TimeZone, Utc};
 use splitsave_sync_core::document::{read_document, DocumentState};
 use splitsave_sync_core::enums::ApprovalStatus;
+use splitsave_sync_core::history;
 use splitsave_sync_core::ids::{EntityId, UserId};
 use splitsave_sync_core::money::MinorUnits;
 use splitsave_sync_core::ops::{self, Ctx, NewExpense, NewGoal, OpResult, Outcome};
@@ -547,7 +548,9 @@ impl Client {
                 return Err(err.into());
             }
         };
-        tx.commit();
+        // The change carries its time (Automerge's seconds): history shows when it was made,
+        // which for an offline edit is not when the server received it.
+        tx.commit_with(CommitOptions::default().with_time(ctx.now.0 / 1000));
         let Local { store, doc } = &mut *local;
         store.append_changes(doc)?;
         drop(local);
@@ -700,6 +703,39 @@ impl Client {
         let mut messages = self.document()?.messages;
         messages.sort_by_key(|m| (std::cmp::Reverse(m.created_at), m.id.to_string()));
         Ok(messages)
+    }
+
+    /// The couple's history as the local document tells it, offline: what each change did to
+    /// each entity, newest first, the entries `filter` keeps, `limit` or a few more (a page
+    /// holds whole changes). Continue with `after`: the last entry's `change`.
+    ///
+    /// Worded by sync-core exactly as the server's `GET /api/history` words it (field names,
+    /// values as the REST API shows them, SplitSave's reasons). Authors: this device's own
+    /// changes and REST writes are [`Author::User`](splitsave_sync_core::history::Author);
+    /// another device's are `Author::Device` with its actor id (the partner's phone, or another
+    /// of this user's devices: the document does not say whose; `GET /api/history` does).
+    /// There is no receive time offline.
+    pub fn history(
+        &self,
+        filter: &history::Filter,
+        limit: usize,
+        after: Option<automerge::ChangeHash>,
+    ) -> Result<Vec<history::Entry>> {
+        let local = self.inner.lock_local();
+        if local.doc.get_heads().is_empty() {
+            return Err(ClientError::NotSyncedYet);
+        }
+        let me = local.store.meta().user_id.map(UserId);
+        let own = local.doc.get_actor().clone();
+        let kept = history::walk(&local.doc, limit, after, |e| {
+            if let (history::Author::Device(actor), Some(me)) = (&e.author, me) {
+                if *actor == own {
+                    e.author = history::Author::User(me);
+                }
+            }
+            filter.keeps(e)
+        });
+        Ok(kept)
     }
 
     /// The split as the local document has it: computed exactly as the server computes it.

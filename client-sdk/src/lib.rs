@@ -31,7 +31,7 @@ pub use feed::{ClientEvent, Events, SyncState, SyncStatus};
 
 /// The document's types and operations' inputs, from sync-core (the same crate the server
 /// enforces with), so apps need no second dependency.
-pub use splitsave_sync_core::{enums, events, ids, money, ops, schema, split, split_doc};
+pub use splitsave_sync_core::{enums, events, history, ids, money, ops, schema, split, split_doc};
 
 /// The crate README's example, compiled as a doctest so it stays true.
 #[cfg(doctest)]

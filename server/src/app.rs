@@ -281,6 +281,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::messages::router())
         .merge(crate::routes::events::router())
         .merge(crate::routes::export::router())
+        .merge(crate::routes::history::router())
         .merge(crate::openapi::router())
         .layer(middleware::from_fn_with_state(
             state.limits.clone(),
@@ -288,6 +289,15 @@ pub fn router(state: AppState) -> Router {
         ));
 
     let body_limit = state.config.body_limit_bytes;
+    let import = crate::routes::import::router(
+        state.config.import_body_limit_bytes,
+        state.config.import_timeout,
+    )
+    .layer(middleware::from_fn_with_state(
+        state.limits.clone(),
+        ratelimit::per_ip,
+    ))
+    .with_state(state.clone());
     let timeout = state.config.request_timeout;
     let cors = cors_layer(&state.config.cors_origins);
 
@@ -307,6 +317,9 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Merged after the global body limit and timeout, with its own: the import takes a
+        // whole export, and writing a large one takes longer than any other request.
+        .merge(import)
         .layer(middleware::from_fn(json_error_bodies))
         .layer(CompressionLayer::new().gzip(true))
         .layer(cors);

@@ -75,6 +75,9 @@ pub struct Config {
     pub login_max_failures_per_minute: u32,
     /// `EXPORT_RATE_LIMIT`: data exports (`GET /api/export`) a user may start per hour, default 5.
     pub export_rate_limit: u32,
+    /// `IMPORT_RATE_LIMIT`: data imports (`POST /api/import`) a user may attempt per hour,
+    /// default 10.
+    pub import_rate_limit: u32,
     /// `TRUSTED_PROXIES`: comma-separated addresses and CIDR blocks of the reverse proxies whose
     /// `X-Forwarded-For` names the client (for the rate limits); default none, which ignores
     /// the header.
@@ -92,8 +95,14 @@ pub struct Config {
     pub max_concurrent_hashes: usize,
     /// `BODY_LIMIT_BYTES`: largest accepted request body, default 256 KiB.
     pub body_limit_bytes: usize,
+    /// `IMPORT_BODY_LIMIT_BYTES`: largest body of `POST /api/import` (a whole JSON export),
+    /// default 64 MiB; every other route keeps `BODY_LIMIT_BYTES`.
+    pub import_body_limit_bytes: usize,
     /// `REQUEST_TIMEOUT_SECS`: longest a REST request may take, default 30 s.
     pub request_timeout: Duration,
+    /// `IMPORT_TIMEOUT_SECS`: longest `POST /api/import` may take, default 300 s (writing a
+    /// 20,000-entry couple's export is seconds of document work, more on a busy node).
+    pub import_timeout: Duration,
     /// Limits and timings of `/sync`: `SYNC_MAX_MESSAGE_BYTES` (default 8 MiB),
     /// `SYNC_MAX_MESSAGE_CHANGES` (100,000 changes per message), `SYNC_MAX_MESSAGE_OPS`
     /// (1,000,000 operations per message), `SYNC_MAX_CHANGES` (5,000 changes per merge: a
@@ -138,6 +147,7 @@ impl std::fmt::Debug for Config {
                 &self.login_max_failures_per_minute,
             )
             .field("export_rate_limit", &self.export_rate_limit)
+            .field("import_rate_limit", &self.import_rate_limit)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
@@ -147,7 +157,9 @@ impl std::fmt::Debug for Config {
             .field("push_give_up_after", &self.push_give_up_after)
             .field("max_concurrent_hashes", &self.max_concurrent_hashes)
             .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("import_body_limit_bytes", &self.import_body_limit_bytes)
             .field("request_timeout", &self.request_timeout)
+            .field("import_timeout", &self.import_timeout)
             .field("sync", &self.sync)
             .field("metrics_addr", &self.metrics_addr)
             .field("otlp", &self.otlp)
@@ -346,6 +358,14 @@ impl Config {
             )?,
             "EXPORT_RATE_LIMIT",
         )?;
+        let import_rate_limit = positive(
+            parse_or(
+                var("IMPORT_RATE_LIMIT"),
+                "IMPORT_RATE_LIMIT",
+                crate::ratelimit::IMPORTS_PER_HOUR,
+            )?,
+            "IMPORT_RATE_LIMIT",
+        )?;
         let trusted_proxies = match var("TRUSTED_PROXIES") {
             Some(list) => TrustedProxies::parse(&list).map_err(|reason| ConfigError::Invalid {
                 var: "TRUSTED_PROXIES",
@@ -361,9 +381,25 @@ impl Config {
             parse_or(var("BODY_LIMIT_BYTES"), "BODY_LIMIT_BYTES", 256 * 1024usize)?,
             "BODY_LIMIT_BYTES",
         )?;
+        let import_body_limit_bytes = positive(
+            parse_or(
+                var("IMPORT_BODY_LIMIT_BYTES"),
+                "IMPORT_BODY_LIMIT_BYTES",
+                crate::routes::import::DEFAULT_BODY_LIMIT_BYTES,
+            )?,
+            "IMPORT_BODY_LIMIT_BYTES",
+        )?;
         let timeout_secs = positive(
             parse_or(var("REQUEST_TIMEOUT_SECS"), "REQUEST_TIMEOUT_SECS", 30u64)?,
             "REQUEST_TIMEOUT_SECS",
+        )?;
+        let import_timeout_secs = positive(
+            parse_or(
+                var("IMPORT_TIMEOUT_SECS"),
+                "IMPORT_TIMEOUT_SECS",
+                crate::routes::import::DEFAULT_TIMEOUT.as_secs(),
+            )?,
+            "IMPORT_TIMEOUT_SECS",
         )?;
 
         Ok(Config {
@@ -382,13 +418,16 @@ impl Config {
             api_rate_limit,
             login_max_failures_per_minute,
             export_rate_limit,
+            import_rate_limit,
             trusted_proxies,
             smtp_url: var("SMTP_URL"),
             mail_from: var("MAIL_FROM").unwrap_or_else(|| DEFAULT_MAIL_FROM.to_string()),
             argon2,
             max_concurrent_hashes,
             body_limit_bytes,
+            import_body_limit_bytes,
             request_timeout: Duration::from_secs(timeout_secs),
+            import_timeout: Duration::from_secs(import_timeout_secs),
             sync: sync_limits_from_env(&var)?,
             push: crate::push::PushConfig {
                 public_endpoints_only: production,
@@ -424,6 +463,7 @@ impl Config {
             api_rate_limit: 1000,
             login_max_failures_per_minute: 5,
             export_rate_limit: crate::ratelimit::EXPORTS_PER_HOUR,
+            import_rate_limit: crate::ratelimit::IMPORTS_PER_HOUR,
             trusted_proxies: TrustedProxies::none(),
             smtp_url: None,
             mail_from: DEFAULT_MAIL_FROM.to_string(),
@@ -435,7 +475,9 @@ impl Config {
             },
             max_concurrent_hashes: 2,
             body_limit_bytes: 256 * 1024,
+            import_body_limit_bytes: crate::routes::import::DEFAULT_BODY_LIMIT_BYTES,
             request_timeout: Duration::from_secs(30),
+            import_timeout: crate::routes::import::DEFAULT_TIMEOUT,
             sync: SyncLimits::default(),
             push: crate::push::PushConfig::default(),
             push_give_up_after: Duration::from_secs(86_400),

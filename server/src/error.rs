@@ -188,6 +188,9 @@ fn conflict_message(code: &str) -> &'static str {
         "partnership_exists" => "you already have a partnership or a pending invitation",
         "partner_has_partnership" => "this person already has a partnership",
         "partnership_not_active" => "the partnership is not active yet",
+        "partnership_not_empty" => {
+            "the partnership already has entries: an import goes only into one without any"
+        }
         _ => "the request conflicts with the current state",
     }
 }

@@ -56,12 +56,16 @@ enum Command {
     /// partnership; safe while servers run). Exits 0 when done, 1 when a partnership could not
     /// be rebuilt, 2 when it cannot run.
     RebuildRows(AdminArgs),
+    /// Write every partnership's history entries again from its document (one transaction per
+    /// partnership; safe while servers run). Exits 0 when done, 1 when a partnership could not
+    /// be rebuilt, 2 when it cannot run.
+    RebuildHistory(AdminArgs),
     /// Ask the server on this machine (127.0.0.1:PORT) whether it is ready (`/readyz`): exits 0
     /// when it answers 200, 1 otherwise. The container image's HEALTHCHECK, which has no curl.
     Healthcheck,
 }
 
-/// The options of `check` and `rebuild-rows`.
+/// The options of `check`, `rebuild-rows` and `rebuild-history`.
 #[derive(Debug, clap::Args)]
 struct AdminArgs {
     /// Only this partnership (its id); every partnership otherwise.
@@ -210,7 +214,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let exporter = if matches!(command, Command::Check(_) | Command::RebuildRows(_)) {
+    let exporter = if matches!(
+        command,
+        Command::Check(_) | Command::RebuildRows(_) | Command::RebuildHistory(_)
+    ) {
         init_tracing(production, std::io::stderr, None)
     } else {
         init_tracing(production, std::io::stdout, otlp.as_ref())
@@ -239,6 +246,7 @@ fn run(command: Command) -> ExitCode {
         (Command::Healthcheck, _) => return healthcheck(),
         (Command::Check(args), url) => return run_admin(Task::Check, &args, url),
         (Command::RebuildRows(args), url) => return run_admin(Task::RebuildRows, &args, url),
+        (Command::RebuildHistory(args), url) => return run_admin(Task::RebuildHistory, &args, url),
     };
     let plan = match plan {
         Ok(plan) => plan,

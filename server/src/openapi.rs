@@ -91,6 +91,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::routes::messages::openapi());
     doc.merge(crate::routes::devices::openapi());
     doc.merge(crate::routes::export::openapi());
+    doc.merge(crate::routes::history::openapi());
+    doc.merge(crate::routes::import::openapi());
     doc
 }
 

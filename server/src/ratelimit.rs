@@ -15,6 +15,10 @@
 //! * **Data exports** ([`RateLimits::check_export`]): `EXPORT_RATE_LIMIT` (default
 //!   [`EXPORTS_PER_HOUR`]) per user an hour (`GET /api/export` reads every row of a couple; a
 //!   client repeating it in a loop would cost the database far more than ordinary requests).
+//! * **Data imports** ([`RateLimits::check_import`]): `IMPORT_RATE_LIMIT` (default
+//!   [`IMPORTS_PER_HOUR`]) attempts per user an hour (`POST /api/import` parses and checks a
+//!   body of up to `IMPORT_BODY_LIMIT_BYTES`; a successful import happens once per partnership,
+//!   so the budget is for retries of a file being fixed).
 //!
 //! # Where the counts live
 //!
@@ -85,6 +89,13 @@ pub const EXPORT_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// otherwise: plenty for someone taking their data away (a retry or two of each format), few
 /// enough that a loop cannot keep the database busy.
 pub const EXPORTS_PER_HOUR: u32 = 5;
+/// Window of the data-import limit.
+pub const IMPORT_WINDOW: Duration = Duration::from_secs(60 * 60);
+/// Data imports a user may attempt per [`IMPORT_WINDOW`] unless `IMPORT_RATE_LIMIT` says
+/// otherwise: an import succeeds once per partnership, so these are attempts at a file being
+/// corrected (each refused one names what is wrong); few enough that a loop cannot keep a node
+/// busy parsing 64 MiB bodies.
+pub const IMPORTS_PER_HOUR: u32 = 10;
 /// How many times the per-(account, IP) limit an account may reach from all IPs together.
 const ACCOUNT_WIDE_FACTOR: u32 = 4;
 
@@ -242,6 +253,7 @@ pub struct RateLimits {
     api_per_window: u32,
     auth_per_window: u32,
     exports_per_window: u32,
+    imports_per_window: u32,
     trusted_proxies: TrustedProxies,
     metrics: Metrics,
 }
@@ -252,6 +264,7 @@ impl fmt::Debug for RateLimits {
             .field("api_per_window", &self.api_per_window)
             .field("auth_per_window", &self.auth_per_window)
             .field("exports_per_window", &self.exports_per_window)
+            .field("imports_per_window", &self.imports_per_window)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
@@ -288,6 +301,7 @@ impl RateLimits {
             config.login_max_failures_per_minute,
         )
         .with_exports_per_hour(config.export_rate_limit)
+        .with_imports_per_hour(config.import_rate_limit)
         .with_trusted_proxies(config.trusted_proxies.clone())
     }
 
@@ -303,6 +317,7 @@ impl RateLimits {
             api_per_window: api_per_15_min,
             auth_per_window: auth_per_minute,
             exports_per_window: EXPORTS_PER_HOUR,
+            imports_per_window: IMPORTS_PER_HOUR,
             trusted_proxies: TrustedProxies::none(),
             metrics: Metrics::off(),
         }
@@ -311,6 +326,12 @@ impl RateLimits {
     /// These limits, with `per_hour` data exports a user may start an hour.
     pub fn with_exports_per_hour(mut self, per_hour: u32) -> Self {
         self.exports_per_window = per_hour;
+        self
+    }
+
+    /// These limits, with `per_hour` data imports a user may attempt an hour.
+    pub fn with_imports_per_hour(mut self, per_hour: u32) -> Self {
+        self.imports_per_window = per_hour;
         self
     }
 
@@ -436,6 +457,21 @@ impl RateLimits {
             .await?;
         if count.count > u64::from(self.exports_per_window) {
             self.metrics.rate_limited(RateLimit::Export);
+            return Err(retry_after(count));
+        }
+        Ok(())
+    }
+
+    /// Counts one data import attempt of `user`, refused or not; `Limited` once the user has
+    /// made `IMPORT_RATE_LIMIT` (default [`IMPORTS_PER_HOUR`]) within the hour. Keyed by user
+    /// like the export's.
+    pub async fn check_import(&self, user: uuid::Uuid) -> Result<(), RateLimitError> {
+        let count = self
+            .counter
+            .hit(&format!("import:{user}"), IMPORT_WINDOW)
+            .await?;
+        if count.count > u64::from(self.imports_per_window) {
+            self.metrics.rate_limited(RateLimit::Import);
             return Err(retry_after(count));
         }
         Ok(())

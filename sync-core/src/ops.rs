@@ -104,7 +104,7 @@ pub struct NewGoal {
 }
 
 /// The partnership settings, after checking the caller may write.
-fn writable<T: Transactable>(tx: &T, ctx: &Ctx) -> OpResult<PartnershipInfo> {
+pub(crate) fn writable<T: Transactable>(tx: &T, ctx: &Ctx) -> OpResult<PartnershipInfo> {
     let info = read::read_partnership(tx)?;
     if read::read_member(tx, &ctx.user.to_string())?.is_none() {
         return Err(OpError::NotMember);

@@ -114,7 +114,7 @@ pub fn rescue_orphaned_writes(
     let result = doc.transact_with::<_, _, AutomergeError, _>(
         |_| {
             CommitOptions::default()
-                .with_message("splitsave: rescue of writes into replaced objects")
+                .with_message(crate::history::RESCUE_MESSAGE)
                 .with_time(now.0 / 1000)
         },
         |tx| {

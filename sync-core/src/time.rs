@@ -35,3 +35,11 @@ impl Millis {
         }
     }
 }
+
+/// A document time as RFC 3339 with milliseconds in UTC (`2026-12-03T18:04:05.123Z`), the
+/// REST API's time format.
+pub fn rfc3339(at: Millis) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at.0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -15,7 +15,10 @@
 //! Exit codes: [`EXIT_CLEAN`], [`EXIT_PROBLEMS`], [`EXIT_CANNOT_RUN`].
 
 mod diff;
+mod history;
 mod inspect;
+
+pub use history::{rebuild_history, HistorySummary};
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -51,6 +54,8 @@ pub enum Task {
     Check,
     /// `splitsave rebuild-rows`.
     RebuildRows,
+    /// `splitsave rebuild-history`.
+    RebuildHistory,
 }
 
 /// Why an admin command could not run (exit code [`EXIT_CANNOT_RUN`]).
@@ -132,6 +137,15 @@ pub async fn run(task: Task, database_url: &str, partnership: Option<Uuid>) -> u
             Task::RebuildRows => rebuild_rows(&*store, partnership, &mut out, &mut progress)
                 .await
                 .map(|s| s.exit_code()),
+            Task::RebuildHistory => rebuild_history(&*store, partnership, &mut out, &mut progress)
+                .await
+                .map(|s| {
+                    if s.failed == 0 {
+                        EXIT_CLEAN
+                    } else {
+                        EXIT_PROBLEMS
+                    }
+                }),
         },
         Err(err) => Err(err),
     };

@@ -167,6 +167,8 @@ label_values! {
         SyncMessages => "sync_messages",
         /// Data exports per user an hour (`GET /api/export`).
         Export => "export",
+        /// Data import attempts per user an hour (`POST /api/import`).
+        Import => "import",
     }
 }
 

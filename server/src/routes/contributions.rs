@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use splitsave_sync_core::materialize::ContributionRow;
 use splitsave_sync_core::ops;
 use splitsave_sync_core::split::Month;
@@ -39,12 +39,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// One partner's part of a month.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ShareView {
     /// The partner.
     pub user_id: Uuid,
     /// Their amount, a decimal string.
     #[schema(value_type = String, example = "33.33")]
+    #[serde(deserialize_with = "rust_decimal::serde::str::deserialize")]
     pub amount: Decimal,
     /// Whether they marked it paid.
     pub paid: bool,
@@ -52,8 +53,10 @@ pub struct ShareView {
     pub paid_at: Option<String>,
 }
 
-/// A month's contribution.
-#[derive(Debug, Serialize, ToSchema)]
+/// A month's contribution (also as `POST /api/import` reads it from an export).
+// Deserialize: `POST /api/import` reads the views back from an export; decimals only from
+// their strings (`rust_decimal::serde::str`), never through a float.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "month": "2026-11", "currency": "USD", "total_required": "100.00",
     "shares": [
@@ -68,6 +71,7 @@ pub struct MonthView {
     pub currency: String,
     /// The month's total (the split's monthly total).
     #[schema(value_type = String, example = "100.00")]
+    #[serde(deserialize_with = "rust_decimal::serde::str::deserialize")]
     pub total_required: Decimal,
     /// Each partner's share, ordered by user id; the amounts add up to `total_required`.
     pub shares: Vec<ShareView>,

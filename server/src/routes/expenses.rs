@@ -72,7 +72,9 @@ pub enum AmountInput {
 }
 
 impl AmountInput {
-    fn parse_text(text: &str) -> AmountInput {
+    /// A decimal as written in a string: digits, an optional sign and fraction, nothing else
+    /// (no exponent, no `_`).
+    pub(crate) fn parse_text(text: &str) -> AmountInput {
         let plain = text.strip_prefix('-').unwrap_or(text);
         let (int, frac) = plain.split_once('.').unwrap_or((plain, "0"));
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -294,8 +296,10 @@ pub struct ExpenseListQuery {
 
 // ---- output ---------------------------------------------------------------------------------
 
-/// An expense as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
+/// An expense as the API shows it (also as `POST /api/import` reads it from an export).
+// Deserialize: `POST /api/import` reads the views back from an export; decimals only from
+// their strings (`rust_decimal::serde::str`), never through a float.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "id": "01936f5e-8a3b-7c6d-9e0f-123456789abc", "name": "Rent", "amount": "1200.00",
     "category": "housing", "frequency": "monthly",
@@ -308,6 +312,7 @@ pub struct ExpenseView {
     pub name: String,
     /// Amount per occurrence, a decimal string in the partnership currency.
     #[schema(value_type = String, example = "1200.00")]
+    #[serde(deserialize_with = "rust_decimal::serde::str::deserialize")]
     pub amount: Decimal,
     /// Category.
     pub category: String,

@@ -59,8 +59,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     GoalsApi::openapi()
 }
 
-/// A goal as the API shows it.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+/// A goal as the API shows it (also as `POST /api/import` reads it from an export).
+// Deserialize: `POST /api/import` reads the views back from an export; decimals only from
+// their strings (`rust_decimal::serde::str`), never through a float.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "id": "01937a3e-2222-7abc-8def-0123456789ab",
     "name": "Trip to Lisbon",
@@ -80,9 +82,11 @@ pub struct GoalView {
     pub name: String,
     /// What the couple wants to save, decimal string in the partnership currency.
     #[schema(value_type = String)]
+    #[serde(deserialize_with = "rust_decimal::serde::str::deserialize")]
     pub target_amount: Decimal,
     /// Saved so far (every logged contribution), decimal string.
     #[schema(value_type = String)]
+    #[serde(deserialize_with = "rust_decimal::serde::str::deserialize")]
     pub saved_amount: Decimal,
     /// `emergency_fund`, `vacation`, `home`, `car`, `education`, `retirement`, `wedding`, `other`.
     pub goal_type: String,

@@ -49,8 +49,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     MessagesApi::openapi()
 }
 
-/// A message as the API shows it.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+/// A message as the API shows it (also as `POST /api/import` reads it from an export).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "id": "01937a3e-4b2c-7d11-9a3e-5f0c2b7e8d41",
     "sender_id": "01937a3e-1111-7abc-8def-0123456789ab",

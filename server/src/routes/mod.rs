@@ -9,6 +9,8 @@ pub mod expenses;
 pub mod export;
 pub mod goals;
 pub mod health;
+pub mod history;
+pub mod import;
 pub mod messages;
 pub mod partnerships;
 pub mod server_doc;

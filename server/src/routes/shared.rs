@@ -137,16 +137,14 @@ fn conflict_code(msg: &'static str) -> &'static str {
         "expense is archived" | "goal is archived" => "archived",
         "goal is not active" => "goal_not_active",
         "expense already exists" | "goal already exists" => "already_exists",
+        splitsave_sync_core::import::NOT_EMPTY => crate::routes::import::NOT_EMPTY,
         _ => "conflict",
     }
 }
 
-/// Document times (Unix milliseconds) as RFC 3339, the API's time format.
-pub fn rfc3339(at: Millis) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at.0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+/// Document times (Unix milliseconds) as RFC 3339, the API's time format (sync-core's, which
+/// history entries use too).
+pub use splitsave_sync_core::time::rfc3339;
 
 /// Pagination of every list endpoint: `?limit=` (1–100, default 50) and an opaque `?cursor=`
 /// taken from the previous page's `next_cursor`.

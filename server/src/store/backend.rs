@@ -41,6 +41,9 @@ macro_rules! backend {
         mod export {
             $crate::store::export::export_queries!();
         }
+        mod history {
+            $crate::store::history::history_queries!();
+        }
 
         impl $store {
             /// The underlying pool, for the layers that add their own queries (materialization).
@@ -51,8 +54,8 @@ macro_rules! backend {
 
         mod trait_impl {
             use super::{
-                approvals_messages, devices, documents, export, notifications, partnerships, reads,
-                sessions, sync, users, $store,
+                approvals_messages, devices, documents, export, history, notifications,
+                partnerships, reads, sessions, sync, users, $store,
             };
             use chrono::{DateTime, Utc};
             use rust_decimal::Decimal;
@@ -624,6 +627,33 @@ macro_rules! backend {
                     limit: u32,
                 ) -> StoreResult<Vec<splitsave_sync_core::materialize::Row>> {
                     export::export_page(&self.pool, partnership_id, table, after, limit).await
+                }
+
+                // ---- history ----
+
+                async fn history_page(
+                    &self,
+                    partnership_id: Uuid,
+                    query: &$crate::store::HistoryQuery,
+                ) -> StoreResult<Vec<$crate::store::HistoryRecord>> {
+                    history::history_page(&self.pool, partnership_id, query).await
+                }
+
+                async fn replace_history(
+                    &self,
+                    partnership_id: Uuid,
+                    from_version: i64,
+                    entries: &[($crate::store::NewHistoryEntry, $crate::store::Received)],
+                ) -> StoreResult<()> {
+                    history::replace_history(&self.pool, partnership_id, from_version, entries)
+                        .await
+                }
+
+                async fn received_times(
+                    &self,
+                    partnership_id: Uuid,
+                ) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
+                    history::received_times(&self.pool, partnership_id).await
                 }
             }
         }

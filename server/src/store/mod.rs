@@ -55,6 +55,7 @@ mod conflict_tests;
 mod devices;
 mod documents;
 mod export;
+mod history;
 mod notifications;
 mod partnerships;
 pub mod postgres;
@@ -77,6 +78,7 @@ use uuid::Uuid;
 pub use approvals_messages::MessageCursor;
 pub use devices::{DevicePlatform, DeviceRecord, DeviceTarget, NewDevice};
 pub use export::{ExportKey, ExportTable};
+pub use history::{AuthorFilter, HistoryQuery, HistoryRecord, NewHistoryEntry, Received};
 pub use notifications::{
     ClaimedNotification, NewNotification, NotificationKind, NotificationPreferences,
 };
@@ -956,6 +958,32 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&ExportKey>,
         limit: u32,
     ) -> StoreResult<Vec<splitsave_sync_core::materialize::Row>>;
+
+    // ---- history ----
+
+    /// A page of the partnership's history entries, newest first (see the `history` module).
+    async fn history_page(
+        &self,
+        partnership_id: Uuid,
+        query: &HistoryQuery,
+    ) -> StoreResult<Vec<HistoryRecord>>;
+
+    /// Replaces the partnership's history entries with `entries` derived from its document at
+    /// `from_version`, in one transaction that takes the next version as a merge commit does:
+    /// `Conflict::Stale` when a merge committed since.
+    async fn replace_history(
+        &self,
+        partnership_id: Uuid,
+        from_version: i64,
+        entries: &[(NewHistoryEntry, Received)],
+    ) -> StoreResult<()>;
+
+    /// When each stored change of the partnership was received (changes compaction folded into
+    /// the snapshot are no longer listed).
+    async fn received_times(
+        &self,
+        partnership_id: Uuid,
+    ) -> StoreResult<Vec<(String, DateTime<Utc>)>>;
 }
 
 /// Everything one merge makes durable at once (see [`Store::commit_merge`]).
@@ -974,6 +1002,8 @@ pub struct MergeCommit {
     /// The notifications the merge causes, written to the outbox in the same transaction: a
     /// commit that fails writes none, one that succeeds loses none.
     pub notifications: Vec<NewNotification>,
+    /// The history entries of the merge's changes, indexed in the same transaction.
+    pub history: Vec<NewHistoryEntry>,
 }
 
 /// Opens the store the URL names (`postgres://…` or `sqlite:…`) and applies the migrations.

@@ -206,7 +206,7 @@ fn fits_one_statement(merges: &[(Uuid, MergeCommit)]) -> bool {
 }
 
 /// The merges of [`fits_one_statement`] written by one statement: the new changes, the expense
-/// rows and the notifications, each table through one multi-row insert. A single statement is
+/// rows, the notifications and the history entries, each table through one multi-row insert. A single statement is
 /// atomic and commits on its own, so this saves the `BEGIN` and `COMMIT` round trips and one per
 /// change and row of the transaction path — three of four round trips of a one-change merge.
 /// Returns how many changes of each merge were new.
@@ -250,6 +250,10 @@ async fn commit_merges_in_one_statement(
         .unzip();
     let notifications: Vec<&super::NewNotification> =
         merges.iter().flat_map(|(_, m)| &m.notifications).collect();
+    let history: Vec<(Uuid, &super::NewHistoryEntry)> = merges
+        .iter()
+        .flat_map(|(pid, m)| m.history.iter().map(move |e| (*pid, e)))
+        .collect();
     let notification_column = |f: fn(&super::NewNotification) -> &str| {
         notifications.iter().map(|n| f(n)).collect::<Vec<_>>()
     };
@@ -290,7 +294,15 @@ async fn commit_merges_in_one_statement(
                SELECT i, u, p, k, d, b, $7, $7, 0, g \
                FROM UNNEST($20::uuid[], $21::uuid[], $22::uuid[], $23::text[], $24::text[], \
                  $25::text[], $26::timestamptz[]) AS t(i, u, p, k, d, b, g) \
-               {OUTBOX_ON_CONFLICT}) \
+               {OUTBOX_ON_CONFLICT}), \
+             new_history AS ( \
+               INSERT INTO history_entries (partnership_id, change_hash, author_id, kind, \
+                 entity_id, action, reason, changed_at, received_at, received_exact, fields) \
+               SELECT p, h, u, k, e, a, r, c, $7, true, f \
+               FROM UNNEST($27::uuid[], $28::text[], $29::uuid[], $30::text[], $31::text[], \
+                 $32::text[], $33::text[], $34::timestamptz[], $35::text[]) \
+                 AS t(p, h, u, k, e, a, r, c, f) \
+               ON CONFLICT (partnership_id, change_hash, kind, entity_id) DO NOTHING) \
              SELECT partnership_id, count(*) FROM new_changes GROUP BY partnership_id",
             expenses.columns(),
             expenses.on_conflict()
@@ -340,6 +352,40 @@ async fn commit_merges_in_one_statement(
             notifications
                 .iter()
                 .map(|n| super::notifications::give_up_at(now, n.give_up_after))
+                .collect::<Vec<_>>(),
+        )
+        .bind(history.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+        .bind(
+            history
+                .iter()
+                .map(|(_, e)| e.change_hash.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(history.iter().map(|(_, e)| e.author_id).collect::<Vec<_>>())
+        .bind(history.iter().map(|(_, e)| e.kind).collect::<Vec<_>>())
+        .bind(
+            history
+                .iter()
+                .map(|(_, e)| e.entity_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(history.iter().map(|(_, e)| e.action).collect::<Vec<_>>())
+        .bind(
+            history
+                .iter()
+                .map(|(_, e)| e.reason.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            history
+                .iter()
+                .map(|(_, e)| e.changed_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            history
+                .iter()
+                .map(|(_, e)| e.fields.as_str())
                 .collect::<Vec<_>>(),
         )
         .fetch_all(conn)

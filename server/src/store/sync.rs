@@ -238,6 +238,8 @@ macro_rules! sync_queries {
                 apply_row(tx, partnership_id, row, now).await?;
             }
             super::notifications::insert_notifications(tx, &commit.notifications, now).await?;
+            let received = $crate::store::Received { at: now, exact: true };
+            super::history::insert_entries(tx, partnership_id, &commit.history, &received).await?;
             Ok(inserted)
         }
 

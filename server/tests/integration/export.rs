@@ -159,6 +159,10 @@ async fn json_export_holds_the_couples_items_as_the_rest_views_and_nothing_of_an
             .len(),
         4
     );
+    // The history: every entry, newest first, as `GET /api/history` shows it.
+    let history = app.list_all("/api/history", token).await;
+    assert!(!history.is_empty());
+    assert_eq!(export["history"].as_array().expect("history"), &history);
     // The goal contributions add up to the goal's saved amount.
     let goals = app.list_all("/api/goals", token).await;
     let goal = &goals[0];
@@ -285,6 +289,7 @@ async fn csv_export_is_a_zip_of_csv_files_that_parse_and_add_up(backend: Backend
             "expenses.csv",
             "goal_contributions.csv",
             "goals.csv",
+            "history.csv",
             "messages.csv",
             "partnership.csv",
             "profile.csv",
@@ -295,6 +300,19 @@ async fn csv_export_is_a_zip_of_csv_files_that_parse_and_add_up(backend: Backend
         .map(|(name, text)| (name.as_str(), parse_csv(name, text)))
         .collect();
 
+    // The history: one row per entry of `GET /api/history`, its changes the same JSON.
+    let history = app.list_all("/api/history", token).await;
+    let rows = &tables["history.csv"];
+    assert_eq!(rows.len(), history.len());
+    for (row, entry) in rows.iter().zip(&history) {
+        assert_eq!(row["id"], entry["id"].as_str().expect("id"));
+        assert_eq!(
+            row["author_name"],
+            entry["author"]["name"].as_str().expect("name")
+        );
+        let changes: Value = serde_json::from_str(&row["changes"]).expect("changes JSON");
+        assert_eq!(changes, entry["changes"]);
+    }
     let profile = &tables["profile.csv"];
     assert_eq!(profile.len(), 1);
     assert_eq!(profile[0]["email"], "ann@example.com");

@@ -494,7 +494,100 @@ async fn the_partner_sees_changes_and_presence_on_the_feed(backend: Backend) {
     bob.client.shutdown().await;
 }
 
+/// The SDK tells the couple's history offline, worded as the server's `GET /api/history`:
+/// the same changes, kinds, entities, actions, field values and SplitSave's reasons.
+async fn the_sdk_tells_the_history_offline_as_the_server_does(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (ann, bob) = couple(&app.base_url).await;
+    ann.client
+        .add_expense(expense("Phone", 2_500))
+        .expect("add");
+    // Over the threshold: it waits for Bob, the request filed with it by Ann's phone.
+    ann.client
+        .add_expense(expense("Sofa", 250_000))
+        .expect("add");
+    ann.client
+        .wait_until_synced(DEADLINE)
+        .await
+        .expect("synced");
+    bob.client
+        .wait_until(DEADLINE, |d| d.expenses.len() == 2)
+        .await
+        .expect("Bob has both");
+    let token = bob.client.access_token().await.expect("token");
+    let (status, bob_rest) = rest_get(&app.base_url, &token, "/api/history?limit=100").await;
+    assert_eq!(status, StatusCode::OK, "{bob_rest}");
+    bob.client.stop_sync().await;
+
+    // Offline now: Bob's phone reads the same story from its own document.
+    let local = bob
+        .client
+        .history(&Default::default(), 100, None)
+        .expect("history");
+    let server = bob_rest["items"].as_array().expect("items");
+    let key = |change: &str, kind: &str, entity: &str, action: &str| {
+        format!("{change} {kind} {entity} {action}")
+    };
+    let from_server: BTreeMap<String, Value> = server
+        .iter()
+        .map(|e| {
+            (
+                key(
+                    e["change"].as_str().unwrap(),
+                    e["kind"].as_str().unwrap(),
+                    e["entity_id"].as_str().unwrap(),
+                    e["action"].as_str().unwrap(),
+                ),
+                json!({"reason": e["reason"], "changes": e["changes"]}),
+            )
+        })
+        .collect();
+    let from_sdk: BTreeMap<String, Value> = local
+        .iter()
+        .map(|e| {
+            (
+                key(
+                    &e.change.to_string(),
+                    e.kind.as_str(),
+                    &e.entity,
+                    e.action.as_str(),
+                ),
+                json!({"reason": e.reason, "changes": e.fields}),
+            )
+        })
+        .collect();
+    assert_eq!(from_sdk, from_server);
+    // The sofa's entries: Ann's, through a device this phone does not know, and a time.
+    let sofa = bob
+        .client
+        .expenses()
+        .expect("expenses")
+        .into_iter()
+        .find(|e| e.name == "Sofa")
+        .expect("sofa");
+    let only_sofa = splitsave_client::history::Filter {
+        entity: Some(sofa.id.to_string()),
+        ..Default::default()
+    };
+    let entries = bob.client.history(&only_sofa, 10, None).expect("history");
+    assert!(!entries.is_empty());
+    assert!(entries.iter().all(|e| e.entity == sofa.id.to_string()));
+    let created = entries.last().expect("created");
+    assert_eq!(created.action, splitsave_client::history::Action::Created);
+    assert!(matches!(
+        created.author,
+        splitsave_client::history::Author::Device(_)
+    ));
+    assert!(
+        created.changed_at.is_some(),
+        "the SDK's changes carry their time"
+    );
+}
+
 on_both_backends!(
+    the_sdk_tells_the_history_offline_as_the_server_does,
     offline_edits_survive_an_app_restart_and_arrive_exactly_once,
     a_refused_refresh_token_signs_the_client_out_and_keeps_local_data,
     a_password_change_elsewhere_ends_the_synced_session,

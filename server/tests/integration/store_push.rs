@@ -134,6 +134,7 @@ fn merge(
         rows: Vec::new(),
         version: Some(version),
         notifications,
+        history: Vec::new(),
     }
 }
 

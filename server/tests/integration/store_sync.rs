@@ -285,6 +285,7 @@ fn commit(rows: Vec<RowChange>) -> MergeCommit {
     MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![],
         bindings: vec![],
         rows,
@@ -402,6 +403,7 @@ async fn changes_are_stored_once_and_counted_until_compaction(db: &TestDb) {
     let first = MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![
             change("h1", "aa01", Some(ann.id)),
             change("h2", "aa01", Some(ann.id)),
@@ -467,6 +469,7 @@ async fn an_actor_bound_to_another_user_rolls_back_the_whole_commit(db: &TestDb)
     let forged = MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![
             change("h1", "aa01", Some(ann.id)),
             change("h2", "bb02", Some(ann.id)),
@@ -496,6 +499,7 @@ async fn binding_a_non_member_rolls_back_the_whole_commit(db: &TestDb) {
     let merge = MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![change("h1", "ee05", Some(stranger.id))],
         bindings: vec![("ee05".into(), stranger.id)],
         rows: upserts(&sample_rows(ann.id, ben.id, 2)),
@@ -687,6 +691,7 @@ async fn merges_of_several_couples_commit_together_or_not_at_all(db: &TestDb) {
     let ours = MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![change("h1", "aa01", Some(ann.id))],
         bindings: vec![("aa01".into(), ann.id)],
         rows: upserts(&sample_rows(ann.id, ben.id, 2)),
@@ -694,6 +699,7 @@ async fn merges_of_several_couples_commit_together_or_not_at_all(db: &TestDb) {
     let theirs = MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![
             change("h1", "cc03", Some(cat.id)),
             change("h2", "cc03", Some(cat.id)),
@@ -726,6 +732,7 @@ async fn merges_of_several_couples_commit_together_or_not_at_all(db: &TestDb) {
     let forged = MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![change("h8", "cc03", Some(dan.id))],
         bindings: vec![("cc03".into(), dan.id)],
         rows: vec![],
@@ -773,6 +780,7 @@ async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
     let ours = MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![
             change("h1", "aa01", Some(ann.id)),
             change("h2", "aa01", Some(ann.id)),
@@ -783,6 +791,7 @@ async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
     let theirs = MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![change("h1", "cc03", Some(cat.id))],
         bindings: vec![],
         rows: upserts(&[Row::Expense(rent.clone())]),
@@ -825,6 +834,7 @@ async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
     let more = MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![change("h4", "aa01", Some(ann.id))],
         bindings: vec![],
         rows: upserts(&[Row::Expense(expense(ann.id, "Tea", 300))]),
@@ -832,6 +842,7 @@ async fn merges_of_changes_and_expenses_only_are_stored_the_same(db: &TestDb) {
     let orphan = MergeCommit {
         version: None,
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![change("h9", "ee09", None)],
         bindings: vec![],
         rows: vec![],
@@ -874,6 +885,7 @@ async fn the_committer_answers_each_merge_of_a_failed_batch_on_its_own(db: &Test
         let merge = MergeCommit {
             version: None,
             notifications: Vec::new(),
+            history: Vec::new(),
             changes: vec![change(&format!("h{i}"), "ab01", Some(a.id))],
             bindings: vec![("ab01".into(), if forged { b.id } else { a.id })],
             rows: if forged { vec![] } else { upserts(&rows[i]) },
@@ -1006,6 +1018,7 @@ async fn each_merge_takes_the_next_version_and_a_taken_one_is_stale_and_writes_n
     let first = MergeCommit {
         version: Some(1),
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![change("h1", "aa01", Some(ann.id))],
         bindings: vec![],
         rows: vec![expense_upsert(ann.id, ben.id, "first")],
@@ -1022,6 +1035,7 @@ async fn each_merge_takes_the_next_version_and_a_taken_one_is_stale_and_writes_n
     let late = MergeCommit {
         version: Some(1),
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![change("h2", "bb01", Some(ben.id))],
         bindings: vec![],
         rows: vec![expense_upsert(ann.id, ben.id, "late")],
@@ -1042,6 +1056,7 @@ async fn each_merge_takes_the_next_version_and_a_taken_one_is_stale_and_writes_n
     let again = MergeCommit {
         version: Some(2),
         notifications: Vec::new(),
+        history: Vec::new(),
         changes: vec![change("h2", "bb01", Some(ben.id))],
         bindings: vec![("bb01".into(), ben.id)],
         rows: vec![expense_upsert(ann.id, ben.id, "late")],

@@ -218,7 +218,7 @@ pub fn compensate(
     let result = doc.transact_with::<_, _, EnforceError, _>(
         |_| {
             CommitOptions::default()
-                .with_message("splitsave: compensation")
+                .with_message(crate::history::COMPENSATION_MESSAGE)
                 .with_time(now.0 / 1000)
         },
         |tx| apply_fixes(tx, &enforcement.fixes),

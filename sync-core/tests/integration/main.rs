@@ -5,6 +5,7 @@ mod common;
 mod convergence;
 mod document;
 mod enforcement;
+mod history;
 mod js_schema;
 mod notifications;
 mod op_cases;

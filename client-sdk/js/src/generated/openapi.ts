@@ -368,6 +368,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/expenses/{id}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One expense's history, newest first. */
+        get: operations["expense_history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/export": {
         parameters: {
             query?: never;
@@ -436,6 +453,63 @@ export interface paths {
         /** Logs a contribution to an active goal; its saved amount grows by `amount`. */
         put: operations["contribute_to_goal"];
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/goals/{id}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One goal's history, newest first. */
+        get: operations["goal_history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The couple's history, newest first. */
+        get: operations["list_history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Imports a JSON export (`GET /api/export?format=json`, `format_version` 1) into the caller's
+         *     partnership, which must have no entries yet: every item lands as it was (ids, statuses,
+         *     times, saved amounts, months and their paid marks), its authors mapped onto the
+         *     partnership's two members. The file is checked whole first: a problem anywhere answers 422
+         *     naming its JSON path (`expenses[3].amount`), and nothing is written.
+         */
+        post: operations["import_data"];
         delete?: never;
         options?: never;
         head?: never;
@@ -766,7 +840,8 @@ export interface components {
             target_id: string;
         };
         /**
-         * @description An approval request as the API shows it.
+         * @description An approval request as the API shows it (also as `POST /api/import` reads it from an
+         *     export).
          * @example {
          *       "created_at": "2026-11-25T09:30:00.000Z",
          *       "id": "01937a3e-4b2c-7d11-9a3e-5f0c2b7e8d41",
@@ -1017,7 +1092,7 @@ export interface components {
             event: string;
         };
         /**
-         * @description An expense as the API shows it.
+         * @description An expense as the API shows it (also as `POST /api/import` reads it from an export).
          * @example {
          *       "added_by": "01936f5e-0000-7000-8000-000000000001",
          *       "amount": "1200.00",
@@ -1082,11 +1157,29 @@ export interface components {
             goal_contributions: components["schemas"]["GoalContributionView"][];
             /** @description Every goal, by id. */
             goals: components["schemas"]["GoalView"][];
+            /**
+             * @description The couple's history, newest first, as `GET /api/history` shows it (derived from the
+             *     document: `POST /api/import` does not read it back).
+             */
+            history: components["schemas"]["HistoryEntryView"][];
             /** @description Every message, by id. */
             messages: components["schemas"]["MessageView"][];
             partnership?: null | components["schemas"]["PartnershipView"];
             /** @description The caller's profile, as `GET /api/users/profile` shows it. */
             profile: components["schemas"]["Profile"];
+        };
+        /**
+         * @description One field's old and new value, as the REST API shows them (amounts as decimal strings,
+         *     times RFC 3339, `null` for absent). A field of an inner map is `outer.inner`
+         *     (`paid.<user id>`, `request_data.amount`).
+         */
+        FieldChangeView: {
+            /** @description The field. */
+            field: string;
+            /** @description After the change. */
+            new: unknown;
+            /** @description Before the change. */
+            old: unknown;
         };
         /** @description Body of `POST /api/auth/forgot-password`. */
         ForgotPasswordRequest: {
@@ -1147,7 +1240,7 @@ export interface components {
             next_cursor?: string | null;
         };
         /**
-         * @description A goal as the API shows it.
+         * @description A goal as the API shows it (also as `POST /api/import` reads it from an export).
          * @example {
          *       "added_by": "01937a3e-1111-7abc-8def-0123456789ab",
          *       "created_at": "2026-11-25T09:30:00.000Z",
@@ -1194,6 +1287,105 @@ export interface components {
             checks?: null | components["schemas"]["ReadyChecks"];
             /** @description `"ok"`; from `/readyz`, `"degraded"` when Redis is configured but does not answer. */
             status: string;
+        };
+        /** @description Who made a change. */
+        HistoryAuthorView: {
+            /** @description The user's name, or `SplitSave`. */
+            name: string;
+            /**
+             * @description `user` (a partner, through an app or the REST API) or `splitsave` (the server's own
+             *     correction).
+             */
+            type: string;
+            /**
+             * Format: uuid
+             * @description The user's id; absent for SplitSave.
+             */
+            user_id?: string | null;
+        };
+        /**
+         * @description What one change did to one thing.
+         * @example {
+         *       "action": "changed",
+         *       "author": {
+         *         "name": "SplitSave",
+         *         "type": "splitsave",
+         *         "user_id": null
+         *       },
+         *       "change": "5f1c0a…",
+         *       "changed_at": "2026-11-25T09:30:00.000Z",
+         *       "changes": [
+         *         {
+         *           "field": "amount",
+         *           "new": "1200.00",
+         *           "old": "2400.00"
+         *         }
+         *       ],
+         *       "entity_id": "01937a3e-4b2c-7d11-9a3e-5f0c2b7e8d41",
+         *       "id": "1042",
+         *       "kind": "expense",
+         *       "reason": "edit needs approval: amount restored",
+         *       "received_at": "2026-11-25T18:02:11.417Z",
+         *       "received_at_exact": true
+         *     }
+         */
+        HistoryEntryView: {
+            /** @description `created`, `changed` or `removed`. */
+            action: string;
+            /** @description Who made it. */
+            author: components["schemas"]["HistoryAuthorView"];
+            /** @description The Automerge change (hex hash) the entry comes from. */
+            change: string;
+            /** @description When the change was made, by its author's clock (RFC 3339); null when it carries none. */
+            changed_at?: string | null;
+            /** @description The fields that changed. */
+            changes: components["schemas"]["FieldChangeView"][];
+            /** @description Its id (a month `YYYY-MM` for a month, a user id for a member). */
+            entity_id: string;
+            /** @description The entry's position (newer entries have larger ones). */
+            id: string;
+            /**
+             * @description What the entry is about: `expense`, `goal`, `goal_contribution`, `approval`, `message`,
+             *     `month`, `member` or `partnership`.
+             */
+            kind: string;
+            /** @description For SplitSave's own changes, why (`edit needs approval: amount restored`). */
+            reason?: string | null;
+            /**
+             * @description When the server received it (RFC 3339): later than `changed_at` for an edit made
+             *     offline.
+             */
+            received_at: string;
+            /**
+             * @description False when the receive time is no longer stored (history rebuilt after the changes were
+             *     compacted): `received_at` is then the change's own time.
+             */
+            received_at_exact: boolean;
+        };
+        /** @description Items written per section, named as the export names them. */
+        ImportCounts: {
+            /** @description Approval requests. */
+            approval_requests: number;
+            /** @description Months. */
+            contributions: number;
+            /** @description Expenses. */
+            expenses: number;
+            /** @description Contributions logged to goals. */
+            goal_contributions: number;
+            /** @description Goals. */
+            goals: number;
+            /** @description Messages. */
+            messages: number;
+        };
+        /** @description What an import wrote. */
+        ImportSummary: {
+            /** @description Items written per section of the file. */
+            imported: components["schemas"]["ImportCounts"];
+            /**
+             * @description How the file's users became the partnership's members (`from` the file, `to` the
+             *     member who now stands for them in every imported item).
+             */
+            users: components["schemas"]["UserMapping"][];
         };
         /** @description A pending invitation. */
         InvitationView: {
@@ -1268,7 +1460,7 @@ export interface components {
             message: string;
         };
         /**
-         * @description A message as the API shows it.
+         * @description A message as the API shows it (also as `POST /api/import` reads it from an export).
          * @example {
          *       "created_at": "2026-11-25T09:30:00.000Z",
          *       "id": "01937a3e-4b2c-7d11-9a3e-5f0c2b7e8d41",
@@ -1299,7 +1491,7 @@ export interface components {
             text: string;
         };
         /**
-         * @description A month's contribution.
+         * @description A month's contribution (also as `POST /api/import` reads it from an export).
          * @example {
          *       "currency": "USD",
          *       "month": "2026-11",
@@ -1419,6 +1611,45 @@ export interface components {
                 status: string;
                 /** @description RFC 3339. */
                 updated_at: string;
+            }[];
+            /** @description Pass as `cursor` to get the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description A page of items: `{"items": [...], "next_cursor": "..." | null}`. */
+        Paged_HistoryEntryView: {
+            /** @description The items of this page. */
+            items: {
+                /** @description `created`, `changed` or `removed`. */
+                action: string;
+                /** @description Who made it. */
+                author: components["schemas"]["HistoryAuthorView"];
+                /** @description The Automerge change (hex hash) the entry comes from. */
+                change: string;
+                /** @description When the change was made, by its author's clock (RFC 3339); null when it carries none. */
+                changed_at?: string | null;
+                /** @description The fields that changed. */
+                changes: components["schemas"]["FieldChangeView"][];
+                /** @description Its id (a month `YYYY-MM` for a month, a user id for a member). */
+                entity_id: string;
+                /** @description The entry's position (newer entries have larger ones). */
+                id: string;
+                /**
+                 * @description What the entry is about: `expense`, `goal`, `goal_contribution`, `approval`, `message`,
+                 *     `month`, `member` or `partnership`.
+                 */
+                kind: string;
+                /** @description For SplitSave's own changes, why (`edit needs approval: amount restored`). */
+                reason?: string | null;
+                /**
+                 * @description When the server received it (RFC 3339): later than `changed_at` for an edit made
+                 *     offline.
+                 */
+                received_at: string;
+                /**
+                 * @description False when the receive time is no longer stored (history rebuilt after the changes were
+                 *     compacted): `received_at` is then the change's own time.
+                 */
+                received_at_exact: boolean;
             }[];
             /** @description Pass as `cursor` to get the next page; null on the last page. */
             next_cursor?: string | null;
@@ -1865,6 +2096,19 @@ export interface components {
              * @example 150.00
              */
             personal_allowance?: string | null;
+        };
+        /** @description One user of the file and the member standing for them. */
+        UserMapping: {
+            /**
+             * Format: uuid
+             * @description The user id in the file.
+             */
+            from: string;
+            /**
+             * Format: uuid
+             * @description The partnership member.
+             */
+            to: string;
         };
         /** @description A user as the auth endpoints show it (no password hash, no token version). */
         UserView: {
@@ -3199,6 +3443,70 @@ export interface operations {
             };
         };
     };
+    expense_history: {
+        parameters: {
+            query?: {
+                /** @description Entries per page, 1–100 (default 50). */
+                limit?: number;
+                /** @description The previous page's `next_cursor`. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The expense id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the expense's entries `{items, next_cursor}` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Paged_HistoryEntryView"];
+                };
+            };
+            /** @description `bad_request`: not a UUID, or a parameter of the wrong type */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such expense in the caller's partnership */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `limit` outside 1–100, or a bad `cursor` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     export_data: {
         parameters: {
             query: {
@@ -3599,6 +3907,252 @@ export interface operations {
             };
             /** @description `validation_failed`: amount missing, not positive, too precise or too large */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    goal_history: {
+        parameters: {
+            query?: {
+                /** @description Entries per page, 1–100 (default 50). */
+                limit?: number;
+                /** @description The previous page's `next_cursor`. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The goal id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the goal's entries `{items, next_cursor}` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Paged_HistoryEntryView"];
+                };
+            };
+            /** @description `bad_request`: not a UUID, or a parameter of the wrong type */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such goal in the caller's partnership */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `limit` outside 1–100, or a bad `cursor` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_history: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Only entries about this kind of thing: `expense`, `goal`, `goal_contribution`,
+                 *     `approval`, `message`, `month`, `member` or `partnership`.
+                 */
+                kind?: string;
+                /** @description Only entries about this entity (an id, a month `YYYY-MM`, a user id). */
+                entity?: string;
+                /** @description Only changes by this user (a user id), or `splitsave` for the server's own. */
+                author?: string;
+                /** @description Only changes made at or after this time (RFC 3339). */
+                from?: string;
+                /** @description Only changes made before this time (RFC 3339). */
+                to?: string;
+                /** @description Entries per page, 1–100 (default 50). */
+                limit?: number;
+                /** @description The previous page's `next_cursor`. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of entries `{items, next_cursor}` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Paged_HistoryEntryView"];
+                };
+            };
+            /** @description `bad_request`: a parameter of the wrong type (e.g. `limit=abc`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller has no active or paused partnership */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown `kind`, an `author` that is neither a user id nor `splitsave`, a `from` or `to` that is not RFC 3339, `limit` outside 1–100, or a bad `cursor` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    import_data: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A JSON export, as `GET /api/export?format=json` wrote it; keys it does not know (`history`) are ignored */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExportDocument"];
+            };
+        };
+        responses: {
+            /** @description Imported, in one change of the partnership's document */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportSummary"];
+                };
+            };
+            /** @description `bad_request`: the body is not JSON (the message names line and column) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller has no active or paused partnership */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `partnership_not_empty`: the partnership has an expense, goal, goal contribution, approval request, message or paid month; `partnership_paused` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `payload_too_large`: over `IMPORT_BODY_LIMIT_BYTES` (64 MiB by default) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: not `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: `details` names each problem by its JSON path (`expenses[3].amount`, `partnership.currency`, …) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: the hourly import attempts are used up; see `Retry-After` */
+            429: {
+                headers: {
+                    /** @description Seconds until another import is allowed */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `timeout`: over `IMPORT_TIMEOUT_SECS` (a write already begun still completes: look before retrying); `service_unavailable`: the document could not be reached */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

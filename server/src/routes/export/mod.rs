@@ -5,8 +5,10 @@
 //!   REST API's views show it (decimals as strings, times RFC 3339).
 //! - `csv`: a zip of one CSV file per table (`profile.csv`, `partnership.csv`, `expenses.csv`,
 //!   …), with a header row, amounts as decimals and times RFC 3339.
-//! - `automerge`: the partnership's Automerge document as `Automerge::save()` writes it, which
-//!   any Automerge implementation loads.
+//! - `automerge`: the partnership's Automerge document as it is stored: the latest snapshot
+//!   (`Automerge::save()`'s output) followed by every change stored since, each a change chunk
+//!   (what `Automerge::save_incremental()` appends), which any Automerge implementation loads
+//!   as one document.
 //!
 //! Only the caller's own partnership is read: every row comes from a store read filtered by the
 //! partnership id of the caller's current partnership, never by an id from the request. A caller
@@ -26,13 +28,17 @@
 //! mid-export) cannot become an error status any more: the task logs it and breaks the body off,
 //! so the client sees a failed download instead of a file that looks complete.
 //!
-//! The Automerge document is loaded whole (an Automerge document cannot be saved in parts), on
-//! a blocking thread, from the stored snapshot and changes, the way the document actor loads it.
+//! The Automerge document is not loaded: Automerge's file format is a sequence of chunks, a
+//! document chunk and change chunks, and `load` in every implementation reads such a sequence as
+//! one document, so the stored snapshot and the stored changes are sent as they are, one chunk
+//! after the other. The export holds the document's stored form (about 60 bytes an entry, most
+//! of it the snapshot, which is compacted every 500 changes), never the loaded document, which
+//! is a hundred times larger: loading a 20,000-entry couple's document to `save()` it made the
+//! server grow by about 170 MiB for the download (docs/benchmarks.md, "Export memory").
 
 use std::io::{self, Write as _};
 use std::sync::{Arc, Mutex};
 
-use automerge::{Automerge, Change};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
@@ -58,6 +64,7 @@ use crate::routes::approvals::ApprovalView;
 use crate::routes::contributions::{MonthView, ShareView};
 use crate::routes::expenses::ExpenseView;
 use crate::routes::goals::GoalView;
+use crate::routes::history::{self, HistoryEntryView, Names};
 use crate::routes::messages::MessageView;
 use crate::routes::partnerships::{partnership_view, PartnershipView};
 use crate::routes::shared::{self, rfc3339};
@@ -226,11 +233,14 @@ pub struct ExportDocument {
     pub approval_requests: Vec<ApprovalView>,
     /// Every message, by id.
     pub messages: Vec<MessageView>,
+    /// The couple's history, newest first, as `GET /api/history` shows it (derived from the
+    /// document: `POST /api/import` does not read it back).
+    pub history: Vec<HistoryEntryView>,
 }
 
 /// A contribution logged to a goal (what `PUT /api/goals/{id}/contribution` adds to its
 /// `saved_amount`), as the export and the event stream show it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GoalContributionView {
     /// The contribution's id.
     pub id: Uuid,
@@ -240,6 +250,7 @@ pub struct GoalContributionView {
     pub user_id: Uuid,
     /// The amount, a decimal string in the partnership currency.
     #[schema(value_type = String, example = "150.00")]
+    #[serde(deserialize_with = "rust_decimal::serde::str::deserialize")]
     pub amount: Decimal,
     /// When (RFC 3339).
     pub created_at: String,
@@ -288,7 +299,14 @@ pub async fn export_data(
     state.limits.check_export(user.user_id).await?;
     let now = Utc::now();
     let body = match format {
-        ExportFormat::Automerge => Body::from(saved_document(&state, &user).await?),
+        ExportFormat::Automerge => {
+            let chunks = stored_chunks(&state, &user).await?;
+            Body::from_stream(futures::stream::iter(
+                chunks
+                    .into_iter()
+                    .map(|c| Ok::<_, io::Error>(Bytes::from(c))),
+            ))
+        }
         ExportFormat::Json | ExportFormat::Csv => {
             let export = Export::gather(&state, &user, now).await?;
             let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
@@ -313,38 +331,40 @@ pub async fn export_data(
         .into_response())
 }
 
-/// The partnership's document, `Automerge::save()`d: loaded from the stored snapshot and the
-/// changes stored since, read at one instant (what the document actor would load), on a
-/// blocking thread (loading a large document is CPU work). Reading the store rather than asking
-/// the live actor keeps a large export from holding up the couple's syncing; every change a
-/// client was told is saved is in the store.
-async fn saved_document(state: &AppState, user: &AuthUser) -> Result<Vec<u8>, ApiError> {
+/// The partnership's document as stored, read at one instant (what the document actor would
+/// load): the snapshot's bytes, then each change stored since, in arrival order (a change whose
+/// dependencies come later is queued by `load` until they arrive). Reading the store rather
+/// than asking the live actor keeps a large export from holding up the couple's syncing; every
+/// change a client was told is saved is in the store.
+async fn stored_chunks(state: &AppState, user: &AuthUser) -> Result<Vec<Vec<u8>>, ApiError> {
     let p = state
         .store
         .current_partnership(user.user_id)
         .await?
         .filter(|p| has_document(p.status))
         .ok_or(ApiError::NoPartnership)?;
-    let stored = state.store.stored_document(p.id).await?;
-    tokio::task::spawn_blocking(move || save(stored))
-        .await
-        .map_err(ApiError::internal)?
+    document_chunks(state.store.stored_document(p.id).await?)
 }
 
-fn save(stored: StoredDocument) -> Result<Vec<u8>, ApiError> {
+/// The first bytes of every Automerge chunk (document, change or compressed change).
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+
+fn document_chunks(stored: StoredDocument) -> Result<Vec<Vec<u8>>, ApiError> {
     let Some((_, snapshot)) = stored.snapshot else {
         // An active or paused partnership's document is stored when it is accepted.
         return Err(ApiError::internal("the partnership has no stored document"));
     };
-    let mut doc = Automerge::load(&snapshot).map_err(ApiError::internal)?;
-    let changes = stored
-        .changes
-        .into_iter()
-        .map(|c| Change::from_bytes(c.bytes))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::internal)?;
-    doc.apply_changes(changes).map_err(ApiError::internal)?;
-    Ok(doc.save())
+    let chunks: Vec<Vec<u8>> = std::iter::once(snapshot)
+        .chain(stored.changes.into_iter().map(|c| c.bytes))
+        .collect();
+    // Checked before the response starts, so that a damaged store is an error status rather
+    // than a file that does not load (`load` checks each chunk's checksum).
+    if chunks.iter().any(|c| !c.starts_with(&CHUNK_MAGIC)) {
+        return Err(ApiError::internal(
+            "a stored chunk is not an Automerge chunk",
+        ));
+    }
+    Ok(chunks)
 }
 
 /// Whether a partnership in this status has a document (and so items).
@@ -358,3 +378,68 @@ fn has_document(status: PartnershipStatus) -> bool {
 mod writer;
 
 use writer::{Export, Out};
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable as _;
+    use automerge::{Automerge, ReadDoc as _, ROOT};
+
+    use super::*;
+    use crate::store::StoredChange;
+
+    #[test]
+    fn the_stored_snapshot_and_changes_load_as_the_whole_document() {
+        fn put(doc: &mut Automerge, k: &str) {
+            doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+                tx.put(ROOT, k, 1)?;
+                Ok(())
+            })
+            .expect("change");
+        }
+        let mut doc = Automerge::new();
+        put(&mut doc, "a");
+        put(&mut doc, "b");
+        let snapshot = doc.save();
+        put(&mut doc, "c");
+        put(&mut doc, "d");
+        let changes = doc.get_changes(&[]);
+        // The last two changes after the snapshot, and one the snapshot already has (a
+        // compaction racing a merge can leave one): `load` takes it once.
+        let stored = StoredDocument {
+            version: 3,
+            snapshot: Some((1, snapshot)),
+            changes: [1, 2, 3]
+                .iter()
+                .map(|&i| StoredChange {
+                    id: i as i64,
+                    user_id: None,
+                    bytes: changes[i].raw_bytes().to_vec(),
+                })
+                .collect(),
+        };
+        let body = document_chunks(stored).expect("chunks").concat();
+        let loaded = Automerge::load(&body).expect("loads");
+        assert_eq!(loaded.get_heads(), doc.get_heads());
+        assert_eq!(loaded.keys(ROOT).collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_stored_chunk_that_is_not_automerge_is_an_error_before_the_response() {
+        let not_a_change = StoredDocument {
+            version: 1,
+            snapshot: Some((1, Automerge::new().save())),
+            changes: vec![StoredChange {
+                id: 1,
+                user_id: None,
+                bytes: b"garbage".to_vec(),
+            }],
+        };
+        assert!(document_chunks(not_a_change).is_err());
+        let no_snapshot = StoredDocument {
+            version: 0,
+            snapshot: None,
+            changes: Vec::new(),
+        };
+        assert!(document_chunks(no_snapshot).is_err());
+    }
+}

@@ -14,6 +14,8 @@ pub(super) struct Export {
     /// The partnership whose tables are exported, and its currency: the caller's own, only when
     /// it has a document.
     tables: Option<(Uuid, String)>,
+    /// The partners' names, for the authors of history entries.
+    names: Option<Names>,
 }
 
 /// Why an export stopped after its response started.
@@ -64,6 +66,10 @@ impl Export {
             .as_ref()
             .filter(|p| has_document(p.status))
             .map(|p| (p.id, p.currency.clone()));
+        let names = match current.as_ref().filter(|p| has_document(p.status)) {
+            Some(p) => Some(Names::of(state, p).await?),
+            None => None,
+        };
         let partnership = match current {
             Some(p) => Some(partnership_view(state, p, user.user_id).await?),
             None => None,
@@ -74,6 +80,7 @@ impl Export {
             profile,
             partnership,
             tables,
+            names,
         })
     }
 
@@ -132,8 +139,33 @@ impl Export {
             out.json_key(false, table.name());
             self.write_json_table(out, table).await?;
         }
+        out.json_key(false, HISTORY);
+        out.buf.push(b'[');
+        let mut first = true;
+        let mut pages = self.history();
+        while let Some(entries) = pages.next().await? {
+            for entry in entries {
+                if !first {
+                    out.buf.push(b',');
+                }
+                first = false;
+                serde_json::to_writer(&mut out.buf, &entry)?;
+            }
+            out.flush().await?;
+        }
+        out.buf.push(b']');
         out.buf.push(b'}');
         out.flush().await
+    }
+
+    /// The history entries a page at a time, newest first (none without a partnership that has
+    /// a document).
+    fn history(&self) -> HistoryPages<'_> {
+        HistoryPages {
+            export: self,
+            before: None,
+            done: self.tables.is_none(),
+        }
     }
 
     /// One table as a JSON array of the REST views, a page at a time.
@@ -207,6 +239,21 @@ impl Export {
             }
             zip.write_all(&take_csv(&mut csv)?)?;
         }
+        if self.tables.is_some() {
+            zip.start_file(format!("{HISTORY}.csv"), options)?;
+            let mut csv = csv_writer(false);
+            csv.writer.write_record(HistoryCsv::HEADER)?;
+            let mut pages = self.history();
+            while let Some(entries) = pages.next().await? {
+                for entry in &entries {
+                    csv.writer.serialize(HistoryCsv::of(entry))?;
+                }
+                zip.write_all(&take_csv(&mut csv)?)?;
+                out.buf.extend(sink.take());
+                out.flush().await?;
+            }
+            zip.write_all(&take_csv(&mut csv)?)?;
+        }
         zip.finish()?;
         out.buf.extend(sink.take());
         out.flush().await
@@ -238,6 +285,98 @@ impl Pages<'_> {
             None => return Ok(None),
         }
         Ok(Some(rows))
+    }
+}
+
+/// The key of the history section in the JSON export, and its file name in the CSV one.
+const HISTORY: &str = "history";
+
+/// The history entries a page at a time, newest first (`Store::history_page`).
+struct HistoryPages<'a> {
+    export: &'a Export,
+    before: Option<i64>,
+    done: bool,
+}
+
+impl HistoryPages<'_> {
+    /// The next page, `None` after the last.
+    async fn next(&mut self) -> Result<Option<Vec<HistoryEntryView>>, StoreError> {
+        let (Some((pid, _)), false) = (self.export.tables.as_ref(), self.done) else {
+            return Ok(None);
+        };
+        let query = crate::store::HistoryQuery {
+            before_id: self.before,
+            limit: PAGE_ROWS,
+            ..Default::default()
+        };
+        let records = self.export.store.history_page(*pid, &query).await?;
+        self.done = records.len() < PAGE_ROWS as usize;
+        let Some(last) = records.last() else {
+            return Ok(None);
+        };
+        self.before = Some(last.id);
+        let none = Names::empty();
+        let names = self.export.names.as_ref().unwrap_or(&none);
+        Ok(Some(
+            records.iter().map(|r| history::view(r, names)).collect(),
+        ))
+    }
+}
+
+/// A history entry as a row of `history.csv`: the author in three columns, the field changes
+/// as their JSON array.
+#[derive(Serialize)]
+struct HistoryCsv<'a> {
+    id: &'a str,
+    change: &'a str,
+    author_type: &'a str,
+    author_id: Option<Uuid>,
+    author_name: &'a str,
+    reason: Option<&'a str>,
+    changed_at: Option<&'a str>,
+    received_at: &'a str,
+    received_at_exact: bool,
+    kind: &'a str,
+    entity_id: &'a str,
+    action: &'a str,
+    changes: String,
+}
+
+impl CsvRow for HistoryCsv<'_> {
+    const HEADER: &'static [&'static str] = &[
+        "id",
+        "change",
+        "author_type",
+        "author_id",
+        "author_name",
+        "reason",
+        "changed_at",
+        "received_at",
+        "received_at_exact",
+        "kind",
+        "entity_id",
+        "action",
+        "changes",
+    ];
+}
+
+impl<'a> HistoryCsv<'a> {
+    fn of(e: &'a HistoryEntryView) -> Self {
+        HistoryCsv {
+            id: &e.id,
+            change: &e.change,
+            author_type: &e.author.kind,
+            author_id: e.author.user_id,
+            author_name: &e.author.name,
+            reason: e.reason.as_deref(),
+            changed_at: e.changed_at.as_deref(),
+            received_at: &e.received_at,
+            received_at_exact: e.received_at_exact,
+            kind: &e.kind,
+            entity_id: &e.entity_id,
+            action: &e.action,
+            changes: serde_json::to_string(&e.changes).unwrap_or_default(),
+        }
     }
 }
 
@@ -651,6 +790,27 @@ mod tests {
             created_at: at.clone(),
         };
         assert_eq!(derived_header(message), owned(MessageView::HEADER));
+        let entry = HistoryEntryView {
+            id: "1".into(),
+            change: "ab".into(),
+            author: history::HistoryAuthorView {
+                kind: "user".into(),
+                user_id: Some(id),
+                name: "Ann".into(),
+            },
+            reason: None,
+            changed_at: Some(at.clone()),
+            received_at: at.clone(),
+            received_at_exact: true,
+            kind: "expense".into(),
+            entity_id: id.to_string(),
+            action: "created".into(),
+            changes: Vec::new(),
+        };
+        assert_eq!(
+            derived_header(HistoryCsv::of(&entry)),
+            owned(HistoryCsv::HEADER)
+        );
         let share = MonthShareCsv {
             month: "2026-11",
             currency: "USD",

@@ -235,7 +235,8 @@ impl DocActor {
             .map(|m| m.changes)
             .unwrap_or_default();
         let notifications = self.notifications_for(&merged, user);
-        self.persist(changes, bindings, rows, notifications, Some(user))
+        let history = self.history_for(&merged, Some(user));
+        self.persist(changes, bindings, rows, notifications, history, Some(user))
             .await?;
         self.merges += 1;
         let metrics = self.registry.metrics();
@@ -251,6 +252,7 @@ impl DocActor {
         bindings: Vec<(String, Uuid)>,
         rows: Vec<materialize::RowChange>,
         notifications: Vec<crate::store::NewNotification>,
+        history: Vec<crate::store::NewHistoryEntry>,
         user: Option<UserId>,
     ) -> Result<(), SyncError> {
         let hashes: Vec<String> = changes.iter().map(|c| c.hash.clone()).collect();
@@ -278,6 +280,7 @@ impl DocActor {
             rows,
             version: Some(version),
             notifications,
+            history,
         };
         let notifying = !commit.notifications.is_empty();
         match self.registry.committer().commit(self.pid.0, commit).await {

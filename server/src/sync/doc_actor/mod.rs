@@ -40,6 +40,7 @@ mod access;
 mod catch_up;
 mod compaction;
 mod ephemeral;
+mod history;
 mod limits;
 mod merge;
 mod notify;

@@ -77,7 +77,10 @@ impl DocActor {
             let result = self.doc.transact_with(
                 |_| {
                     CommitOptions::default()
-                        .with_message(format!("splitsave: operation by {user}"))
+                        .with_message(format!(
+                            "{}{user}",
+                            splitsave_sync_core::history::OPERATION_MESSAGE_PREFIX
+                        ))
                         .with_time(now.0 / 1000)
                 },
                 |tx| op(tx),
@@ -112,8 +115,16 @@ impl DocActor {
                 .iter()
                 .flat_map(|(user, new)| self.notifications_for(new, *user))
                 .collect();
+            let history = self.history_for(&all, None);
             match self
-                .persist(changes, Vec::new(), rows, notifications, Some(first_user))
+                .persist(
+                    changes,
+                    Vec::new(),
+                    rows,
+                    notifications,
+                    history,
+                    Some(first_user),
+                )
                 .await
             {
                 Ok(()) => {

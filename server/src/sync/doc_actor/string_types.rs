@@ -46,7 +46,14 @@ impl DocActor {
             return;
         }
         match self
-            .persist(changes, Vec::new(), Vec::new(), Vec::new(), None)
+            .persist(
+                changes,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                None,
+            )
             .await
         {
             Ok(()) => tracing::info!(

@@ -198,12 +198,25 @@ impl SyncClient {
         &mut self,
         op: impl FnOnce(&mut Transaction<'_>, &Ctx) -> Result<Outcome, OpError>,
     ) -> Outcome {
+        self.edit_at(Millis::now(), op)
+    }
+
+    /// Runs one operation as if made at `now` (a device offline since then), its change
+    /// carrying that time as the apps' changes do.
+    pub fn edit_at(
+        &mut self,
+        now: Millis,
+        op: impl FnOnce(&mut Transaction<'_>, &Ctx) -> Result<Outcome, OpError>,
+    ) -> Outcome {
         let ctx = Ctx {
             user: self.user,
-            now: Millis::now(),
+            now,
         };
         self.doc
-            .transact(|tx| op(tx, &ctx))
+            .transact_with(
+                |_| automerge::transaction::CommitOptions::default().with_time(now.0 / 1000),
+                |tx| op(tx, &ctx),
+            )
             .map(|ok| ok.result)
             .map_err(|failure| failure.error)
             .expect("operation applies locally")
