@@ -649,6 +649,10 @@ macro_rules! backend {
                         .await
                 }
 
+                async fn analyze_history(&self) -> StoreResult<()> {
+                    history::analyze(&self.pool).await
+                }
+
                 async fn received_times(
                     &self,
                     partnership_id: Uuid,

@@ -281,6 +281,12 @@ macro_rules! history_queries {
             Ok(())
         }
 
+        /// See `Store::analyze_history` (`ANALYZE` is the same statement on both backends).
+        pub(in $crate::store) async fn analyze(pool: &Pool) -> StoreResult<()> {
+            sqlx::query("ANALYZE history_entries").execute(pool).await?;
+            Ok(())
+        }
+
         /// See `Store::received_times`.
         pub(in $crate::store) async fn received_times(
             pool: &Pool,

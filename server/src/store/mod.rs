@@ -978,6 +978,9 @@ pub trait Store: Send + Sync + 'static {
         entries: &[(NewHistoryEntry, Received)],
     ) -> StoreResult<()>;
 
+    /// Refreshes the query planner's statistics of the history index (after a rebuild).
+    async fn analyze_history(&self) -> StoreResult<()>;
+
     /// When each stored change of the partnership was received (changes compaction folded into
     /// the snapshot are no longer listed).
     async fn received_times(
