@@ -484,6 +484,46 @@ async fn has_every_expense(device: &Device, names: &[String]) {
     .await;
 }
 
+/// Behind nginx the per-IP limit counts the client's address as nginx saw it: a client cannot
+/// make each request look like another address by sending its own `X-Forwarded-For`, on REST
+/// and on the WebSocket routes alike (nginx passes a location none of the server block's
+/// headers once the location sets one of its own, so every location sets the address itself).
+#[tokio::test]
+async fn behind_nginx_a_client_cannot_choose_the_address_its_requests_are_counted_under() {
+    let Some(nodes) = nodes(
+        1,
+        &[("API_RATE_LIMIT", "5"), ("TRUSTED_PROXIES", "127.0.0.1")],
+    )
+    .await
+    else {
+        return;
+    };
+    let Some(nginx) = Nginx::start(&[&nodes[0]]) else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let response = client
+            .get(format!("{}/api/users/profile", nginx.url()))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .send()
+            .await
+            .expect("request");
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..5], [401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The WebSocket location (here `/api/events`) counts under the same address: refused.
+    let response = client
+        .get(format!("{}/api/events", nginx.url()))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 429);
+}
+
 /// nginx in front of the first two nodes and a couple whose devices reach them through it.
 async fn couple_behind(nodes: &[RealServer]) -> Option<(Nginx, Device, Device)> {
     let nginx = Nginx::start(&[&nodes[0], &nodes[1]])?;
