@@ -2,7 +2,8 @@
 //! (the automerge-repo protocol, Automerge sync, sync-core operations) and prints the figures
 //! the sync layer is held to: durable merges per second, partner-to-partner propagation latency
 //! at a fixed offered load, server memory per idle connection and per hot document, and the
-//! cold-open time of a large document.
+//! cold-open time of a large document. `--export-memory` measures something else: the server's
+//! memory while it streams `GET /api/export` of a 20,000-entry couple (`export_memory`).
 //!
 //! Bounded in time and count and loopback only. By default it creates a fresh PostgreSQL
 //! database, starts `target/release/splitsave` on it, and drops both at the end. Accounts,
@@ -50,6 +51,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
 mod compare;
+mod export_memory;
 mod metrics;
 mod nginx;
 mod push;
@@ -340,6 +342,35 @@ struct Args {
     /// others alternate GET /api/expenses and GET /api/partnerships/current.
     #[arg(long, default_value_t = 10)]
     rest_post_every: u64,
+    /// Measure the server's memory while it streams `GET /api/export` (json, csv, automerge) of
+    /// a couple of --export-entries rows, on each of --export-backends (a fresh server each,
+    /// EXPORT_RATE_LIMIT raised): VmRSS before, its peak during each download (sampled, and the
+    /// kernel's VmHWM reset before it), the growth against --export-budget-mib, the body's size,
+    /// its time and the server's CPU time, and whether the body holds exactly the couple's rows.
+    /// Ignores --scenarios and --nodes.
+    #[arg(long, conflicts_with_all = ["compare_nodes", "compare_push", "compare_metrics"])]
+    export_memory: bool,
+    /// With --export-memory: rows of the measured couple (expenses, goals, goal contributions,
+    /// months, approval requests and messages).
+    #[arg(long, default_value_t = 20_000)]
+    export_entries: usize,
+    /// With --export-memory: rows of the second couple, whose ids must not be in the first's
+    /// export.
+    #[arg(long, default_value_t = 2_000)]
+    export_other_entries: usize,
+    /// With --export-memory: the databases to run the server on, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "postgres,sqlite")]
+    export_backends: Vec<export_memory::Backend>,
+    /// With --export-memory: after the downloads at full speed, download each format again
+    /// reading this many KiB a second (0: skip).
+    #[arg(long, default_value_t = 1024)]
+    export_slow_kib: u64,
+    /// With --export-memory: how often the server's VmRSS is sampled during a download, ms.
+    #[arg(long, default_value_t = 2)]
+    export_sample_ms: u64,
+    /// With --export-memory: the most the server's RSS may grow during one export, MiB.
+    #[arg(long, default_value_t = 32)]
+    export_budget_mib: u64,
 }
 
 impl Args {
@@ -487,6 +518,19 @@ impl Environment {
         admin.close().await?;
         let database_url = with_database(&db, &name);
         let mut env = Self {
+            created_db: Some((db, name)),
+            ..Self::blank(database_url)
+        };
+        if let Err(err) = env.start_servers(args, nodes, extra_env).await {
+            env.teardown(args.keep).await;
+            return Err(err);
+        }
+        Ok(env)
+    }
+
+    /// An environment on `database_url` with nothing started yet.
+    fn blank(database_url: String) -> Self {
+        Self {
             http_base: String::new(),
             ws_base: String::new(),
             ws_bases: Vec::new(),
@@ -497,10 +541,21 @@ impl Environment {
             server_pids: Vec::new(),
             nginx: None,
             redis: None,
-            created_db: Some((db, name)),
+            created_db: None,
             data_dir: None,
+        }
+    }
+
+    /// One node on an embedded SQLite file of its own (`sqlite://<data dir>/splitsave.db`,
+    /// removed with the data directory at the end unless `--keep`).
+    async fn prepare_sqlite(args: &Args, extra_env: &[(String, String)]) -> Result<Self> {
+        let data_dir = new_data_dir()?;
+        let database_url = format!("sqlite://{}", data_dir.join("splitsave.db").display());
+        let mut env = Self {
+            data_dir: Some(data_dir),
+            ..Self::blank(database_url)
         };
-        if let Err(err) = env.start_servers(args, nodes, extra_env).await {
+        if let Err(err) = env.start_servers(args, 1, extra_env).await {
             env.teardown(args.keep).await;
             return Err(err);
         }
@@ -514,15 +569,16 @@ impl Environment {
         extra_env: &[(String, String)],
     ) -> Result<()> {
         // Applies the migrations before the server starts, like a deployment's migration job.
-        drop(PgStore::connect(&self.database_url).await?);
+        drop(splitsave_server::store::connect(&self.database_url).await?);
         let bin = server_bin(args)?;
-        let data_dir = std::env::temp_dir().join(format!(
-            "splitsave-loadgen-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&data_dir).map_err(|e| LoadError::Server(e.to_string()))?;
-        self.data_dir = Some(data_dir.clone());
+        let data_dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let dir = new_data_dir()?;
+                self.data_dir = Some(dir.clone());
+                dir
+            }
+        };
         // One pair of secrets for every node: a token issued by one is checked by the others.
         let jwt_secret = hex::encode(rand::random::<[u8; 32]>());
         let refresh_secret = hex::encode(rand::random::<[u8; 32]>());
@@ -729,6 +785,17 @@ impl Environment {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
     }
+}
+
+/// A new directory for a run's node(s): their data, logs and nginx files.
+fn new_data_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "splitsave-loadgen-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| LoadError::Server(e.to_string()))?;
+    Ok(dir)
 }
 
 /// The server binary to start: `--server-bin`, or `splitsave` beside this binary.
@@ -1782,6 +1849,9 @@ async fn run(args: Args) -> Result<()> {
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     println!("command: {command_line}");
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    if args.export_memory {
+        return export_memory::run(&args, &command_line, deadline).await;
+    }
     if args.compare_push {
         return push::compare(&args, &command_line, deadline).await;
     }
