@@ -93,7 +93,65 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::routes::export::openapi());
     doc.merge(crate::routes::history::openapi());
     doc.merge(crate::routes::import::openapi());
+    document_extractor_answers(&mut doc);
     doc
+}
+
+/// Documents what the extractors answer before any handler runs, on every operation they can
+/// answer it on, so the document lists every status the server really sends: a JSON body can be
+/// refused with 415 (not `application/json`) or 413 (over the body limit), and a path parameter
+/// that does not parse with 400. Written once here rather than in each `#[utoipa::path]`.
+fn document_extractor_answers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let responses = &mut op.responses.responses;
+            let json_body = op
+                .request_body
+                .as_ref()
+                .is_some_and(|b| b.content.contains_key("application/json"));
+            if json_body {
+                responses.entry("413".into()).or_insert_with(|| {
+                    error("`payload_too_large`: the body is over the server's limit")
+                });
+                responses.entry("415".into()).or_insert_with(|| {
+                    error("`unsupported_media_type`: the body is not sent as `application/json`")
+                });
+            }
+            let path_parameter = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+            if path_parameter {
+                responses.entry("400".into()).or_insert_with(|| {
+                    error("`bad_request`: a path parameter of the wrong type (not a UUID)")
+                });
+            }
+        }
+    }
 }
 
 /// `/api/openapi.json` and `/api/docs`.
@@ -121,4 +179,43 @@ async fn docs_page() -> Response {
         HeaderValue::from_static(DOCS_CSP),
     );
     response
+}
+
+#[cfg(test)]
+mod extractor_answer_tests {
+    use super::*;
+
+    /// Every operation that takes a JSON body documents 413 and 415, and every one with a path
+    /// parameter documents 400: the extractors answer them whatever the handler.
+    #[test]
+    fn every_body_and_path_parameter_documents_what_its_extractor_answers() {
+        let doc = document();
+        let mut checked = 0;
+        for (path, item) in &doc.paths.paths {
+            for op in [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+                .into_iter()
+                .flatten()
+            {
+                let documented = &op.responses.responses;
+                if op
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|b| b.content.contains_key("application/json"))
+                {
+                    checked += 1;
+                    assert!(documented.contains_key("413"), "{path}");
+                    assert!(documented.contains_key("415"), "{path}");
+                }
+                if op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Path))
+                {
+                    assert!(documented.contains_key("400"), "{path}");
+                }
+            }
+        }
+        assert!(checked > 10, "{checked}");
+    }
 }
