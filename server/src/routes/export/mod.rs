@@ -311,9 +311,7 @@ pub async fn export_data(
             let export = Export::gather(&state, &user, now).await?;
             let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
             tokio::spawn(export.run(format, Out::new(tx)).in_current_span());
-            Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|chunk| (chunk, rx))
-            }))
+            Body::from_stream(chunk_stream(rx))
         }
     };
     let disposition = format!(
@@ -379,6 +377,17 @@ mod writer;
 
 use writer::{Export, Out};
 
+/// The response body over the writer's chunks, fused: polled again after its end (a layer
+/// above the handler did so once a writer had broken off, and an unfused `unfold` panics then,
+/// cutting the connection mid-body), it answers the end again.
+fn chunk_stream(
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+) -> impl futures::Stream<Item = io::Result<Bytes>> + Send {
+    futures::StreamExt::fuse(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use automerge::transaction::Transactable as _;
@@ -386,6 +395,18 @@ mod tests {
 
     use super::*;
     use crate::store::StoredChange;
+
+    #[tokio::test]
+    async fn the_body_answers_its_end_again_when_polled_after_it() {
+        use futures::StreamExt as _;
+        let (tx, rx) = mpsc::channel(2);
+        tx.send(Ok(Bytes::from_static(b"{}"))).await.expect("send");
+        drop(tx);
+        let mut body = Box::pin(chunk_stream(rx));
+        assert!(matches!(body.next().await, Some(Ok(_))));
+        assert!(body.next().await.is_none());
+        assert!(body.next().await.is_none(), "polled after its end");
+    }
 
     #[test]
     fn the_stored_snapshot_and_changes_load_as_the_whole_document() {
