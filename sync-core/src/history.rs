@@ -367,38 +367,23 @@ fn present(
     value: &hydrate::Value,
     currency: Option<Currency>,
 ) -> Value {
-    let money = match outer {
-        Some("amounts") => true,
-        Some("paid") => false,
-        _ => MONEY_FIELDS.contains(&field),
+    let (money, time) = match outer {
+        Some("amounts") => (true, false),
+        Some("paid") => (false, true),
+        _ => (MONEY_FIELDS.contains(&field), TIME_FIELDS.contains(&field)),
     };
-    let time = match outer {
-        Some("paid") => true,
-        Some(_) => TIME_FIELDS.contains(&field),
-        None => TIME_FIELDS.contains(&field),
+    let int = |n: i64| match currency {
+        Some(c) if money => Value::String(c.from_minor(MinorUnits(n)).to_string()),
+        _ if time => Value::String(rfc3339(Millis(n))),
+        _ => Value::from(n),
     };
     match value {
         hydrate::Value::Text(t) => Value::String(String::from(t)),
         hydrate::Value::Scalar(s) => match s {
             ScalarValue::Str(s) => Value::String(s.to_string()),
-            ScalarValue::Int(_) | ScalarValue::Uint(_) | ScalarValue::Counter(_) => {
-                let n = match s {
-                    ScalarValue::Int(n) => *n,
-                    ScalarValue::Uint(n) => i64::try_from(*n).unwrap_or(i64::MAX),
-                    ScalarValue::Counter(c) => i64::from(c),
-                    _ => 0,
-                };
-                if money {
-                    match currency {
-                        Some(c) => Value::String(c.from_minor(MinorUnits(n)).to_string()),
-                        None => Value::from(n),
-                    }
-                } else if time {
-                    Value::String(rfc3339(Millis(n)))
-                } else {
-                    Value::from(n)
-                }
-            }
+            ScalarValue::Int(n) => int(*n),
+            ScalarValue::Uint(n) => int(i64::try_from(*n).unwrap_or(i64::MAX)),
+            ScalarValue::Counter(c) => int(i64::from(c)),
             ScalarValue::Timestamp(n) => Value::String(rfc3339(Millis(*n))),
             ScalarValue::Boolean(b) => Value::Bool(*b),
             ScalarValue::F64(f) => {

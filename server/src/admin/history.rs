@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use automerge::{Automerge, Change};
+use automerge::Automerge;
 use chrono::{DateTime, Utc};
 use splitsave_sync_core::history::{self, Author};
 use uuid::Uuid;
@@ -98,21 +98,14 @@ async fn rebuild_one(
         let Some((_, snapshot)) = stored.snapshot else {
             return Ok(Err("no document".into()));
         };
-        let mut doc = match Automerge::load(&snapshot) {
-            Ok(doc) => doc,
-            Err(err) => return Ok(Err(format!("the snapshot does not load: {err}"))),
+        // Loaded as `check` loads it (a panic in automerge caught and reported).
+        let doc = match super::inspect::load(&snapshot, stored.changes) {
+            Ok(loaded) => loaded.doc,
+            Err(findings) => {
+                let why: Vec<String> = findings.iter().map(ToString::to_string).collect();
+                return Ok(Err(why.join("; ")));
+            }
         };
-        let changes: Result<Vec<Change>, _> = stored
-            .changes
-            .into_iter()
-            .map(|c| Change::from_bytes(c.bytes))
-            .collect();
-        let applied = changes
-            .map_err(|e| e.to_string())
-            .and_then(|c| doc.apply_changes(c).map_err(|e| e.to_string()));
-        if let Err(err) = applied {
-            return Ok(Err(format!("the stored changes do not apply: {err}")));
-        }
         let bindings: HashMap<String, Uuid> =
             store.actor_bindings(p.id).await?.into_iter().collect();
         let received: HashMap<String, DateTime<Utc>> =

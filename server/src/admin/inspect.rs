@@ -213,8 +213,8 @@ pub fn derive(
 }
 
 /// A document loaded from storage, with the stored changes it was loaded with.
-struct Loaded {
-    doc: Automerge,
+pub(super) struct Loaded {
+    pub(super) doc: Automerge,
     /// The stored changes and who sent each (`None` for the server's own).
     stored: Vec<(Change, Option<Uuid>)>,
 }
@@ -222,7 +222,10 @@ struct Loaded {
 /// The snapshot plus the stored changes, applied in one batch as the server does; every
 /// unreadable part is a finding, and a panic in automerge is caught and reported, never
 /// propagated.
-fn load(snapshot: &[u8], changes: Vec<crate::store::StoredChange>) -> Result<Loaded, Vec<Finding>> {
+pub(super) fn load(
+    snapshot: &[u8],
+    changes: Vec<crate::store::StoredChange>,
+) -> Result<Loaded, Vec<Finding>> {
     let mut findings = Vec::new();
     let mut stored = Vec::with_capacity(changes.len());
     for change in changes {

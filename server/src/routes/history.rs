@@ -19,8 +19,9 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::extractor::AuthUser;
 use crate::error::{ApiError, ApiPath, ApiQuery, FieldErrors};
-use crate::routes::shared::{partnership_of, Paged};
+use crate::routes::shared::{partnership_of, rfc3339, Paged};
 use crate::store::{AuthorFilter, HistoryQuery, HistoryRecord, PartnershipRecord};
+use splitsave_sync_core::time::Millis;
 
 /// Entries per page when `limit` is not given.
 const DEFAULT_LIMIT: u32 = 50;
@@ -231,16 +232,7 @@ pub async fn expense_history(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<ItemHistoryQuery>,
 ) -> Result<Json<Paged<HistoryEntryView>>, ApiError> {
-    let mut errors = FieldErrors::default();
-    let (limit, before_id) = paging(q.limit, q.cursor.as_deref(), &mut errors);
-    errors.into_result()?;
-    let p = partnership_of(&state, &user).await?;
-    state
-        .store
-        .expense(p.id, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    item_page(&state, &p, Kind::Expense, id, limit, before_id).await
+    item_history(&state, &user, Kind::Expense, id, q).await
 }
 
 /// One goal's history, newest first.
@@ -259,26 +251,30 @@ pub async fn goal_history(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<ItemHistoryQuery>,
 ) -> Result<Json<Paged<HistoryEntryView>>, ApiError> {
+    item_history(&state, &user, Kind::Goal, id, q).await
+}
+
+/// One item's page of history: the item must be the caller's couple's (404 otherwise, like a
+/// missing one), then its entries are read as `/api/history?kind=&entity=` reads them.
+async fn item_history(
+    state: &AppState,
+    user: &AuthUser,
+    kind: Kind,
+    id: Uuid,
+    q: ItemHistoryQuery,
+) -> Result<Json<Paged<HistoryEntryView>>, ApiError> {
     let mut errors = FieldErrors::default();
     let (limit, before_id) = paging(q.limit, q.cursor.as_deref(), &mut errors);
     errors.into_result()?;
-    let p = partnership_of(&state, &user).await?;
-    state
-        .store
-        .goal(p.id, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    item_page(&state, &p, Kind::Goal, id, limit, before_id).await
-}
-
-async fn item_page(
-    state: &AppState,
-    p: &PartnershipRecord,
-    kind: Kind,
-    id: Uuid,
-    limit: u32,
-    before_id: Option<i64>,
-) -> Result<Json<Paged<HistoryEntryView>>, ApiError> {
+    let p = partnership_of(state, user).await?;
+    let exists = match kind {
+        Kind::Expense => state.store.expense(p.id, id).await?.is_some(),
+        Kind::Goal => state.store.goal(p.id, id).await?.is_some(),
+        _ => false,
+    };
+    if !exists {
+        return Err(ApiError::NotFound);
+    }
     let query = HistoryQuery {
         kind: Some(kind.as_str()),
         entity_id: Some(id.hyphenated().to_string()),
@@ -286,7 +282,7 @@ async fn item_page(
         limit: limit + 1,
         ..HistoryQuery::default()
     };
-    page(state, p, query).await.map(Json)
+    page(state, &p, query).await.map(Json)
 }
 
 /// Reads `query` (its limit one more than the page, to tell whether another follows) and
@@ -368,8 +364,9 @@ pub fn view(r: &HistoryRecord, names: &Names) -> HistoryEntryView {
     }
 }
 
+/// A stored time in the API's format (the shared `rfc3339` of document times).
 fn rfc3339_of(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    rfc3339(Millis(t.timestamp_millis()))
 }
 
 /// `limit` (checked, default 50) and where the page starts, from `cursor`.
